@@ -1,0 +1,5 @@
+"""Allow `python -m provision`."""
+
+from provision.cli.main import main
+
+main()

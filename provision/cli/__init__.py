@@ -1,0 +1,1 @@
+"""The `provision` command line: `main` builds the click group from one module per command group."""

@@ -1,0 +1,87 @@
+"""Options and helpers that every play command shares."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from provision.engine import Engine, Play, RunOptions, exit_status
+from provision.inventory import Inventory, load_inventory
+from provision.report import ConsoleReporter, QuietReporter, console, play_document, print_json
+from provision.secrets_lookup import SecretLookupForInventory
+
+
+@dataclass
+class PlayArgs:
+    """The options every play command shares."""
+
+    inventory: str | None
+    limit: str | None
+    check: bool
+    diff: bool
+    forks: int
+    json: bool
+    verbose: bool
+    accept_new_hostkeys: bool
+    timeout: float
+
+    def load(self) -> Inventory:
+        return load_inventory(self.inventory)
+
+    def options(self) -> RunOptions:
+        return RunOptions(check=self.check, diff=self.diff, forks=self.forks, timeout=self.timeout,
+                          accept_new_hostkeys=self.accept_new_hostkeys)
+
+
+def inventory_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-i", "--inventory", envvar="PROVISION_INVENTORY", metavar="FILE",
+                        help="Ansible YAML inventory (default: $PROVISION_INVENTORY).")(func)
+
+
+def play_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """-i, --limit, --check, --diff, -f, --json, -v, --accept-new-hostkeys, --timeout."""
+    options = [
+        inventory_option,
+        click.option("-l", "--limit", metavar="PATTERN", help="Ansible host pattern, e.g. 'clients:!ws2'."),
+        click.option("-C", "--check", is_flag=True, help="Change nothing anywhere; say what would change."),
+        click.option("-D", "--diff", is_flag=True, help="Show the changes to text files (secrets masked)."),
+        click.option("-f", "--forks", type=click.IntRange(1, 500), default=10, show_default=True,
+                     help="Hosts worked on in parallel."),
+        click.option("--json", "json_output", is_flag=True, help="Print one JSON document instead of lines."),
+        click.option("-v", "--verbose", is_flag=True, help="Show every task and tracebacks."),
+        click.option("--accept-new-hostkeys", is_flag=True,
+                     help="Pin the key of a host seen for the first time (a changed key is still refused)."),
+        click.option("--timeout", type=click.FloatRange(1, 86400), default=30.0, show_default=True,
+                     help="Seconds allowed to connect and to run each command on a host."),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, inventory: str | None, limit: str | None, check: bool, diff: bool, forks: int,
+                json_output: bool, verbose: bool, accept_new_hostkeys: bool, timeout: float,
+                **kwargs: Any) -> Any:
+        play_args = PlayArgs(inventory, limit, check, diff, forks, json_output, verbose,
+                             accept_new_hostkeys, timeout)
+        return func(*args, play_args=play_args, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def run_play(args: PlayArgs, inventory: Inventory, build: Callable[[Engine], Play]) -> None:
+    """Run a play, print lines and recap (or one JSON document), exit with the status mask."""
+    reporter = QuietReporter() if args.json else ConsoleReporter(console(), verbose=args.verbose)
+    engine = Engine(inventory, args.options(), reporter, secrets=SecretLookupForInventory(inventory))
+    play = build(engine)
+    state = engine.run(play)
+    status = exit_status(state)
+    if args.json:
+        print_json(play_document(play.command, state, status))
+    else:
+        reporter.recap(state)
+    sys.exit(status)

@@ -1,0 +1,178 @@
+"""The `provision` command line: parse arguments, call a play, print.
+
+Exit statuses: 0 all ok; 1 usage or input error (nothing touched); otherwise a bit mask:
+2 a host failed, 4 a host unreachable or refused, 8 audit findings; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+
+import click
+
+from provision import __version__
+from provision.cli.common import PlayArgs, inventory_option, play_options, run_play
+from provision.cli.lab import lab
+from provision.cli.secrets import secrets
+from provision.engine import EXIT_INPUT, EXIT_INTERRUPTED
+from provision.errors import InputError, ProvisionError
+from provision.hostkeys import KnownHosts
+from provision.inventory import Host, Inventory, load_inventory
+from provision.plays.hostkeys import forget_host, scan_play
+from provision.plays.ping import ping_play
+from provision.report import console, print_json
+from provision.secrets import REDACTOR
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="provision")
+def cli() -> None:
+    """Provision DVC data registries on NFS storage over SSH, with secrets kept out of git.
+
+    \b
+    Example:
+      provision -h
+      provision ping -i inventories/example.yml --limit storage
+    """
+
+
+@cli.group()
+def inventory() -> None:
+    """Show the resolved inventory.
+
+    \b
+    Example:
+      provision inventory list -i site.yml --json
+    """
+
+
+@inventory.command("list")
+@inventory_option
+@click.option("-l", "--limit", metavar="PATTERN", help="Ansible host pattern.")
+@click.option("--json", "json_output", is_flag=True, help="Print what `ansible-inventory --list` prints.")
+def inventory_list(inventory: str | None, limit: str | None, json_output: bool) -> None:
+    """List hosts, their groups and their resolved vars (ours with defaults).
+
+    \b
+    Example:
+      provision inventory list -i site.yml --limit clients
+    """
+    loaded = load_inventory(inventory)
+    hosts = loaded.select(limit)
+    if json_output:
+        document = loaded.to_ansible_list()
+        if limit:
+            wanted = {h.name for h in hosts}
+            document["_meta"]["hostvars"] = {k: v for k, v in document["_meta"]["hostvars"].items()
+                                             if k in wanted}
+        print_json(document)
+        return
+    out = console()
+    for host in hosts:
+        out.print(f"[bold]{host.name}[/] ({', '.join(g for g in host.groups if g != 'all')})")
+        for key, value in sorted(vars(host.settings).items()):
+            out.print(f"  {key} = {REDACTOR.mask(json.dumps(value))}", markup=False)
+
+
+@inventory.command("graph")
+@inventory_option
+def inventory_graph(inventory: str | None) -> None:
+    """Draw the group tree, as `ansible-inventory --graph` does.
+
+    \b
+    Example:
+      provision inventory graph -i site.yml
+    """
+    click.echo(load_inventory(inventory).graph())
+
+
+@cli.group()
+def hostkeys() -> None:
+    """Pin SSH host keys in <inventory stem>.known_hosts beside the inventory.
+
+    \b
+    Example:
+      provision hostkeys scan -i site.yml
+    """
+
+
+@hostkeys.command("scan")
+@play_options
+def hostkeys_scan(play_args: PlayArgs) -> None:
+    """Show each host's key types and SHA256 fingerprints, and pin the new ones.
+
+    A key that differs from the pinned one is refused, never replaced (`hostkeys forget` first).
+
+    \b
+    Example:
+      provision hostkeys scan -i site.yml --limit storage
+    """
+    loaded = play_args.load()
+    hosts = loaded.select(play_args.limit)
+    run_play(play_args, loaded, lambda engine: scan_play(hosts, engine.keys, play_args.timeout))
+
+
+@hostkeys.command("forget")
+@inventory_option
+@click.option("-C", "--check", is_flag=True, help="Say what would be forgotten.")
+@click.argument("hosts", nargs=-1, required=True)
+def hostkeys_forget(inventory: str | None, check: bool, hosts: tuple[str, ...]) -> None:
+    """Forget the pinned keys of HOSTS (after a planned key change).
+
+    \b
+    Example:
+      provision hostkeys forget -i site.yml storage
+    """
+    loaded = load_inventory(inventory)
+    pins = KnownHosts(loaded.known_hosts_path)
+    for host in _named_hosts(loaded, hosts):
+        click.echo(forget_host(host, pins, check=check))
+
+
+def _named_hosts(loaded: Inventory, names: tuple[str, ...]) -> list[Host]:
+    unknown = [n for n in names if n not in loaded.hosts]
+    if unknown:
+        raise InputError(f"no such host in the inventory: {', '.join(unknown)}", file=str(loaded.path))
+    return [loaded.hosts[n] for n in names]
+
+
+@cli.command()
+@play_options
+def ping(play_args: PlayArgs) -> None:
+    """Reach every host with pinned keys; report OS, hostname, git and dvc versions.
+
+    \b
+    Example:
+      provision ping -i site.yml --limit 'clients:!ws2'
+    """
+    loaded = play_args.load()
+    hosts = loaded.select(play_args.limit)
+    run_play(play_args, loaded, lambda engine: ping_play(hosts))
+
+
+cli.add_command(lab)
+cli.add_command(secrets)
+
+
+def main() -> None:
+    """Entry point: maps every error to one line and the DESIGN.md exit statuses."""
+    verbose = "-v" in sys.argv or "--verbose" in sys.argv
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(EXIT_INPUT)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except ProvisionError as error:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: {REDACTOR.mask(str(error))}", err=True)
+        sys.exit(error.exit_status)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,491 @@
+"""SSH sessions to inventory hosts, with host keys verified on every hop.
+
+Fabric's `Connection` auto-accepts unknown host keys (paramiko `AutoAddPolicy`), and so do the
+gateway connections it builds from `ProxyJump`. Every `Connection` here is built by this module,
+hops included, and given the pinned keys and a rejecting policy before it opens. `~/.ssh/config`
+is read here (Host alias, HostName, User, Port, IdentityFile, ProxyJump) rather than by Fabric, so
+no hop escapes that rule.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import os
+import random
+import secrets
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import fabric
+import invoke
+import paramiko
+
+from provision.errors import ProvisionError
+from provision.hostkeys import DEFAULT_KNOWN_HOSTS, KnownHosts, fingerprint, known_hosts_name
+from provision.inventory import Host
+from provision.remote import quote_argv, sudo_prefix
+
+#: Concurrent connection attempts per target: below sshd's MaxStartups start (10).
+CONNECT_SLOTS_PER_TARGET = 4
+CONNECT_ATTEMPTS = 5
+
+
+class UnreachableError(ProvisionError):
+    """The host could not be reached or refused us (host key, authentication, network)."""
+
+
+class HostKeyError(UnreachableError):
+    """The host's key is unknown or differs from the pinned one."""
+
+
+class CommandTimeout(ProvisionError):
+    """A remote command ran past --timeout."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command returned."""
+
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and as whom to connect, after `~/.ssh/config` and inventory vars are applied."""
+
+    hostname: str
+    port: int
+    user: str
+    key_files: tuple[str, ...] = ()
+    jumps: tuple[SSHTarget, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return known_hosts_name(self.hostname, self.port)
+
+
+@dataclass
+class HostKeyOptions:
+    """How host keys are checked for one run."""
+
+    pins_path: Path
+    accept_new: bool = False
+    check: bool = False
+    newly_pinned: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def known_hosts_path(self) -> Path:
+        """The inventory's pins when they exist (or will be written), else ~/.ssh/known_hosts."""
+        if self.pins_path.exists() or self.accept_new:
+            return self.pins_path
+        return DEFAULT_KNOWN_HOSTS.expanduser()
+
+    def pin_new(self, name: str, key: paramiko.PKey) -> None:
+        """Pin a first-seen key (`--accept-new-hostkeys`), or only say so under --check."""
+        with self._lock:
+            verb = "would pin" if self.check else "pinned"
+            self.newly_pinned.append(f"{verb} {name} {key.get_name()} {fingerprint(key)}")
+            if self.check:
+                return
+            pins = KnownHosts(self.pins_path)
+            hostname, port = _split_known_hosts_name(name)
+            pins.add(hostname, port, key)
+            pins.save()
+
+
+class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
+    """Refuse a host that is not pinned, saying how to pin it."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise HostKeyError(
+            f"host key of {hostname} is not pinned ({key.get_name()} {fingerprint(key)}); "
+            "run `provision hostkeys scan` or pass --accept-new-hostkeys"
+        )
+
+
+class _PinNewHost(paramiko.MissingHostKeyPolicy):
+    """Accept and pin a host seen for the first time; a changed key is still refused by paramiko."""
+
+    def __init__(self, options: HostKeyOptions) -> None:
+        self.options = options
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        self.options.pin_new(hostname, key)
+
+
+def _split_known_hosts_name(name: str) -> tuple[str, int]:
+    if name.startswith("[") and "]:" in name:
+        host, port = name[1:].split("]:", 1)
+        return host, int(port)
+    return name, 22
+
+
+def _ssh_config() -> paramiko.SSHConfig:
+    path = Path("~/.ssh/config").expanduser()
+    if path.is_file():
+        return paramiko.SSHConfig.from_path(str(path))
+    return paramiko.SSHConfig()
+
+
+def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
+    """`user@host:port` of a ProxyJump entry."""
+    user = None
+    if "@" in spec:
+        user, spec = spec.split("@", 1)
+    port = None
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+    elif spec.count(":") == 1:
+        host, port_text = spec.split(":")
+        port = int(port_text)
+    else:
+        host = spec
+    return user, host, port
+
+
+def _lookup(config: paramiko.SSHConfig, name: str, user: str | None, port: int | None,
+            key_file: str | None, depth: int = 0) -> SSHTarget:
+    """Apply ~/.ssh/config to a name; explicit values (inventory vars) win, as with Ansible."""
+    if depth > 8:
+        raise ProvisionError(f"ProxyJump chain too long at {name} (~/.ssh/config)")
+    entry = config.lookup(name)
+    hostname = entry.get("hostname", name)
+    jumps: tuple[SSHTarget, ...] = ()
+    proxy_jump = entry.get("proxyjump")
+    if proxy_jump and proxy_jump.lower() != "none":
+        jumps = tuple(
+            _lookup(config, jump_host, jump_user, jump_port, None, depth + 1)
+            for jump_user, jump_host, jump_port in map(_parse_jump, proxy_jump.split(","))
+        )
+    keys = (key_file,) if key_file else tuple(entry.get("identityfile", ()))
+    return SSHTarget(
+        hostname=hostname,
+        port=port or int(entry.get("port", 22)),
+        user=user or entry.get("user") or getpass.getuser(),
+        key_files=tuple(os.path.expanduser(k) for k in keys),
+        jumps=jumps,
+    )
+
+
+def resolve_target(host: Host) -> SSHTarget:
+    """The SSH target of an inventory host."""
+    return _lookup(_ssh_config(), host.address, host.user, host.port, host.key_file)
+
+
+class _ConnectLimiter:
+    """Caps simultaneous connection attempts per target so sshd's MaxStartups never drops us."""
+
+    def __init__(self) -> None:
+        self._slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+
+    def slot(self, target: SSHTarget) -> threading.BoundedSemaphore:
+        key = (target.hostname, target.port)
+        with self._lock:
+            if key not in self._slots:
+                self._slots[key] = threading.BoundedSemaphore(CONNECT_SLOTS_PER_TARGET)
+            return self._slots[key]
+
+
+_LIMITER = _ConnectLimiter()
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Errors sshd gives when it sheds load before authentication (MaxStartups, resets)."""
+    if isinstance(error, (ConnectionResetError, EOFError, BrokenPipeError)):
+        return True
+    if isinstance(error, paramiko.SSHException):
+        text = str(error)
+        return "Error reading SSH protocol banner" in text or "Connection reset" in text
+    return False
+
+
+class Session(Protocol):
+    """What tasks may do on a host: run argv lists and upload bytes."""
+
+    label: str
+
+    def run(self, argv: Sequence[str], *, privileged: bool = False,
+            timeout: float | None = None) -> CommandResult: ...
+
+    def run_line(self, command: str, *, privileged: bool = False,
+                 timeout: float | None = None) -> CommandResult: ...
+
+    def upload(self, data: bytes, path: str, mode: int = 0o600) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SSHSession:
+    """A Fabric connection with verified host keys, retries and privilege escalation."""
+
+    def __init__(self, target: SSHTarget, keys: HostKeyOptions, *, timeout: float,
+                 become: bool = False, become_user: str = "root",
+                 become_password: str | None = None) -> None:
+        self.target = target
+        self.label = target.label
+        self.timeout = timeout
+        self.become = become
+        self.become_user = become_user
+        self._become_password = become_password
+        self._sudo_prompt = f"[provision sudo {secrets.token_hex(6)}] "
+        self._keys = keys
+        self.connection = self._connection(target)
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def _connection(self, target: SSHTarget) -> fabric.Connection:
+        """A Fabric connection for `target` and each of its jump hosts, none of them opened yet."""
+        gateway = None
+        for jump in target.jumps:
+            gateway = self._single_connection(jump, gateway)
+        return self._single_connection(target, gateway)
+
+    def _single_connection(self, target: SSHTarget, gateway: fabric.Connection | None) -> fabric.Connection:
+        config = fabric.Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+        connect_kwargs: dict[str, object] = {
+            "banner_timeout": self.timeout,
+            "auth_timeout": self.timeout,
+            "look_for_keys": not target.key_files,
+        }
+        if target.key_files:
+            connect_kwargs["key_filename"] = list(target.key_files)
+        connection = fabric.Connection(
+            host=target.hostname, user=target.user, port=target.port, config=config,
+            gateway=gateway if gateway is not None else False,
+            connect_timeout=max(1, int(self.timeout)), connect_kwargs=connect_kwargs,
+        )
+        client = connection.client
+        known_hosts = self._keys.known_hosts_path()
+        if known_hosts.exists():
+            client.load_system_host_keys(str(known_hosts))
+        policy = _PinNewHost(self._keys) if self._keys.accept_new else _RefuseUnknownHost()
+        client.set_missing_host_key_policy(policy)
+        return connection
+
+    def open(self) -> None:
+        """Connect with retries and backoff, at most a few attempts per target at once."""
+        last: BaseException | None = None
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                with _LIMITER.slot(self.target):
+                    self.connection.open()
+                return
+            except paramiko.BadHostKeyException as error:
+                raise HostKeyError(
+                    f"host key of {self.label} CHANGED: pinned {fingerprint(error.expected_key)}, "
+                    f"offered {fingerprint(error.key)} ({error.key.get_name()}); refusing to connect. "
+                    f"If the change is expected: `provision hostkeys forget HOST` then `hostkeys scan`"
+                ) from None
+            except HostKeyError:
+                raise
+            except paramiko.AuthenticationException as error:
+                raise UnreachableError(f"{self.target.user}@{self.label}: authentication failed ({error})") \
+                    from None
+            except (OSError, EOFError, paramiko.SSHException) as error:
+                last = error
+                refused = isinstance(error, paramiko.ssh_exception.NoValidConnectionsError)
+                if not (_is_transient(error) or refused):
+                    break
+                if attempt + 1 < CONNECT_ATTEMPTS:
+                    time.sleep(0.2 * 2**attempt + random.uniform(0, 0.2))
+                    self.connection = self._connection(self.target)
+        raise UnreachableError(f"{self.label}: {_describe(last)}")
+
+    def run(self, argv: Sequence[str], *, privileged: bool = False,
+            timeout: float | None = None) -> CommandResult:
+        """Run an argv list; `privileged` goes through sudo when the host uses ansible_become."""
+        result = self.run_line(quote_argv(argv), privileged=privileged, timeout=timeout)
+        return CommandResult(tuple(argv), result.rc, result.stdout, result.stderr)
+
+    def run_line(self, command: str, *, privileged: bool = False,
+                 timeout: float | None = None) -> CommandResult:
+        """Run a command line built by provision.remote (already quoted)."""
+        if not self.connection.is_connected:
+            self.open()
+        watchers = []
+        if privileged and self.become:
+            prompt = self._sudo_prompt if self._become_password is not None else None
+            command = quote_argv([*sudo_prefix(prompt, self.become_user), "sh", "-c", command])
+            if self._become_password is not None:
+                watchers.append(_SudoPromptAnswer(self._sudo_prompt, self._become_password))
+        try:
+            result = self.connection.run(command, hide=True, warn=True, in_stream=False,
+                                         watchers=watchers, timeout=timeout or self.timeout)
+        except invoke.exceptions.CommandTimedOut:
+            raise CommandTimeout(f"{self.label}: a command ran longer than {timeout or self.timeout:g}s") \
+                from None
+        except invoke.exceptions.Failure:
+            raise ProvisionError(f"{self.label}: sudo refused the become password") from None
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            raise UnreachableError(f"{self.label}: connection lost ({_describe(error)})") from None
+        stderr = result.stderr.replace(self._sudo_prompt, "")
+        return CommandResult((), result.exited, result.stdout, stderr)
+
+    def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        """Write bytes to a path as the connecting user (created with `mode` before any byte lands)."""
+        if not self.connection.is_connected:
+            self.open()
+        if self._sftp is None:
+            self._sftp = self.connection.client.open_sftp()
+        with self._sftp.open(path, "wx") as handle:
+            self._sftp.chmod(path, mode)
+            handle.write(data)
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        self.connection.close()
+
+
+class _SudoPromptAnswer(invoke.watchers.StreamWatcher):
+    """Answers sudo's own random prompt with the password, once; nothing else reaches stdin."""
+
+    def __init__(self, prompt: str, password: str) -> None:
+        super().__init__()
+        self.prompt = prompt
+        self.password = password
+        self.answered = False
+
+    def submit(self, stream: str) -> list[str]:
+        if not self.answered and self.prompt in stream:
+            self.answered = True
+            return [self.password + "\n"]
+        if self.answered and stream.count(self.prompt) > 1:
+            raise invoke.exceptions.ResponseNotAccepted("sudo refused the become password")
+        return []
+
+
+class LocalSession:
+    """`ansible_connection: local`: the same interface, run on this machine."""
+
+    def __init__(self, *, timeout: float, become: bool = False, become_user: str = "root",
+                 become_password: str | None = None) -> None:
+        self.label = "localhost"
+        self.timeout = timeout
+        self.become = become
+        self.become_user = become_user
+        self._become_password = become_password
+        self._sudo_prompt = f"[provision sudo {secrets.token_hex(6)}] "
+
+    def run(self, argv: Sequence[str], *, privileged: bool = False,
+            timeout: float | None = None) -> CommandResult:
+        return self.run_line(quote_argv(argv), privileged=privileged, timeout=timeout)
+
+    def run_line(self, command: str, *, privileged: bool = False,
+                 timeout: float | None = None) -> CommandResult:
+        argv = ["sh", "-c", command]
+        stdin = subprocess.DEVNULL
+        data = None
+        if privileged and self.become:
+            prompt = self._sudo_prompt if self._become_password is not None else None
+            argv = [*sudo_prefix(prompt, self.become_user), *argv]
+            if self._become_password is not None:
+                stdin, data = subprocess.PIPE, (self._become_password + "\n").encode()
+        try:
+            done = subprocess.run(argv, input=data, stdin=None if data else stdin, capture_output=True,
+                                  timeout=timeout or self.timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise CommandTimeout(f"localhost: a command ran longer than {timeout or self.timeout:g}s") \
+                from None
+        stderr = done.stderr.decode(errors="replace").replace(self._sudo_prompt, "")
+        return CommandResult((), done.returncode, done.stdout.decode(errors="surrogateescape"), stderr)
+
+    def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with io.FileIO(fd, "w") as handle:
+            handle.write(data)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "unreachable"
+    if isinstance(error, paramiko.ssh_exception.NoValidConnectionsError):
+        return "connection refused"
+    if isinstance(error, TimeoutError | OSError) and "timed out" in str(error):
+        return "connection timed out"
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0]
+
+
+def open_session(host: Host, keys: HostKeyOptions, *, timeout: float,
+                 become_password: str | None = None) -> Session:
+    """A connected session to an inventory host."""
+    if host.connection == "local":
+        return LocalSession(timeout=timeout, become=host.become, become_user=host.become_user,
+                            become_password=become_password)
+    session = SSHSession(resolve_target(host), keys, timeout=timeout, become=host.become,
+                         become_user=host.become_user, become_password=become_password)
+    session.open()
+    return session
+
+
+#: Host key algorithms asked for one by one, so that every key a server offers is seen.
+SCANNED_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512")
+
+
+def scan_host_keys(host: Host, keys: HostKeyOptions, *, timeout: float) -> list[paramiko.PKey]:
+    """The host keys a server offers, read without authenticating (through verified jump hosts)."""
+    target = resolve_target(host)
+    found: list[paramiko.PKey] = []
+    jump: SSHSession | None = None
+    if target.jumps:
+        last = target.jumps[-1]
+        jump = SSHSession(SSHTarget(last.hostname, last.port, last.user, last.key_files, target.jumps[:-1]),
+                          keys, timeout=timeout)
+        jump.open()
+    try:
+        for key_type in SCANNED_KEY_TYPES:
+            key = _offered_key(target, key_type, timeout, jump)
+            if key is not None:
+                found.append(key)
+    finally:
+        if jump is not None:
+            jump.close()
+    if not found:
+        raise UnreachableError(f"{target.label}: offered no host key")
+    return found
+
+
+def _offered_key(target: SSHTarget, key_type: str, timeout: float,
+                 jump: SSHSession | None) -> paramiko.PKey | None:
+    """The server's key of one type, or None if it has none of that type."""
+    with _LIMITER.slot(target):
+        try:
+            if jump is not None:
+                sock = jump.connection.transport.open_channel(
+                    "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0), timeout=timeout)
+            else:
+                sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
+        except OSError as error:
+            raise UnreachableError(f"{target.label}: {_describe(error)}") from None
+        transport = paramiko.Transport(sock)
+        try:
+            transport.banner_timeout = timeout
+            transport.get_security_options().key_types = [key_type]
+            transport.start_client(timeout=timeout)
+            return transport.get_remote_server_key()
+        except paramiko.SSHException as error:
+            if "Incompatible ssh" in str(error) or "no acceptable host key" in str(error):
+                return None
+            raise UnreachableError(f"{target.label}: {_describe(error)}") from None
+        finally:
+            transport.close()

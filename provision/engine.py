@@ -1,0 +1,349 @@
+"""The engine: runs plays (phases of tasks over hosts), honours check mode, and reports.
+
+A play is a sequence of phases; each phase runs its hosts in parallel up to `forks`, and each host
+runs its tasks in order. A task only *plans*: it reads facts and returns the change it would make
+(or None). The engine applies a change unless `--check`, so no task can forget check mode. A failing
+or unreachable host never stops the others; hosts that failed are left out of later phases.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from provision.connection import HostKeyOptions, Session, UnreachableError, open_session
+from provision.errors import ProvisionError
+from provision.facts import Fact
+from provision.inventory import Host, Inventory
+from provision.remote import ProbeBatch
+
+EXIT_OK = 0
+EXIT_INPUT = 1
+EXIT_FAILED = 2
+EXIT_UNREACHABLE = 4
+EXIT_FINDINGS = 8
+EXIT_INTERRUPTED = 130
+
+
+class Status(StrEnum):
+    OK = "ok"
+    CHANGED = "changed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass
+class Change:
+    """What a task would change: a one-line summary, a diff, and how to apply it."""
+
+    summary: str
+    apply: Callable[[], None]
+    diff: str = ""
+
+
+class Task(ABC):
+    """One idempotent step on one kind of resource."""
+
+    name: str = ""
+
+    def facts(self) -> Sequence[Fact]:
+        """Facts to read before planning, gathered with the rest of the phase's."""
+        return ()
+
+    @abstractmethod
+    def plan(self, ctx: HostContext) -> Change | None:
+        """The change needed, or None when the host is already as wanted. Must not change anything."""
+
+
+class SkipHost(ProvisionError):
+    """Raised by a task to skip the rest of its host's phase without failing it."""
+
+
+@dataclass
+class TaskResult:
+    name: str
+    status: Status
+    msg: str = ""
+    diff: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.status is Status.CHANGED
+
+
+@dataclass
+class HostReport:
+    """Everything that happened on one host during a play."""
+
+    tasks: list[TaskResult] = field(default_factory=list)
+    unreachable: bool = False
+    failed: bool = False
+    exports: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> Status:
+        if self.unreachable:
+            return Status.UNREACHABLE
+        if self.failed:
+            return Status.FAILED
+        if any(t.changed for t in self.tasks):
+            return Status.CHANGED
+        if self.tasks and all(t.status is Status.SKIPPED for t in self.tasks):
+            return Status.SKIPPED
+        return Status.OK
+
+    def stats(self) -> dict[str, int]:
+        """Ansible's recap counters: `ok` counts changed tasks too."""
+        count = {s: sum(1 for t in self.tasks if t.status is s) for s in Status}
+        return {
+            "ok": count[Status.OK] + count[Status.CHANGED],
+            "changed": count[Status.CHANGED],
+            "failed": count[Status.FAILED],
+            "skipped": count[Status.SKIPPED],
+            "unreachable": 1 if self.unreachable else 0,
+        }
+
+
+class Reporter(Protocol):
+    """Receives results as they happen (see provision.report)."""
+
+    def task_done(self, host: str, result: TaskResult) -> None: ...
+
+    def notice(self, message: str) -> None: ...
+
+
+@dataclass
+class RunOptions:
+    check: bool = False
+    diff: bool = False
+    forks: int = 10
+    timeout: float = 30.0
+    accept_new_hostkeys: bool = False
+
+
+@dataclass
+class PlayState:
+    """Results so far, shared between phases: clients' exports reach the storage phase as data."""
+
+    reports: dict[str, HostReport] = field(default_factory=dict)
+
+    def report(self, host: str) -> HostReport:
+        return self.reports.setdefault(host, HostReport())
+
+    def exports(self, key: str) -> dict[str, Any]:
+        """`key` as exported by every host that exported it."""
+        return {h: r.exports[key] for h, r in self.reports.items() if key in r.exports}
+
+    def broken(self, host: str) -> bool:
+        report = self.reports.get(host)
+        return bool(report and (report.failed or report.unreachable))
+
+
+@dataclass
+class Phase:
+    """Tasks for a set of hosts; `needs` names hosts that must not have failed before it runs."""
+
+    name: str
+    hosts: Callable[[PlayState], Sequence[Host]]
+    tasks: Callable[[Host, PlayState], Sequence[Task]]
+    needs: Callable[[Host], Iterable[str]] = lambda host: ()
+
+
+@dataclass
+class Play:
+    command: str
+    phases: list[Phase]
+
+
+SecretLookup = Callable[[Host, str], "str | None"]
+
+
+class HostContext:
+    """What a task sees of its host: facts, read-only commands, the session for applying."""
+
+    def __init__(self, host: Host, engine: Engine, state: PlayState) -> None:
+        self.host = host
+        self.check = engine.options.check
+        self.diff = engine.options.diff
+        self.state = state
+        self._engine = engine
+        self._facts: dict[Hashable, Any] = {}
+        self.notes: list[str] = []
+
+    @property
+    def session(self) -> Session:
+        return self._engine.session(self.host)
+
+    def gather(self, facts: Iterable[Fact]) -> None:
+        """Read every fact not yet known in one remote command."""
+        wanted: dict[Hashable, Fact] = {}
+        for fact in facts:
+            if fact.key not in self._facts:
+                wanted.setdefault(fact.key, fact)
+        if not wanted:
+            return
+        batch = ProbeBatch([f.argv() for f in wanted.values()])
+        privileged = any(f.privileged for f in wanted.values())
+        result = self.session.run_line(batch.command(), privileged=privileged)
+        if result.rc != 0:
+            raise ProvisionError(f"reading host state failed: {result.stderr.strip() or result.rc}")
+        for fact, output in zip(wanted.values(), batch.parse(result.stdout), strict=True):
+            self._facts[fact.key] = fact.parse(output)
+
+    def fact(self, fact: Fact) -> Any:
+        """A fact's value (read now if the phase did not gather it)."""
+        if fact.key not in self._facts:
+            self.gather([fact])
+        return self._facts[fact.key]
+
+    def forget(self, fact: Fact) -> None:
+        """Drop a cached fact after a change made it stale."""
+        self._facts.pop(fact.key, None)
+
+    def note(self, message: str) -> None:
+        """Information to show with the task's result (versions found, what was proven)."""
+        self.notes.append(message)
+
+    def export(self, key: str, value: Any) -> None:
+        """Hand data to later phases."""
+        self.state.report(self.host.name).exports[key] = value
+
+    def secret(self, key: str) -> str | None:
+        return self._engine.secret(self.host, key)
+
+
+class Engine:
+    """Runs plays over an inventory and reports each task as it finishes."""
+
+    def __init__(self, inventory: Inventory, options: RunOptions, reporter: Reporter,
+                 secrets: SecretLookup | None = None,
+                 session_factory: Callable[[Host], Session] | None = None) -> None:
+        self.inventory = inventory
+        self.options = options
+        self.reporter = reporter
+        self.keys = HostKeyOptions(inventory.known_hosts_path, accept_new=options.accept_new_hostkeys,
+                                   check=options.check)
+        self._secrets = secrets
+        self._session_factory = session_factory or self._open_session
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def secret(self, host: Host, key: str) -> str | None:
+        return self._secrets(host, key) if self._secrets else None
+
+    def _open_session(self, host: Host) -> Session:
+        become_password = self.secret(host, "become_password") if host.become else None
+        return open_session(host, self.keys, timeout=self.options.timeout, become_password=become_password)
+
+    def session(self, host: Host) -> Session:
+        """The host's session, opened once per play."""
+        with self._lock:
+            existing = self._sessions.get(host.name)
+        if existing is not None:
+            return existing
+        session = self._session_factory(host)
+        with self._lock:
+            self._sessions[host.name] = session
+        return session
+
+    def run(self, play: Play) -> PlayState:
+        state = PlayState()
+        try:
+            for phase in play.phases:
+                self._run_phase(phase, state)
+        finally:
+            self._close_sessions()
+        for line in self.keys.newly_pinned:
+            self.reporter.notice(line)
+        return state
+
+    def _close_sessions(self) -> None:
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            try:
+                session.close()
+            except Exception:  # closing is best effort; results are already known
+                continue
+
+    def _run_phase(self, phase: Phase, state: PlayState) -> None:
+        hosts = [h for h in phase.hosts(state) if not state.broken(h.name)]
+        for host in hosts:
+            state.report(host.name)
+        if not hosts:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, self.options.forks),
+                                thread_name_prefix="provision") as pool:
+            for future in [pool.submit(self._run_host, phase, host, state) for host in hosts]:
+                future.result()
+
+    def _record(self, host: Host, state: PlayState, result: TaskResult) -> None:
+        report = state.report(host.name)
+        report.tasks.append(result)
+        if result.status is Status.FAILED:
+            report.failed = True
+        if result.status is Status.UNREACHABLE:
+            report.unreachable = True
+        self.reporter.task_done(host.name, result)
+
+    def _run_host(self, phase: Phase, host: Host, state: PlayState) -> None:
+        broken = [name for name in phase.needs(host) if state.broken(name)]
+        if broken:
+            self._record(host, state, TaskResult(phase.name, Status.SKIPPED,
+                                                 f"skipped: {', '.join(broken)} failed earlier"))
+            return
+        ctx = HostContext(host, self, state)
+        try:
+            tasks = list(phase.tasks(host, state))
+            ctx.gather(f for task in tasks for f in task.facts())
+        except UnreachableError as error:
+            self._record(host, state, TaskResult(phase.name, Status.UNREACHABLE, str(error)))
+            return
+        except ProvisionError as error:
+            self._record(host, state, TaskResult(phase.name, Status.FAILED, str(error)))
+            return
+        for index, task in enumerate(tasks):
+            result = self._run_task(task, ctx)
+            self._record(host, state, result)
+            if result.status in (Status.FAILED, Status.UNREACHABLE):
+                for rest in tasks[index + 1 :]:
+                    self._record(host, state, TaskResult(rest.name, Status.SKIPPED,
+                                                         f"skipped after {task.name} {result.status}"))
+                return
+
+    def _run_task(self, task: Task, ctx: HostContext) -> TaskResult:
+        ctx.notes = []
+        try:
+            change = task.plan(ctx)
+            if change is None:
+                return TaskResult(task.name, Status.OK, "; ".join(ctx.notes))
+            if not ctx.check:
+                change.apply()
+            summary = f"would {change.summary}" if ctx.check else change.summary
+            message = "; ".join([summary, *ctx.notes])
+            return TaskResult(task.name, Status.CHANGED, message, change.diff if ctx.diff else "")
+        except SkipHost as skip:
+            return TaskResult(task.name, Status.SKIPPED, str(skip))
+        except UnreachableError as error:
+            return TaskResult(task.name, Status.UNREACHABLE, str(error))
+        except ProvisionError as error:
+            return TaskResult(task.name, Status.FAILED, str(error))
+        except Exception as error:  # a bug in one task must not take other hosts down
+            return TaskResult(task.name, Status.FAILED, f"internal error: {type(error).__name__}: {error}")
+
+
+def exit_status(state: PlayState) -> int:
+    """The DESIGN.md bit mask: 2 a host failed, 4 a host unreachable or refused."""
+    status = EXIT_OK
+    for report in state.reports.values():
+        if report.failed:
+            status |= EXIT_FAILED
+        if report.unreachable:
+            status |= EXIT_UNREACHABLE
+    return status

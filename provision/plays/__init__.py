@@ -1,0 +1,1 @@
+"""User-level jobs, each a sequence of phases composed from tasks."""

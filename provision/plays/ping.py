@@ -1,0 +1,15 @@
+"""`provision ping`: reach every host with pinned keys, one round trip each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from provision.engine import Phase, Play
+from provision.inventory import Host
+from provision.tasks.host_info import ReportHostInfo
+
+
+def ping_play(hosts: Sequence[Host]) -> Play:
+    return Play("ping", [
+        Phase("ping", lambda state: hosts, lambda host, state: [ReportHostInfo(host.settings.dvc_venv)]),
+    ])

@@ -1,0 +1,97 @@
+"""Remote command lines: the one place where argv lists become shell text.
+
+Everything the tool runs on a host is an argv list. SSH carries a single command string, so the
+lists are quoted here, and only here, with `shlex.join`; nothing else in the project formats shell
+commands. Fixed helper scripts are constants passed to `sh -c` with their inputs as positional
+arguments, so no value is ever spliced into script text.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from shlex import join as quote_argv
+
+__all__ = [
+    "BatchOutput",
+    "ProbeBatch",
+    "as_user",
+    "quote_argv",
+    "script",
+    "sudo_prefix",
+]
+
+
+def script(body: str, *args: str, name: str = "provision") -> list[str]:
+    """An argv that runs the constant shell `body` with `args` as "$1", "$2", ..."""
+    return ["sh", "-c", body, name, *args]
+
+
+def sudo_prefix(prompt: str | None, user: str = "root") -> list[str]:
+    """sudo that reads its password from stdin at the given (random) prompt.
+
+    Without a prompt (no become password known), sudo runs non-interactively and fails at once
+    where a password would be needed, instead of waiting on a prompt nobody answers.
+    """
+    argv = ["sudo", "-S", "-p", prompt] if prompt else ["sudo", "-n"]
+    if user != "root":
+        argv += ["-H", "-u", user]
+    return [*argv, "--"]
+
+
+def as_user(user: str, argv: Sequence[str]) -> list[str]:
+    """Run argv as `user` from root, with that user's HOME, whatever its login shell.
+
+    `su -s /bin/sh` works for git-shell and nologin accounts too and exists on every Linux host.
+    """
+    return ["su", "-s", "/bin/sh", "-c", quote_argv(argv), user]
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    """One probe's result inside a batch."""
+
+    rc: int
+    stdout: str
+
+
+class ProbeBatch:
+    """Several read-only probes run as one remote command: one round trip per host and phase.
+
+    Each probe's output is framed by a random token, so no probe output can forge a frame.
+    """
+
+    def __init__(self, probes: Sequence[Sequence[str]]) -> None:
+        self.probes = [list(p) for p in probes]
+        self.token = "@@provision-" + secrets.token_hex(8)
+
+    def command(self) -> str:
+        """The shell command line that runs every probe and frames its output."""
+        parts = []
+        for index, argv in enumerate(self.probes):
+            begin = quote_argv(["printf", "\\n%s %s\\n", self.token, str(index)])
+            end = quote_argv(["printf", "\\n%s %s %s\\n", self.token, str(index)])
+            parts.append(f"{begin}; {quote_argv(argv)} </dev/null 2>/dev/null; {end} $?")
+        return "; ".join(parts) if parts else "true"
+
+    def parse(self, stdout: str) -> list[BatchOutput]:
+        """Split the combined output back into one result per probe."""
+        results = []
+        position = 0
+        for index in range(len(self.probes)):
+            begin = f"\n{self.token} {index}\n"
+            start = stdout.find(begin, position)
+            if start < 0:
+                raise ValueError(f"probe {index} produced no output frame")
+            start += len(begin)
+            end_mark = f"\n{self.token} {index} "
+            end = stdout.find(end_mark, start)
+            if end < 0:
+                raise ValueError(f"probe {index} did not finish")
+            rc_start = end + len(end_mark)
+            rc_end = stdout.find("\n", rc_start)
+            rc = int(stdout[rc_start : rc_end if rc_end >= 0 else None])
+            results.append(BatchOutput(rc=rc, stdout=stdout[start:end]))
+            position = rc_end if rc_end >= 0 else len(stdout)
+        return results

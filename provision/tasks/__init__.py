@@ -1,0 +1,1 @@
+"""Idempotent building blocks: each task knows one kind of resource."""

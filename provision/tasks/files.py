@@ -1,0 +1,99 @@
+"""Files and directories on a host: read as facts, written atomically with owner and mode."""
+
+from __future__ import annotations
+
+import difflib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from provision.connection import Session
+from provision.engine import Change, HostContext, Task
+from provision.errors import ProvisionError
+from provision.facts import Fact, FileFact, FileState
+from provision.paths import templates_dir
+from provision.remote import script
+
+
+@cache
+def _install_script() -> str:
+    return (templates_dir() / "remote" / "install_file.sh").read_text()
+
+
+def write_file(session: Session, path: str, data: bytes, *, owner: str = "", group: str = "",
+               mode: int | None = None) -> None:
+    """Replace `path` atomically: stage privately by SFTP, then one (privileged) install command.
+
+    The staged copy is created exclusively under a random name, mode 0600, before any byte is
+    written; the install step copies it into the target's directory, sets owner and mode, fsyncs
+    and renames, so readers see the old or the new file, never a partial one.
+    """
+    staged = f"/tmp/.provision-stage-{secrets.token_hex(16)}"
+    session.upload(data, staged, 0o600)
+    mode_text = f"{mode:04o}" if mode is not None else ""
+    result = session.run(script(_install_script(), staged, path, owner, group, mode_text), privileged=True)
+    if not result.ok:
+        raise ProvisionError(f"writing {path} failed: {result.stderr.strip() or f'exit {result.rc}'}")
+
+
+def unified_diff(path: str, before: str | None, after: str) -> str:
+    """A unified diff of a text file, `/dev/null` for a new one."""
+    lines = difflib.unified_diff(
+        (before or "").splitlines(keepends=True), after.splitlines(keepends=True),
+        fromfile=path if before is not None else "/dev/null", tofile=path,
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def describe_attributes(state: FileState, owner: str, group: str, mode: int | None) -> list[str]:
+    """What differs in owner, group and mode ('' or None means: not managed)."""
+    wrong = []
+    if owner and state.owner != owner:
+        wrong.append(f"owner {state.owner} -> {owner}")
+    if group and state.group != group:
+        wrong.append(f"group {state.group} -> {group}")
+    if mode is not None and state.mode != mode:
+        wrong.append(f"mode {state.mode:04o} -> {mode:04o}")
+    return wrong
+
+
+@dataclass
+class EnsureFile(Task):
+    """A text file with exactly this content, owner, group and mode."""
+
+    path: str
+    content: str
+    owner: str = ""
+    group: str = ""
+    mode: int | None = None
+    sensitive: bool = False
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"file {self.path}"
+
+    def facts(self) -> Sequence[Fact]:
+        return (FileFact(self.path),)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        state: FileState = ctx.fact(FileFact(self.path))
+        if state.exists and not state.is_file:
+            raise ProvisionError(f"{self.path} exists and is not a regular file ({state.kind})")
+        content_differs = not state.exists or state.content != self.content
+        attributes = describe_attributes(state, self.owner, self.group, self.mode) if state.exists else []
+        if not content_differs and not attributes:
+            return None
+        if content_differs:
+            summary = f"write {self.path}" if state.exists else f"create {self.path}"
+            diff = "(content hidden: sensitive)\n" if self.sensitive else unified_diff(
+                self.path, state.content if state.exists else None, self.content)
+        else:
+            summary, diff = f"set {', '.join(attributes)} on {self.path}", ""
+
+        def apply() -> None:
+            write_file(ctx.session, self.path, self.content.encode(), owner=self.owner, group=self.group,
+                       mode=self.mode)
+            ctx.forget(FileFact(self.path))
+
+        return Change(summary, apply, diff)

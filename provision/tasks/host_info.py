@@ -1,0 +1,39 @@
+"""Read-only report of what a host runs: OS, hostname, git and dvc versions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from provision.engine import Change, HostContext, Task
+from provision.facts import CommandFact, Fact
+from provision.remote import script
+
+# dvc on PATH, else the tool's own install under dvc_venv ($1).
+_DVC_VERSION = 'if command -v dvc >/dev/null; then dvc --version; else "$1/bin/dvc" --version; fi'
+_OS_NAME = '. /etc/os-release && printf "%s\\n" "$PRETTY_NAME"'
+
+
+class ReportHostInfo(Task):
+    """Reports OS, hostname, git and dvc versions ("missing" when absent); changes nothing."""
+
+    name = "host info"
+
+    def __init__(self, dvc_venv: str) -> None:
+        self._facts = {
+            "os": CommandFact(tuple(script(_OS_NAME))),
+            "hostname": CommandFact(("hostname",)),
+            "git": CommandFact(("git", "--version")),
+            "dvc": CommandFact(tuple(script(_DVC_VERSION, dvc_venv))),
+        }
+
+    def facts(self) -> Sequence[Fact]:
+        return tuple(self._facts.values())
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        values = {}
+        for label, fact in self._facts.items():
+            output = ctx.fact(fact)
+            values[label] = output.strip().removeprefix("git version ") if output else "missing"
+        ctx.note(", ".join(f"{label} {value}" for label, value in values.items()))
+        ctx.export("host_info", values)
+        return None

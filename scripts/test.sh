@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test suite: set up (with test extras), lint, then unit and integration tests on a real lab.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+venv=${PROVISION_VENV:-/var/lib/provision/venv}
+"$venv/bin/ruff" check provision tests
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

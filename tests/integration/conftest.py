@@ -1,0 +1,54 @@
+"""Lab fixtures: real OpenSSH hosts on 127.0.0.1 (see provision.lab). Without root or sshd they fail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+
+import pytest
+
+from provision.errors import ProvisionError
+from provision.lab import Lab, require_prerequisites
+
+LAB_HOSTS = ("storage", "ws1", "ws2")
+
+MakeLab = Callable[..., Lab]
+
+
+def _require_lab() -> None:
+    """Integration tests must run (DESIGN.md, Tests): a machine that cannot host the lab is a failure."""
+    try:
+        require_prerequisites()
+    except ProvisionError as error:
+        pytest.fail(f"the integration tests need the lab: {error}", pytrace=False)
+
+
+def _down(lab: Lab) -> None:
+    if lab.exists:
+        lab.down()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """One lab for the whole session: storage, ws1, ws2; this venv's dvc shared when possible."""
+    _require_lab()
+    session_lab = Lab(tmp_path_factory.mktemp("lab"))
+    try:
+        yield session_lab.up(LAB_HOSTS)
+    finally:
+        _down(session_lab)
+
+
+@pytest.fixture
+def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeLab]:
+    """A factory for a test's own lab (to stop, rekey or share /mnt/nfs); each is torn down after the test."""
+    with ExitStack() as teardown:
+
+        def make(hosts: Sequence[str] = ("storage", "ws1"), shared_nfs: bool = False, project: str = "demo",
+                 share_dvc: bool | None = None) -> Lab:
+            _require_lab()
+            own_lab = Lab(tmp_path_factory.mktemp("lab"))
+            teardown.callback(_down, own_lab)
+            return own_lab.up(list(hosts), shared_nfs=shared_nfs, project=project, share_dvc=share_dvc)
+
+        yield make

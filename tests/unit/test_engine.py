@@ -1,0 +1,236 @@
+"""Engine logic with in-memory sessions: phases, check mode, failure isolation, statuses, JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from provision.connection import CommandResult, UnreachableError
+from provision.engine import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    Change,
+    Engine,
+    HostContext,
+    Phase,
+    Play,
+    RunOptions,
+    Status,
+    Task,
+    exit_status,
+)
+from provision.errors import ProvisionError
+from provision.facts import CommandFact, Fact
+from provision.inventory import Host, load_inventory
+from provision.report import QuietReporter, play_document
+
+
+class MemorySession:
+    """A host whose 'state' is a dict; commands are answered by a local shell-free table."""
+
+    def __init__(self, label: str, files: dict[str, str]) -> None:
+        self.label = label
+        self.files = files
+        self.lines: list[str] = []
+
+    def run(self, argv: Sequence[str], *, privileged: bool = False,
+            timeout: float | None = None) -> CommandResult:
+        raise AssertionError("tasks in these tests use facts and apply callbacks only")
+
+    def run_line(self, command: str, *, privileged: bool = False,
+                 timeout: float | None = None) -> CommandResult:
+        self.lines.append(command)
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
+        return CommandResult((), done.returncode, done.stdout, done.stderr)
+
+    def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        raise AssertionError("not used")
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class SetValue(Task):
+    """Sets files[key] = value in the memory host; reads the current value through a real probe."""
+
+    def __init__(self, files: dict[str, str], key: str, value: str) -> None:
+        self.files, self.key, self.value = files, key, value
+        self.name = f"set {key}"
+
+    def facts(self) -> Sequence[Fact]:
+        return (CommandFact(("printf", "%s", self.files.get(self.key, ""))),)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        current = ctx.fact(CommandFact(("printf", "%s", self.files.get(self.key, ""))))
+        if current == self.value:
+            return None
+
+        def apply() -> None:
+            self.files[self.key] = self.value
+
+        return Change(f"set {self.key}", apply, f"-{current}\n+{self.value}\n")
+
+
+class Fails(Task):
+    name = "fails"
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        raise ProvisionError("boom with s3cr3t-value inside")
+
+
+class Exports(Task):
+    name = "export"
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        ctx.export("pubkey", f"key-of-{ctx.host.name}")
+        return None
+
+
+class CollectsExports(Task):
+    name = "collect"
+
+    def __init__(self, seen: list[dict[str, str]]) -> None:
+        self.seen = seen
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        self.seen.append(ctx.state.exports("pubkey"))
+        return None
+
+
+@pytest.fixture()
+def inventory(tmp_path: Path):
+    path = tmp_path / "site.yml"
+    path.write_text(
+        "all:\n  vars:\n    project: demo\n  children:\n    storage:\n      hosts:\n        st: {}\n"
+        "    clients:\n      hosts:\n        a: {}\n        b: {}\n        c: {}\n"
+    )
+    return load_inventory(path)
+
+
+def make_engine(inventory, options: RunOptions, sessions: dict[str, MemorySession], fail_connect=()):
+    def factory(host: Host) -> MemorySession:
+        if host.name in fail_connect:
+            raise UnreachableError(f"{host.name}: connection refused")
+        return sessions.setdefault(host.name, MemorySession(host.name, {}))
+
+    return Engine(inventory, options, QuietReporter(), session_factory=factory)
+
+
+def test_check_mode_plans_but_applies_nothing(inventory) -> None:
+    files: dict[str, str] = {}
+    engine = make_engine(inventory, RunOptions(check=True, diff=True), {})
+    play = Play("t", [Phase("p", lambda s: inventory.clients, lambda h, s: [SetValue(files, h.name, "v")])])
+    state = engine.run(play)
+    assert files == {}
+    assert all(r.status is Status.CHANGED for r in state.reports.values())
+    assert state.reports["a"].tasks[0].msg.startswith("would set")
+    assert state.reports["a"].tasks[0].diff == "-\n+v\n"
+
+
+def test_second_run_reports_nothing_changed(inventory) -> None:
+    files: dict[str, str] = {}
+    play = Play("t", [Phase("p", lambda s: inventory.clients, lambda h, s: [SetValue(files, h.name, "v")])])
+    first = make_engine(inventory, RunOptions(), {}).run(play)
+    second = make_engine(inventory, RunOptions(), {}).run(play)
+    assert sum(r.stats()["changed"] for r in first.reports.values()) == 3
+    assert sum(r.stats()["changed"] for r in second.reports.values()) == 0
+    assert exit_status(second) == EXIT_OK
+
+
+def test_diff_only_with_diff_flag(inventory) -> None:
+    play = Play("t", [Phase("p", lambda s: inventory.clients[:1], lambda h, s: [SetValue({}, "k", "v")])])
+    state = make_engine(inventory, RunOptions(), {}).run(play)
+    assert state.reports["a"].tasks[0].diff == ""
+
+
+def test_failure_and_unreachable_are_isolated(inventory) -> None:
+    files: dict[str, str] = {}
+
+    def tasks(host: Host, state):
+        tasks = [SetValue(files, host.name, "v")]
+        return [Fails(), *tasks] if host.name == "b" else tasks
+
+    play = Play("t", [Phase("p", lambda s: inventory.clients, tasks)])
+    state = make_engine(inventory, RunOptions(), {}, fail_connect={"c"}).run(play)
+    assert state.reports["a"].status is Status.CHANGED
+    assert state.reports["b"].status is Status.FAILED
+    assert [t.status for t in state.reports["b"].tasks] == [Status.FAILED, Status.SKIPPED]
+    assert state.reports["c"].status is Status.UNREACHABLE
+    assert files == {"a": "v"}
+    assert exit_status(state) == EXIT_FAILED | EXIT_UNREACHABLE
+
+
+def test_exports_reach_later_phase_and_broken_hosts_are_left_out(inventory) -> None:
+    seen: list[dict[str, str]] = []
+    ran: list[str] = []
+
+    class Mark(Task):
+        name = "mark"
+
+        def plan(self, ctx: HostContext) -> Change | None:
+            ran.append(ctx.host.name)
+            return None
+
+    play = Play("t", [
+        Phase("keys", lambda s: inventory.clients, lambda h, s: [Fails()] if h.name == "b" else [Exports()]),
+        Phase("storage", lambda s: [inventory.storage], lambda h, s: [CollectsExports(seen)]),
+        Phase("after", lambda s: inventory.clients, lambda h, s: [Mark()], needs=lambda h: ["st"]),
+    ])
+    make_engine(inventory, RunOptions(), {}).run(play)
+    assert seen == [{"a": "key-of-a", "c": "key-of-c"}]
+    assert sorted(ran) == ["a", "c"]
+
+
+def test_phase_facts_read_in_one_round_trip(inventory) -> None:
+    sessions: dict[str, MemorySession] = {}
+    files: dict[str, str] = {}
+    play = Play("t", [Phase("p", lambda s: inventory.clients[:1],
+                            lambda h, s: [SetValue(files, "x", "1"), SetValue(files, "y", "2")])])
+    make_engine(inventory, RunOptions(check=True), sessions).run(play)
+    assert len(sessions["a"].lines) == 1
+
+
+def test_forks_bound_parallelism(inventory) -> None:
+    active, peak, lock = [0], [0], threading.Lock()
+    gate = threading.Barrier(2, timeout=5)
+
+    class Slow(Task):
+        name = "slow"
+
+        def plan(self, ctx: HostContext) -> Change | None:
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            with contextlib.suppress(threading.BrokenBarrierError):
+                gate.wait()
+            with lock:
+                active[0] -= 1
+            return None
+
+    play = Play("t", [Phase("p", lambda s: list(inventory.hosts.values()), lambda h, s: [Slow()])])
+    make_engine(inventory, RunOptions(forks=2), {}).run(play)
+    assert peak[0] == 2
+
+
+def test_json_document_schema_and_masking(inventory) -> None:
+    from provision.secrets import REDACTOR
+
+    REDACTOR.register("s3cr3t-value")
+    play = Play("t", [Phase("p", lambda s: inventory.clients, lambda h, s: [Fails()])])
+    state = make_engine(inventory, RunOptions(), {}).run(play)
+    document = play_document("t", state, exit_status(state))
+    text = json.dumps(document)
+    assert "s3cr3t-value" not in text
+    assert set(document) == {"command", "hosts", "stats", "exit_status"}
+    task = document["hosts"]["a"]["tasks"][0]
+    assert set(task) == {"name", "status", "changed", "msg", "diff"}
+    assert document["hosts"]["a"]["status"] == "failed"
+    assert set(document["stats"]["a"]) == {"ok", "changed", "failed", "skipped", "unreachable"}
+    assert document["exit_status"] == EXIT_FAILED

@@ -34,7 +34,7 @@ from provision.remote import quote_argv, sudo_prefix
 
 #: Concurrent connection attempts per target: below sshd's MaxStartups start (10).
 CONNECT_SLOTS_PER_TARGET = 4
-CONNECT_ATTEMPTS = 5
+CONNECT_ATTEMPTS = 6
 
 
 class UnreachableError(ProvisionError):
@@ -188,18 +188,43 @@ def resolve_target(host: Host) -> SSHTarget:
     return _lookup(_ssh_config(), host.address, host.user, host.port, host.key_file)
 
 
+class _TargetSlots:
+    """Connection attempts in flight to one target; the cap halves whenever the target sheds load."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self._ready = threading.Condition()
+
+    def __enter__(self) -> _TargetSlots:
+        with self._ready:
+            self._ready.wait_for(lambda: self.active < self.limit)
+            self.active += 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._ready:
+            self.active -= 1
+            self._ready.notify_all()
+
+    def shed(self) -> None:
+        """sshd dropped us before authentication (MaxStartups): fewer attempts at once from now on."""
+        with self._ready:
+            self.limit = max(1, self.limit // 2)
+
+
 class _ConnectLimiter:
-    """Caps simultaneous connection attempts per target so sshd's MaxStartups never drops us."""
+    """Caps simultaneous connection attempts per target so sshd's MaxStartups never fails a run."""
 
     def __init__(self) -> None:
-        self._slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+        self._slots: dict[tuple[str, int], _TargetSlots] = {}
         self._lock = threading.Lock()
 
-    def slot(self, target: SSHTarget) -> threading.BoundedSemaphore:
+    def slot(self, target: SSHTarget) -> _TargetSlots:
         key = (target.hostname, target.port)
         with self._lock:
             if key not in self._slots:
-                self._slots[key] = threading.BoundedSemaphore(CONNECT_SLOTS_PER_TARGET)
+                self._slots[key] = _TargetSlots(CONNECT_SLOTS_PER_TARGET)
             return self._slots[key]
 
 
@@ -299,9 +324,9 @@ class SSHSession:
                     from None
             except (OSError, EOFError, paramiko.SSHException) as error:
                 last = error
-                refused = isinstance(error, paramiko.ssh_exception.NoValidConnectionsError)
-                if not (_is_transient(error) or refused):
+                if not _is_transient(error):
                     break
+                _LIMITER.slot(self.target).shed()
                 if attempt + 1 < CONNECT_ATTEMPTS:
                     time.sleep(0.2 * 2**attempt + random.uniform(0, 0.2))
                     self.connection = self._connection(self.target)

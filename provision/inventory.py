@@ -419,15 +419,27 @@ CONNECTION_VARS: dict[str, Callable[[Any], Any]] = {
 _CHECKS = OUR_VARS | CONNECTION_VARS
 
 
-def _levenshtein(left: str, right: str) -> int:
-    previous = list(range(len(right) + 1))
+def _edit_distance(left: str, right: str) -> int:
+    """Damerau-Levenshtein (optimal string alignment): a swapped pair of letters counts as one edit."""
+    rows = [list(range(len(right) + 1))]
     for i, left_char in enumerate(left, 1):
-        current = [i]
+        row = [i]
         for j, right_char in enumerate(right, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (left_char != right_char)))
-        previous = current
-    return previous[-1]
+            cost = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (left_char != right_char))
+            if i > 1 and j > 1 and left_char == right[j - 2] and left[i - 2] == right_char:
+                cost = min(cost, rows[-2][j - 2] + 1)
+            row.append(cost)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+def _probable_typo(key: str) -> str | None:
+    """One of our vars that `key` is within two edits of (one edit for short names like `auth`)."""
+    for ours in sorted(OUR_VARS):
+        limit = 1 if min(len(ours), len(key)) <= 5 else 2
+        if _edit_distance(key, ours) <= limit:
+            return ours
+    return None
 
 
 def _converted(key: str, setting: _SourcedValue) -> Any:
@@ -447,8 +459,8 @@ def _check_var(key: Any, value: Any, origin: _Origin) -> _SourcedValue:
     if key in _CHECKS:
         _converted(key, setting)
     elif not key.startswith("ansible_"):
-        near = min(OUR_VARS, key=lambda ours: _levenshtein(key, ours))
-        if _levenshtein(key, near) <= 2:
+        near = _probable_typo(key)
+        if near is not None:
             raise InputError(f"unknown variable, probable typo of {near}: rename it (or pick a name "
                              "further from provision's vars)", file=origin.file, line=origin.line, key=key)
     return setting

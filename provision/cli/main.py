@@ -161,7 +161,7 @@ def main() -> None:
     """Entry point: maps every error to one line and the DESIGN.md exit statuses."""
     verbose = "-v" in sys.argv or "--verbose" in sys.argv
     try:
-        code = cli.main(standalone_mode=False)
+        code = cli.main(prog_name="provision", complete_var="_PROVISION_COMPLETE", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -260,3 +262,40 @@ def test_bad_inventory_exits_1_with_file_and_line(lab, tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     done = provision("ping", "--forks", "0", "-i", str(inventory), home=tmp_path)
     assert done.returncode == 1
+
+
+def test_hung_host_times_out_and_others_finish(make_lab, tmp_path: Path) -> None:
+    lab = make_lab(["storage", "ws1"])
+    pid = lab.pid("ws1")
+    os.kill(pid, signal.SIGSTOP)  # accepts TCP in the kernel backlog, never answers: a hung host
+    try:
+        status, document = provision_json("ping", "-i", str(lab.inventory_path), "--timeout", "3", home=tmp_path)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert status == 4
+    assert document["hosts"]["ws1"]["status"] == "unreachable"
+    assert document["hosts"]["storage"]["status"] == "ok"
+
+
+def test_many_connections_to_one_sshd_with_low_maxstartups(lab, tmp_path: Path) -> None:
+    """sshd drops connections beyond MaxStartups before authentication; the tool limits and retries."""
+    lab.exec("ws2", ["sh", "-c", "echo 'MaxStartups 2:100:2' > /etc/ssh/sshd_config.d/maxstartups.conf"])
+    lab.exec("ws2", ["sh", "-c", 'kill -HUP "$(cat /run/sshd.pid)"'])
+    try:
+        key = str(lab.controller_key)
+        hosts = "".join(
+            f"        alias{n}: {{ansible_host: 127.0.0.1, ansible_port: {lab.port('ws2')}, ansible_user: root, "
+            f"ansible_ssh_private_key_file: '{key}'}}\n"
+            for n in range(16)
+        )
+        inventory = tmp_path / "many.yml"
+        inventory.write_text(f"all:\n  vars:\n    project: demo\n  children:\n    clients:\n      hosts:\n{hosts}"
+                             f"    storage:\n      hosts:\n        st: {{ansible_host: 127.0.0.1}}\n")
+        shutil.copy(lab.known_hosts_path, tmp_path / "many.known_hosts")
+        status, document = provision_json("ping", "-i", str(inventory), "--forks", "16", "--limit", "clients",
+                                          home=tmp_path)
+        assert status == 0, {h: r["tasks"][0]["msg"] for h, r in document["hosts"].items() if r["status"] != "ok"}
+        assert len(document["hosts"]) == 16
+    finally:
+        lab.exec("ws2", ["rm", "-f", "/etc/ssh/sshd_config.d/maxstartups.conf"])
+        lab.exec("ws2", ["sh", "-c", 'kill -HUP "$(cat /run/sshd.pid)"'])

@@ -551,6 +551,8 @@ def vars_inventory(tmp_path: Path, key: str, value: Any) -> Path:
     ("dvc_remot", "x", "probable typo of dvc_remote"),
     ("acess", "read", "probable typo of access"),
     ("storage_prt", 22, "probable typo of storage_port"),
+    ("atuh", "key", "probable typo of auth"),
+    ("stroage_user", "dvc", "probable typo of storage_user"),
 ])
 def test_invalid_values_name_file_line_and_key(tmp_path: Path, key: str, value: Any, message: str) -> None:
     path = vars_inventory(tmp_path, key, value)
@@ -578,6 +580,8 @@ def test_invalid_values_name_file_line_and_key(tmp_path: Path, key: str, value: 
     ("ansible_python_interpreter", "/usr/bin/python3"),
     ("ansible_prot", 1),
     ("project_owner_team", "ml"),
+    ("path", "/data"),
+    ("arch", "x86_64"),
 ])
 def test_valid_values_and_users_own_keys(tmp_path: Path, key: str, value: Any) -> None:
     inv = load_inventory(vars_inventory(tmp_path, key, value))

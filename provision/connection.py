@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import io
+import logging
 import os
 import random
 import secrets
@@ -31,6 +32,10 @@ from provision.errors import ProvisionError
 from provision.hostkeys import DEFAULT_KNOWN_HOSTS, KnownHosts, fingerprint, known_hosts_name
 from provision.inventory import Host
 from provision.remote import quote_argv, sudo_prefix
+
+# paramiko logs expected refusals (e.g. a key type the server lacks) with tracebacks to stderr when
+# nothing else handles its logger; the tool reports failures itself, in one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 #: Concurrent connection attempts per target: below sshd's MaxStartups start (10).
 CONNECT_SLOTS_PER_TARGET = 4

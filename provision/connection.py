@@ -29,9 +29,9 @@ import invoke
 import paramiko
 
 from provision.errors import ProvisionError
-from provision.hostkeys import DEFAULT_KNOWN_HOSTS, KnownHosts, fingerprint, known_hosts_name
+from provision.hostkeys import DEFAULT_KNOWN_HOSTS, changed_key_message, fingerprint, known_hosts_name, pin_keys
 from provision.inventory import Host
-from provision.remote import quote_argv, sudo_prefix
+from provision.remote import privileged_line, quote_argv
 
 # paramiko logs expected refusals (e.g. a key type the server lacks) with tracebacks to stderr when
 # nothing else handles its logger; the tool reports failures itself, in one line.
@@ -91,25 +91,22 @@ class HostKeyOptions:
     accept_new: bool = False
     check: bool = False
     newly_pinned: list[str] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def known_hosts_path(self) -> Path:
-        """The inventory's pins when they exist (or will be written), else ~/.ssh/known_hosts."""
-        if self.pins_path.exists() or self.accept_new:
-            return self.pins_path
-        return DEFAULT_KNOWN_HOSTS.expanduser()
+    def load_into(self, client: paramiko.SSHClient) -> None:
+        """The inventory's pins first; for a host they do not name, ~/.ssh/known_hosts (hashed too)."""
+        if self.pins_path.exists():
+            client.load_system_host_keys(str(self.pins_path))
+        default = DEFAULT_KNOWN_HOSTS.expanduser()
+        if default.exists():
+            client.load_host_keys(str(default))
 
     def pin_new(self, name: str, key: paramiko.PKey) -> None:
         """Pin a first-seen key (`--accept-new-hostkeys`), or only say so under --check."""
-        with self._lock:
-            verb = "would pin" if self.check else "pinned"
-            self.newly_pinned.append(f"{verb} {name} {key.get_name()} {fingerprint(key)}")
-            if self.check:
-                return
-            pins = KnownHosts(self.pins_path)
+        verb = "would pin" if self.check else "pinned"
+        self.newly_pinned.append(f"{verb} {name} {key.get_name()} {fingerprint(key)}")
+        if not self.check:
             hostname, port = _split_known_hosts_name(name)
-            pins.add(hostname, port, key)
-            pins.save()
+            pin_keys(self.pins_path, hostname, port, [key])
 
 
 class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
@@ -242,12 +239,13 @@ def _is_transient(error: BaseException) -> bool:
         return True
     if isinstance(error, paramiko.SSHException):
         text = str(error)
-        return "Error reading SSH protocol banner" in text or "Connection reset" in text
+        shed = "Error reading SSH protocol banner" in text and "timed out" not in text
+        return shed or "Connection reset" in text
     return False
 
 
 class Session(Protocol):
-    """What tasks may do on a host: run argv lists and upload bytes."""
+    """What tasks may do on a host: run argv lists, stage and upload bytes."""
 
     label: str
 
@@ -259,7 +257,29 @@ class Session(Protocol):
 
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None: ...
 
+    def stage(self, data: bytes) -> str: ...
+
     def close(self) -> None: ...
+
+
+class _Staging:
+    """A private `mktemp -d` per session for files on their way to a privileged install."""
+
+    def __init__(self) -> None:
+        self.directory: str | None = None
+
+    def path(self, session: Session) -> str:
+        if self.directory is None:
+            made = session.run(["mktemp", "-d", "/tmp/.provision-stage.XXXXXXXX"])
+            if not made.ok:
+                raise ProvisionError(f"{session.label}: cannot make a staging directory: {made.stderr.strip()}")
+            self.directory = made.stdout.strip()
+        return f"{self.directory}/{secrets.token_hex(8)}"
+
+    def remove(self, session: Session) -> None:
+        if self.directory is not None:
+            session.run(["rm", "-rf", "--", self.directory])
+            self.directory = None
 
 
 class SSHSession:
@@ -276,15 +296,18 @@ class SSHSession:
         self._become_password = become_password
         self._sudo_prompt = f"[provision sudo {secrets.token_hex(6)}] "
         self._keys = keys
-        self.connection = self._connection(target)
-        self._sftp: paramiko.SFTPClient | None = None
+        self._hops: list[fabric.Connection] = []
+        self.connection = self._chain(target)
+        self._staging = _Staging()
 
-    def _connection(self, target: SSHTarget) -> fabric.Connection:
-        """A Fabric connection for `target` and each of its jump hosts, none of them opened yet."""
-        gateway = None
-        for jump in target.jumps:
-            gateway = self._single_connection(jump, gateway)
-        return self._single_connection(target, gateway)
+    def _chain(self, target: SSHTarget, gateway: fabric.Connection | None = None) -> fabric.Connection:
+        """A connection to `target` through its jump hosts (each with its own jumps), none opened yet."""
+        if gateway is None:
+            for jump in target.jumps:
+                gateway = self._chain(jump, gateway)
+        connection = self._single_connection(target, gateway)
+        self._hops.append(connection)
+        return connection
 
     def _single_connection(self, target: SSHTarget, gateway: fabric.Connection | None) -> fabric.Connection:
         config = fabric.Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
@@ -300,13 +323,15 @@ class SSHSession:
             gateway=gateway if gateway is not None else False,
             connect_timeout=max(1, int(self.timeout)), connect_kwargs=connect_kwargs,
         )
-        client = connection.client
-        known_hosts = self._keys.known_hosts_path()
-        if known_hosts.exists():
-            client.load_system_host_keys(str(known_hosts))
+        self._keys.load_into(connection.client)
         policy = _PinNewHost(self._keys) if self._keys.accept_new else _RefuseUnknownHost()
-        client.set_missing_host_key_policy(policy)
+        connection.client.set_missing_host_key_policy(policy)
         return connection
+
+    def _close_hops(self) -> None:
+        for hop in reversed(self._hops):
+            hop.close()
+        self._hops = []
 
     def open(self) -> None:
         """Connect with retries and backoff, at most a few attempts per target at once."""
@@ -317,24 +342,25 @@ class SSHSession:
                     self.connection.open()
                 return
             except paramiko.BadHostKeyException as error:
-                raise HostKeyError(
-                    f"host key of {self.label} CHANGED: pinned {fingerprint(error.expected_key)}, "
-                    f"offered {fingerprint(error.key)} ({error.key.get_name()}); refusing to connect. "
-                    f"If the change is expected: `provision hostkeys forget HOST` then `hostkeys scan`"
-                ) from None
+                self._close_hops()
+                raise HostKeyError(changed_key_message(error.hostname, error.expected_key, error.key,
+                                                       self.target.hostname)) from None
             except HostKeyError:
+                self._close_hops()
                 raise
             except paramiko.AuthenticationException as error:
+                self._close_hops()
                 raise UnreachableError(f"{self.target.user}@{self.label}: authentication failed ({error})") \
                     from None
             except (OSError, EOFError, paramiko.SSHException) as error:
                 last = error
+                self._close_hops()
                 if not _is_transient(error):
                     break
                 _LIMITER.slot(self.target).shed()
                 if attempt + 1 < CONNECT_ATTEMPTS:
                     time.sleep(0.2 * 2**attempt + random.uniform(0, 0.2))
-                    self.connection = self._connection(self.target)
+                    self.connection = self._chain(self.target)
         raise UnreachableError(f"{self.label}: {_describe(last)}")
 
     def run(self, argv: Sequence[str], *, privileged: bool = False,
@@ -351,15 +377,15 @@ class SSHSession:
         watchers = []
         if privileged and self.become:
             prompt = self._sudo_prompt if self._become_password is not None else None
-            command = quote_argv([*sudo_prefix(prompt, self.become_user), "sh", "-c", command])
+            command = privileged_line(command, prompt, self.become_user)
             if self._become_password is not None:
                 watchers.append(_SudoPromptAnswer(self._sudo_prompt, self._become_password))
+        limit = timeout or self.timeout
         try:
             result = self.connection.run(command, hide=True, warn=True, in_stream=False,
-                                         watchers=watchers, timeout=timeout or self.timeout)
+                                         watchers=watchers, timeout=limit)
         except invoke.exceptions.CommandTimedOut:
-            raise CommandTimeout(f"{self.label}: a command ran longer than {timeout or self.timeout:g}s") \
-                from None
+            raise CommandTimeout(f"{self.label}: a command ran longer than {limit:g}s") from None
         except invoke.exceptions.Failure:
             raise ProvisionError(f"{self.label}: sudo refused the become password") from None
         except (OSError, EOFError, paramiko.SSHException) as error:
@@ -368,19 +394,27 @@ class SSHSession:
         return CommandResult((), result.exited, result.stdout, stderr)
 
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        """Write bytes to a path as the connecting user (created with `mode` before any byte lands)."""
+        """Write bytes to a new path as the connecting user (mode set before any byte lands)."""
         if not self.connection.is_connected:
             self.open()
-        if self._sftp is None:
-            self._sftp = self.connection.client.open_sftp()
-        with self._sftp.open(path, "wx") as handle:
-            self._sftp.chmod(path, mode)
+        sftp = self.connection.sftp()
+        with sftp.open(path, "wx") as handle:
+            sftp.chmod(path, mode)
             handle.write(data)
 
+    def stage(self, data: bytes) -> str:
+        """Upload bytes into this session's private staging directory; returns the staged path."""
+        path = self._staging.path(self)
+        self.upload(data, path, 0o600)
+        return path
+
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-        self.connection.close()
+        """Remove the staging directory and close every hop."""
+        try:
+            if self.connection.is_connected:
+                self._staging.remove(self)
+        finally:
+            self._close_hops()
 
 
 class _SudoPromptAnswer(invoke.watchers.StreamWatcher):
@@ -402,7 +436,11 @@ class _SudoPromptAnswer(invoke.watchers.StreamWatcher):
 
 
 class LocalSession:
-    """`ansible_connection: local`: the same interface, run on this machine."""
+    """`ansible_connection: local`: the same interface, run on this machine.
+
+    With a become password, sudo first validates it alone (`sudo -v` reads it at its own prompt and
+    runs nothing); commands then run with `sudo -n`, so the password can never reach a command's stdin.
+    """
 
     def __init__(self, *, timeout: float, become: bool = False, become_user: str = "root",
                  become_password: str | None = None) -> None:
@@ -411,38 +449,50 @@ class LocalSession:
         self.become = become
         self.become_user = become_user
         self._become_password = become_password
-        self._sudo_prompt = f"[provision sudo {secrets.token_hex(6)}] "
+        self._validated = False
+        self._staging = _Staging()
 
     def run(self, argv: Sequence[str], *, privileged: bool = False,
             timeout: float | None = None) -> CommandResult:
-        return self.run_line(quote_argv(argv), privileged=privileged, timeout=timeout)
+        result = self.run_line(quote_argv(argv), privileged=privileged, timeout=timeout)
+        return CommandResult(tuple(argv), result.rc, result.stdout, result.stderr)
+
+    def _validate_sudo(self) -> None:
+        if self._validated or self._become_password is None:
+            return
+        prompt = f"[provision sudo {secrets.token_hex(6)}] "
+        done = subprocess.run(["sudo", "-S", "-p", prompt, "-v"], input=(self._become_password + "\n").encode(),
+                              capture_output=True, timeout=self.timeout, check=False)
+        if done.returncode != 0:
+            raise ProvisionError("localhost: sudo refused the become password")
+        self._validated = True
 
     def run_line(self, command: str, *, privileged: bool = False,
                  timeout: float | None = None) -> CommandResult:
         argv = ["sh", "-c", command]
-        stdin = subprocess.DEVNULL
-        data = None
         if privileged and self.become:
-            prompt = self._sudo_prompt if self._become_password is not None else None
-            argv = [*sudo_prefix(prompt, self.become_user), *argv]
-            if self._become_password is not None:
-                stdin, data = subprocess.PIPE, (self._become_password + "\n").encode()
+            self._validate_sudo()
+            argv = ["sh", "-c", privileged_line(command, None, self.become_user)]
+        limit = timeout or self.timeout
         try:
-            done = subprocess.run(argv, input=data, stdin=None if data else stdin, capture_output=True,
-                                  timeout=timeout or self.timeout, check=False)
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=limit, check=False)
         except subprocess.TimeoutExpired:
-            raise CommandTimeout(f"localhost: a command ran longer than {timeout or self.timeout:g}s") \
-                from None
-        stderr = done.stderr.decode(errors="replace").replace(self._sudo_prompt, "")
-        return CommandResult((), done.returncode, done.stdout.decode(errors="surrogateescape"), stderr)
+            raise CommandTimeout(f"localhost: a command ran longer than {limit:g}s") from None
+        return CommandResult((), done.returncode, done.stdout.decode(errors="surrogateescape"),
+                             done.stderr.decode(errors="replace"))
 
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with io.FileIO(fd, "w") as handle:
             handle.write(data)
 
+    def stage(self, data: bytes) -> str:
+        path = self._staging.path(self)
+        self.upload(data, path, 0o600)
+        return path
+
     def close(self) -> None:
-        """Nothing to close."""
+        self._staging.remove(self)
 
 
 def _describe(error: BaseException | None) -> str:
@@ -453,6 +503,8 @@ def _describe(error: BaseException | None) -> str:
     if isinstance(error, TimeoutError | OSError) and "timed out" in str(error):
         return "connection timed out"
     text = str(error) or type(error).__name__
+    if "No existing session" in text or "timed out" in text:
+        return "no SSH banner in time (host hung or overloaded)"
     return text.splitlines()[0]
 
 

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from provision.connection import HostKeyOptions, Session, UnreachableError, open_session
-from provision.errors import ProvisionError
+from provision.errors import ProvisionError, last_line
 from provision.facts import Fact
 from provision.inventory import Host, Inventory
 from provision.remote import ProbeBatch
@@ -192,7 +192,7 @@ class HostContext:
         privileged = any(f.privileged for f in wanted.values())
         result = self.session.run_line(batch.command(), privileged=privileged)
         if result.rc != 0:
-            raise ProvisionError(f"reading host state failed: {result.stderr.strip() or result.rc}")
+            raise ProvisionError(f"reading host state failed: {last_line(result.stderr) or result.rc}")
         for fact, output in zip(wanted.values(), batch.parse(result.stdout), strict=True):
             self._facts[fact.key] = fact.parse(output)
 
@@ -278,10 +278,16 @@ class Engine:
             state.report(host.name)
         if not hosts:
             return
-        with ThreadPoolExecutor(max_workers=max(1, self.options.forks),
-                                thread_name_prefix="provision") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.forks), thread_name_prefix="provision")
+        try:
             for future in [pool.submit(self._run_host, phase, host, state) for host in hosts]:
                 future.result()
+        except KeyboardInterrupt:
+            # Stop queued hosts; closing the sessions ends the commands running on the others.
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._close_sessions()
+            raise
+        pool.shutdown()
 
     def _record(self, host: Host, state: PlayState, result: TaskResult) -> None:
         report = state.report(host.name)
@@ -307,6 +313,10 @@ class Engine:
             return
         except ProvisionError as error:
             self._record(host, state, TaskResult(phase.name, Status.FAILED, str(error)))
+            return
+        except Exception as error:  # a host that answers nonsense must not take the others down
+            self._record(host, state, TaskResult(phase.name, Status.FAILED,
+                                                 f"internal error: {type(error).__name__}: {error}"))
             return
         for index, task in enumerate(tasks):
             result = self._run_task(task, ctx)

@@ -25,3 +25,9 @@ class InputError(ProvisionError):
         if key:
             where += f"{key}: "
         super().__init__(f"{where}{message}")
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a command's stderr, so that error messages stay one line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""

@@ -1,21 +1,31 @@
 """Pinned SSH host keys: the `<stem>.known_hosts` file beside the inventory.
 
 The pins are a plain OpenSSH known_hosts file, so `ssh -o UserKnownHostsFile=...` and paramiko read
-the same thing. Writes are atomic; nothing here talks to the network.
+the same thing. Lines this module does not manage (comments, markers, unknown key types) are kept
+as they are. Writes hold a lock (threads and processes) and are atomic; nothing here touches the
+network.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import os
 import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from paramiko.hostkeys import HostKeyEntry
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+
+_PATH_LOCKS: dict[Path, threading.Lock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
 
 
 def known_hosts_name(hostname: str, port: int) -> str:
@@ -29,6 +39,13 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+def changed_key_message(label: str, pinned: paramiko.PKey, offered: paramiko.PKey, host: str) -> str:
+    """The one message for a host whose key differs from its pin."""
+    return (f"host key of {label} CHANGED: pinned {fingerprint(pinned)}, offered {fingerprint(offered)} "
+            f"({offered.get_name()}); refusing. If the change is expected: "
+            f"`provision hostkeys forget {host}` then `provision hostkeys scan`")
+
+
 @dataclass(frozen=True)
 class PinnedKey:
     """One pinned key of one host."""
@@ -38,19 +55,43 @@ class PinnedKey:
     fingerprint: str
 
 
+def _names_match(entry: HostKeyEntry, name: str) -> bool:
+    """Whether a known_hosts entry names `name`, hashed entries included."""
+    for pattern in entry.hostnames:
+        if pattern.startswith("|1|"):
+            if paramiko.HostKeys.hash_host(name, pattern) == pattern:
+                return True
+        elif pattern == name:
+            return True
+    return False
+
+
 class KnownHosts:
-    """A known_hosts file, hashed entries included, that can be read, extended and saved."""
+    """A known_hosts file: read, extended and saved, keeping lines it does not understand."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.keys = paramiko.HostKeys()
+        self._lines: list[tuple[str, HostKeyEntry | None]] = []
         if path.exists():
-            self.keys.load(str(path))
+            for line in path.read_text().splitlines():
+                self._lines.append((line, self._parse(line)))
+
+    @staticmethod
+    def _parse(line: str) -> HostKeyEntry | None:
+        if not line.strip() or line.lstrip().startswith(("#", "@")):
+            return None
+        try:
+            return HostKeyEntry.from_line(line)
+        except (paramiko.SSHException, ValueError):
+            return None
+
+    def _entries(self) -> Iterator[HostKeyEntry]:
+        return (entry for _, entry in self._lines if entry is not None and entry.key is not None)
 
     def lookup(self, hostname: str, port: int) -> dict[str, paramiko.PKey]:
         """The pinned keys of a host by key type; empty when the host is unknown."""
-        found = self.keys.lookup(known_hosts_name(hostname, port))
-        return dict(found) if found else {}
+        name = known_hosts_name(hostname, port)
+        return {e.key.get_name(): e.key for e in self._entries() if _names_match(e, name)}
 
     def pins(self, hostname: str, port: int) -> list[PinnedKey]:
         """What is pinned for a host, for display."""
@@ -59,23 +100,24 @@ class KnownHosts:
 
     def add(self, hostname: str, port: int, key: paramiko.PKey) -> None:
         """Pin a key (in memory; `save` writes it)."""
-        self.keys.add(known_hosts_name(hostname, port), key.get_name(), key)
+        entry = HostKeyEntry([known_hosts_name(hostname, port)], key)
+        self._lines.append((entry.to_line().rstrip("\n"), entry))
 
     def remove(self, hostname: str, port: int) -> bool:
         """Forget every key of a host (in memory); says whether any was pinned."""
         name = known_hosts_name(hostname, port)
-        before = len(self.keys._entries)
-        self.keys._entries = [e for e in self.keys._entries if not _matches(e, name)]
-        return len(self.keys._entries) != before
+        kept = [(line, e) for line, e in self._lines if e is None or not _names_match(e, name)]
+        removed = len(kept) != len(self._lines)
+        self._lines = kept
+        return removed
 
     def save(self) -> None:
         """Write the file atomically (same directory, fsync, rename), mode 0644."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = [entry.to_line() for entry in self.keys._entries]
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
             with os.fdopen(fd, "w") as handle:
-                handle.write("".join(line for line in lines if line))
+                handle.write("".join(line + "\n" for line, _ in self._lines))
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(tmp, 0o644)
@@ -85,12 +127,35 @@ class KnownHosts:
             raise
 
 
-def _matches(entry: paramiko.hostkeys.HostKeyEntry, name: str) -> bool:
-    """Whether a known_hosts entry names `name`, hashed entries included."""
-    for pattern in entry.hostnames:
-        if pattern.startswith("|1|"):
-            if paramiko.HostKeys.hash_host(name, pattern) == pattern:
-                return True
-        elif pattern == name:
-            return True
-    return False
+@contextmanager
+def locked(path: Path) -> Iterator[KnownHosts]:
+    """The pins file loaded under a lock held against other threads and processes until saved."""
+    resolved = path.resolve()
+    with _PATH_LOCKS_GUARD:
+        thread_lock = _PATH_LOCKS.setdefault(resolved, threading.Lock())
+    resolved.parent.mkdir(parents=True, exist_ok=True)
+    with thread_lock, open(resolved.parent / f".{resolved.name}.lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield KnownHosts(resolved)
+
+
+def pin_keys(path: Path, hostname: str, port: int, keys: Iterable[paramiko.PKey]) -> None:
+    """Add keys for a host to the pins file, unless already there (the one way pins are written)."""
+    with locked(path) as pins:
+        present = pins.lookup(hostname, port)
+        new = [key for key in keys if key.get_name() not in present]
+        if new:
+            for key in new:
+                pins.add(hostname, port, key)
+            pins.save()
+
+
+def forget_host(path: Path, hostname: str, port: int, *, check: bool = False) -> bool:
+    """Remove a host's pins; under --check only say whether there are any (no lock file either)."""
+    if check:
+        return bool(KnownHosts(path).lookup(hostname, port))
+    with locked(path) as pins:
+        removed = pins.remove(hostname, port)
+        if removed:
+            pins.save()
+        return removed

@@ -17,6 +17,7 @@ __all__ = [
     "BatchOutput",
     "ProbeBatch",
     "as_user",
+    "privileged_line",
     "quote_argv",
     "script",
     "sudo_prefix",
@@ -38,6 +39,11 @@ def sudo_prefix(prompt: str | None, user: str = "root") -> list[str]:
     if user != "root":
         argv += ["-H", "-u", user]
     return [*argv, "--"]
+
+
+def privileged_line(command: str, prompt: str | None, user: str = "root") -> str:
+    """A command line (already quoted) run through sudo; `sh -c` keeps compound lines whole."""
+    return quote_argv([*sudo_prefix(prompt, user), "sh", "-c", command])
 
 
 def as_user(user: str, argv: Sequence[str]) -> list[str]:

@@ -67,16 +67,13 @@ class ConsoleReporter:
 
 
 class QuietReporter:
-    """For --json: nothing on the way, the document at the end."""
-
-    def __init__(self) -> None:
-        self.notices: list[str] = []
+    """For --json: stdout holds only the document at the end; notices (pins) go to stderr."""
 
     def task_done(self, host: str, result: TaskResult) -> None:
         """Results are read from the play state at the end."""
 
     def notice(self, message: str) -> None:
-        self.notices.append(REDACTOR.mask(message))
+        sys.stderr.write(REDACTOR.mask(message) + "\n")
 
 
 def play_document(command: str, state: PlayState, exit_status: int) -> dict[str, Any]:

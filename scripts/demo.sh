@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up provision, then show it on a local lab of real OpenSSH hosts (as root on Debian).
+# Set up provision, then show it on a local lab of real OpenSSH hosts (as root on Debian):
+# pin host keys, ping, bootstrap the storage server with a first dataset tagged v1.0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,3 +14,10 @@ export PROVISION_INVENTORY=$lab/inventory.yml
 provision inventory graph
 provision hostkeys scan
 provision ping
+# The storage side: accounts, export directories, bare and server repositories, DVC remote.
+provision bootstrap
+# A first dataset, made in the server repository by its owner, then versioned as v1.0.
+provision lab exec storage --dir "$lab" -- su -s /bin/sh git -c \
+  'mkdir -p /mnt/nfs/demo/data && seq 1 1000 > /mnt/nfs/demo/data/numbers.csv && date -u > /mnt/nfs/demo/data/made.txt'
+provision bootstrap --data data --tag v1.0
+provision bootstrap   # again: nothing left to change

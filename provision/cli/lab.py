@@ -152,3 +152,20 @@ def status(json_output: bool, directory: Path) -> None:
         click.echo(json.dumps(document, indent=2))
         return
     _print_status(the_lab)
+
+
+@lab.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("host")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@_dir_option
+def exec_command(host: str, argv: tuple[str, ...], directory: Path) -> None:
+    """Run a command as root inside HOST (its /etc, /home, /mnt/nfs ...), without SSH.
+
+    \b
+    Example:
+      provision lab exec storage -- ls -l /mnt/nfs
+    """
+    done = Lab(directory).exec(host, list(argv))
+    click.echo(done.stdout, nl=False)
+    click.echo(done.stderr, nl=False, err=True)
+    raise SystemExit(done.returncode)

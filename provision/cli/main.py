@@ -13,14 +13,16 @@ import traceback
 import click
 
 from provision import __version__
+from provision.cli.bootstrap import bootstrap
 from provision.cli.common import PlayArgs, inventory_option, play_options, run_play
 from provision.cli.lab import lab
 from provision.cli.secrets import secrets
-from provision.engine import EXIT_INPUT, EXIT_INTERRUPTED
+from provision.connection import resolve_target
+from provision.engine import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED
 from provision.errors import InputError, ProvisionError
-from provision.hostkeys import KnownHosts
+from provision.hostkeys import forget_host
 from provision.inventory import Host, Inventory, load_inventory
-from provision.plays.hostkeys import forget_host, scan_play
+from provision.plays.hostkeys import scan_play
 from provision.plays.ping import ping_play
 from provision.report import console, print_json
 from provision.secrets import REDACTOR
@@ -127,9 +129,12 @@ def hostkeys_forget(inventory: str | None, check: bool, hosts: tuple[str, ...]) 
       provision hostkeys forget -i site.yml storage
     """
     loaded = load_inventory(inventory)
-    pins = KnownHosts(loaded.known_hosts_path)
     for host in _named_hosts(loaded, hosts):
-        click.echo(forget_host(host, pins, check=check))
+        target = resolve_target(host)
+        if not forget_host(loaded.known_hosts_path, target.hostname, target.port, check=check):
+            click.echo(f"{host.name}: nothing pinned for {target.label}")
+        else:
+            click.echo(f"{host.name}: {'would forget' if check else 'forgot'} {target.label}")
 
 
 def _named_hosts(loaded: Inventory, names: tuple[str, ...]) -> list[Host]:
@@ -155,6 +160,7 @@ def ping(play_args: PlayArgs) -> None:
 
 cli.add_command(lab)
 cli.add_command(secrets)
+cli.add_command(bootstrap)
 
 
 def main() -> None:
@@ -175,4 +181,9 @@ def main() -> None:
             traceback.print_exc()
         click.echo(f"error: {REDACTOR.mask(str(error))}", err=True)
         sys.exit(error.exit_status)
+    except Exception as error:  # an unexpected failure is still one line; -v shows where
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: internal: {type(error).__name__}: {REDACTOR.mask(str(error))} (-v for details)", err=True)
+        sys.exit(EXIT_FAILED)
     sys.exit(code if isinstance(code, int) else 0)

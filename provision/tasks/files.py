@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import difflib
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
 from provision.connection import Session
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError
+from provision.errors import ProvisionError, last_line
 from provision.facts import Fact, FileFact, FileState
 from provision.paths import templates_dir
 from provision.remote import script
@@ -25,16 +24,15 @@ def write_file(session: Session, path: str, data: bytes, *, owner: str = "", gro
                mode: int | None = None) -> None:
     """Replace `path` atomically: stage privately by SFTP, then one (privileged) install command.
 
-    The staged copy is created exclusively under a random name, mode 0600, before any byte is
-    written; the install step copies it into the target's directory, sets owner and mode, fsyncs
-    and renames, so readers see the old or the new file, never a partial one.
+    The staged copy lands in the session's private `mktemp -d`, mode 0600; the install step copies
+    it into the target's directory, sets owner and mode, fsyncs and renames, so readers see the old or
+    the new file, never a partial one.
     """
-    staged = f"/tmp/.provision-stage-{secrets.token_hex(16)}"
-    session.upload(data, staged, 0o600)
+    staged = session.stage(data)
     mode_text = f"{mode:04o}" if mode is not None else ""
     result = session.run(script(_install_script(), staged, path, owner, group, mode_text), privileged=True)
     if not result.ok:
-        raise ProvisionError(f"writing {path} failed: {result.stderr.strip() or f'exit {result.rc}'}")
+        raise ProvisionError(f"writing {path} failed: {last_line(result.stderr) or f'exit {result.rc}'}")
 
 
 def unified_diff(path: str, before: str | None, after: str) -> str:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import threading
+from pathlib import Path
 
 from provision.connection import HostKeyOptions, UnreachableError, resolve_target, scan_host_keys
 from provision.engine import Change, HostContext, Task
-from provision.hostkeys import KnownHosts, fingerprint
-
-_PINS_LOCK = threading.Lock()
+from provision.hostkeys import KnownHosts, changed_key_message, fingerprint, pin_keys
 
 
 class PinHostKeys(Task):
-    """Scan the keys a host offers and pin the new ones; a changed key is refused, never replaced."""
+    """Pin the keys of a host seen for the first time; a pinned host is only verified.
+
+    Once a host has pins, every pinned key type must still be offered, unchanged; key types it did not
+    have when pinned are not added (one scan cannot tell them apart from a man in the middle that
+    offers only a type we do not know yet): forget the host and scan again to re-pin.
+    """
 
     name = "pin host keys"
 
@@ -22,28 +25,27 @@ class PinHostKeys(Task):
 
     def plan(self, ctx: HostContext) -> Change | None:
         target = resolve_target(ctx.host)
-        offered = scan_host_keys(ctx.host, self.keys, timeout=self.timeout)
-        for key in offered:
+        offered = {key.get_name(): key for key in scan_host_keys(ctx.host, self.keys, timeout=self.timeout)}
+        for key in offered.values():
             ctx.note(f"{key.get_name()} {fingerprint(key)}")
         pinned = KnownHosts(self.keys.pins_path).lookup(target.hostname, target.port)
-        for key in offered:
-            old = pinned.get(key.get_name())
-            if old is not None and old != key:
-                raise UnreachableError(
-                    f"host key of {target.label} CHANGED: pinned {fingerprint(old)}, "
-                    f"offered {fingerprint(key)}; refusing to re-pin. "
-                    f"If expected: `provision hostkeys forget {ctx.host.name}` first"
-                )
-        new = [key for key in offered if key.get_name() not in pinned]
-        if not new:
+        for key_type, old in pinned.items():
+            new = offered.get(key_type)
+            if new is None:
+                raise UnreachableError(f"{target.label} no longer offers its pinned {key_type} key "
+                                       f"({fingerprint(old)}); refusing. If expected: "
+                                       f"`provision hostkeys forget {ctx.host.name}` then scan again")
+            if new != old:
+                raise UnreachableError(changed_key_message(target.label, old, new, ctx.host.name))
+        if pinned:
+            unpinned = sorted(set(offered) - set(pinned))
+            if unpinned:
+                ctx.note(f"not pinned: {', '.join(unpinned)} (forget and scan again to pin them)")
             return None
+        pins_path: Path = self.keys.pins_path
 
         def apply() -> None:
-            with _PINS_LOCK:
-                pins = KnownHosts(self.keys.pins_path)
-                for key in new:
-                    pins.add(target.hostname, target.port, key)
-                pins.save()
+            pin_keys(pins_path, target.hostname, target.port, offered.values())
 
-        names = ", ".join(key.get_name() for key in new)
-        return Change(f"pin {names} for {target.label} in {self.keys.pins_path.name}", apply)
+        names = ", ".join(offered)
+        return Change(f"pin {names} for {target.label} in {pins_path.name}", apply)

@@ -300,3 +300,58 @@ def test_many_connections_to_one_sshd_with_low_maxstartups(lab, tmp_path: Path) 
     finally:
         lab.exec("ws2", ["rm", "-f", "/etc/ssh/sshd_config.d/maxstartups.conf"])
         lab.exec("ws2", ["sh", "-c", 'kill -HUP "$(cat /run/sshd.pid)"'])
+
+
+def replace_pin(pins: Path, port: int, key_type: str, new_line: str | None) -> None:
+    """Swap (or drop) one host's pin of one key type in a pins file."""
+    prefix = f"[127.0.0.1]:{port} {key_type} "
+    lines = [line for line in pins.read_text().splitlines() if not line.startswith(prefix)]
+    if new_line:
+        lines.append(new_line)
+    pins.write_text("\n".join(lines) + "\n")
+
+
+def test_scan_refuses_a_changed_key_of_another_type_and_never_adds_types(lab, tmp_path: Path) -> None:
+    import paramiko
+
+    inventory = copy_inventory(lab, tmp_path)
+    pins = tmp_path / "site.known_hosts"
+    stranger = paramiko.ECDSAKey.generate()
+    port = lab.port("ws1")
+    replace_pin(pins, port, "ecdsa-sha2-nistp256", f"[127.0.0.1]:{port} {stranger.get_name()} {stranger.get_base64()}")
+    before = pins.read_bytes()
+    status, document = provision_json("hostkeys", "scan", "-i", str(inventory), "--limit", "ws1", home=tmp_path)
+    assert status == 4
+    assert "CHANGED" in document["hosts"]["ws1"]["tasks"][0]["msg"]
+    assert pins.read_bytes() == before
+
+    replace_pin(pins, port, "ecdsa-sha2-nistp256", None)  # only ed25519 pinned now
+    before = pins.read_bytes()
+    status, document = provision_json("hostkeys", "scan", "-i", str(inventory), "--limit", "ws1", home=tmp_path)
+    assert status == 0
+    assert "not pinned: ecdsa-sha2-nistp256" in document["hosts"]["ws1"]["tasks"][0]["msg"]
+    assert pins.read_bytes() == before
+
+
+def test_accept_new_still_checks_user_known_hosts(lab, tmp_path: Path) -> None:
+    import paramiko
+
+    inventory = copy_inventory(lab, tmp_path, pins=False)
+    ssh_dir = tmp_path / ".ssh"
+    ssh_dir.mkdir()
+    stranger = paramiko.Ed25519Key.from_private_key_file(str(lab.admin_key))  # any key that is not ws1's
+    (ssh_dir / "known_hosts").write_text(f"[127.0.0.1]:{lab.port('ws1')} ssh-ed25519 {stranger.get_base64()}\n")
+    status, document = provision_json("ping", "-i", str(inventory), "--accept-new-hostkeys", home=tmp_path)
+    assert status == 4
+    assert "CHANGED" in document["hosts"]["ws1"]["tasks"][0]["msg"]
+    assert document["hosts"]["storage"]["status"] == "ok"
+    assert f"[127.0.0.1]:{lab.port('ws1')}" not in (tmp_path / "site.known_hosts").read_text()
+
+
+def test_local_connection(tmp_path: Path) -> None:
+    inventory = tmp_path / "local.yml"
+    inventory.write_text("all:\n  vars:\n    project: demo\n  children:\n    storage:\n      hosts:\n"
+                         "        here: {ansible_connection: local}\n")
+    status, document = provision_json("ping", "-i", str(inventory), home=tmp_path)
+    assert status == 0, document
+    assert "git 2." in document["hosts"]["here"]["tasks"][0]["msg"]

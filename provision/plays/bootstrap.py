@@ -1,0 +1,114 @@
+"""`provision bootstrap`: the storage server side of the workflow, in one idempotent play.
+
+Order matters and is the order of the tasks: the export must be there before anything changes;
+tools, group and accounts come before the directories they own; the bare repository before the server
+repository that clones it; the server repository before a dataset is added to it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from provision.engine import Phase, Play, Task
+from provision.errors import InputError
+from provision.inventory import Host, Settings
+from provision.tasks.accounts import EnsureGitShellCommands, EnsureGroup, EnsureServiceAccount
+from provision.tasks.directories import EnsureDirectory, RequireExport
+from provision.tasks.dvc_repo import EnsureDataset, EnsureServerRepo, site_cache_dir
+from provision.tasks.git_repo import EnsureBareRepo
+from provision.tasks.packages import GIT_SHELL, EnsureDvc, EnsureGit
+
+NOLOGIN = "/usr/sbin/nologin"
+SHARED_DIRECTORY_MODE = 0o2775
+_DATA_PATH = re.compile(r"[A-Za-z0-9._+@%,=][A-Za-z0-9._/+@%,=-]*\Z")
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")
+
+
+def check_data_path(path: str) -> str:
+    """A dataset path relative to server_repo, normalised; InputError before any host is contacted."""
+    if not _DATA_PATH.match(path) or path.startswith("/"):
+        raise InputError(f"{path!r} is not a relative path of letters, digits and . _ - / + @ % , =", key="--data")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts or parts[0] in (".git", ".dvc"):
+        raise InputError(f"{path!r} must name a file or directory inside server_repo (no '..', not .git or "
+                         ".dvc)", key="--data")
+    return "/".join(parts)
+
+
+def check_tag(tag: str) -> str:
+    """A git tag name that needs no quoting anywhere (git check-ref-format's rules, stricter)."""
+    if (not _TAG.match(tag) or ".." in tag or "//" in tag or tag.endswith(("/", ".", ".lock"))
+            or any(part.startswith(".") for part in tag.split("/"))):
+        raise InputError(f"{tag!r} is not a usable tag name: use letters, digits and . _ - / (e.g. v1.0)",
+                         key="--tag")
+    return tag
+
+
+def _within(path: str, ancestor: str) -> bool:
+    return path == ancestor or path.startswith(ancestor.rstrip("/") + "/")
+
+
+def check_settings(host: Host) -> None:
+    """Combinations the vars table cannot refuse on its own; InputError before any host is contacted."""
+    settings = host.settings
+    if settings.storage_user == settings.git_user:
+        raise InputError(f"storage_user and git_user are both {settings.git_user!r}: the DVC account (SFTP only) "
+                         "and the git account (git-shell) must differ", key="git_user")
+    owned = {"dvc_storage": settings.dvc_storage, "server_repo": settings.server_repo}
+    if settings.git_remote_is_path:
+        owned["git_remote"] = settings.git_remote
+    for key, path in owned.items():
+        if _within(settings.nfs_root, path):
+            raise InputError(f"{key} {path} is nfs_root {settings.nfs_root} or above it: bootstrap would hand the "
+                             "export to a service account; use a directory inside it", key=key)
+    for key, path in owned.items():
+        for other_key, other in owned.items():
+            if key != other_key and _within(path, other):
+                raise InputError(f"{key} {path} lies within {other_key} {other}: keep them apart", key=key)
+
+
+def _git_remote_directories(settings: Settings) -> list[str]:
+    """Directories created for the bare repository: its parent when that is ours (below nfs_root),
+    else the repository directory itself, so no shared parent (nfs_root, /srv) changes owner."""
+    parent = posixpath.dirname(settings.git_remote)
+    nfs_root = settings.nfs_root.rstrip("/")
+    if parent.startswith(nfs_root + "/"):
+        return [parent]
+    return [settings.git_remote]
+
+
+def storage_tasks(host: Host, data: str | None, tag: str | None) -> list[Task]:
+    """Everything bootstrap ensures on the storage host, in order."""
+    settings = host.settings
+    group = settings.storage_group
+    tasks: list[Task] = [
+        RequireExport(settings.nfs_root),
+        EnsureGit(),
+        EnsureDvc(settings.dvc_version, settings.dvc_venv),
+        EnsureGroup(group, settings.storage_gid),
+        EnsureServiceAccount(settings.storage_user, group, NOLOGIN, "provision DVC storage (SFTP only)"),
+        EnsureServiceAccount(settings.git_user, group, GIT_SHELL, "provision git repositories (git-shell)"),
+        EnsureGitShellCommands(settings.git_user, GIT_SHELL),
+        EnsureDirectory(settings.dvc_storage, settings.storage_user, group, SHARED_DIRECTORY_MODE, group_acl=True),
+    ]
+    if settings.git_remote_is_path:
+        tasks += [EnsureDirectory(path, settings.git_user, group, SHARED_DIRECTORY_MODE)
+                  for path in _git_remote_directories(settings)]
+        tasks.append(EnsureBareRepo(settings.git_remote, settings.git_user, group))
+    tasks += [
+        EnsureDirectory(settings.server_repo, settings.git_user, group, SHARED_DIRECTORY_MODE),
+        EnsureDirectory(site_cache_dir(settings), settings.git_user, group, SHARED_DIRECTORY_MODE),
+        EnsureServerRepo(settings),
+    ]
+    if data:
+        tasks.append(EnsureDataset(settings, data, tag))
+    return tasks
+
+
+def bootstrap_play(storage: Host, data: str | None = None, tag: str | None = None) -> Play:
+    """One phase on the storage host; `data` and `tag` must have passed check_data_path/check_tag."""
+    check_settings(storage)
+    return Play("bootstrap", [
+        Phase("bootstrap", lambda state: [storage], lambda host, state: storage_tasks(host, data, tag)),
+    ])

@@ -1,0 +1,289 @@
+"""The storage group and the service accounts, and running commands as those accounts.
+
+Service accounts are key-only: their password hash is `*` (not `!`, which sshd refuses even for keys
+when it runs without PAM). Their home, `~/.ssh` and `authorized_keys` belong to root (0755, 0755, 0644):
+sshd's StrictModes accepts that, and no SFTP or git session of the account can rewrite its own keys.
+
+git_user's login shell is git-shell, and its key lines carry the forced command
+`git-shell -c "$SSH_ORIGINAL_COMMAND"` (which also catches SFTP subsystem requests). sshd runs a forced
+command through the login shell, so git-shell receives that text and looks up its first word in
+`~/git-shell-commands/`; a root-owned helper there hands the client's command back to git-shell.
+`no-interactive-login` there turns away a session without a command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+import jinja2
+
+from provision.connection import CommandResult
+from provision.engine import Change, HostContext, Task
+from provision.errors import ProvisionError
+from provision.facts import CommandFact, Fact, FileFact, FileState
+from provision.paths import templates_dir
+from provision.remote import as_user, script
+from provision.tasks.files import EnsureFile, describe_attributes
+
+HOME_BASE = "/home"
+_UNUSABLE_HOMES = ("", "/", "/nonexistent")
+
+# $1 user. "absent", or the passwd entry, whether the hash is `*`, the groups, and the state of
+# home, ~/.ssh and ~/.ssh/authorized_keys (one `stat` line each, "stat absent" when missing).
+_ACCOUNT_PROBE = """
+user=$1
+entry=$(getent passwd "$user") || { echo absent; exit 0; }
+printf 'passwd %s\\n' "$entry"
+case $(getent shadow "$user" | cut -d: -f2) in '*') echo 'hash star' ;; *) echo 'hash other' ;; esac
+printf 'groups %s\\n' "$(id -nG "$user")"
+home=$(printf '%s\\n' "$entry" | cut -d: -f6)
+for path in "$home" "$home/.ssh" "$home/.ssh/authorized_keys"; do
+  if [ -e "$path" ] || [ -L "$path" ]; then printf 'stat %s\\n' "$(stat -c '%U %G %a %F' -- "$path")"
+  else echo 'stat absent'; fi
+done
+"""
+
+# $1 user, $2 group, $3 shell, $4 home for a new account, $5 comment. Each step checks first, so the
+# script converges whatever part of the account already exists.
+_ACCOUNT_APPLY = """
+set -eu
+user=$1 group=$2 shell=$3 home=$4 comment=$5
+if ! getent passwd "$user" >/dev/null; then
+  useradd --system --gid "$group" --shell "$shell" --home-dir "$home" --no-create-home \\
+    --password '*' --comment "$comment" "$user"
+fi
+entry=$(getent passwd "$user")
+home=$(printf '%s\\n' "$entry" | cut -d: -f6)
+[ "$(printf '%s\\n' "$entry" | cut -d: -f7)" = "$shell" ] || usermod --shell "$shell" "$user"
+[ "$(getent shadow "$user" | cut -d: -f2)" = '*' ] || usermod --password '*' "$user"
+id -nG "$user" | tr ' ' '\\n' | grep -qxF -- "$group" || usermod --append --groups "$group" "$user"
+for path in "$home" "$home/.ssh" "$home/.ssh/authorized_keys"; do
+  if [ -L "$path" ]; then echo "$path is a symbolic link: refusing to use it" >&2; exit 1; fi
+done
+install -d -o root -g root -m 0755 -- "$home" "$home/.ssh"
+[ -e "$home/.ssh/authorized_keys" ] || : > "$home/.ssh/authorized_keys"
+chown root:root -- "$home/.ssh/authorized_keys"
+chmod 0644 -- "$home/.ssh/authorized_keys"
+"""
+
+
+def account_fact(user: str) -> CommandFact:
+    """The account probe; equal for equal users, so every task that asks reads it once."""
+    return CommandFact(tuple(script(_ACCOUNT_PROBE, user)), privileged=True)
+
+
+def run_as_account(ctx: HostContext, user: str, argv: Sequence[str], *, what: str,
+                   timeout: float | None = None) -> CommandResult:
+    """Run argv as a service account (from root, through sudo when the host uses become)."""
+    result = ctx.session.run(as_user(user, argv), privileged=True, timeout=timeout)
+    if not result.ok:
+        raise ProvisionError(f"{what} failed (as {user}): {failure_detail(result)}")
+    return result
+
+
+def failure_detail(result: CommandResult) -> str:
+    """The last lines a failed command printed, which name the cause."""
+    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    return " / ".join(lines[-2:]) if lines else f"exit {result.rc}"
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    """Owner, group, mode and kind of one path, from `stat -c '%U %G %a %F'`."""
+
+    owner: str
+    group: str
+    mode: int
+    kind: str
+
+    @classmethod
+    def parse(cls, text: str) -> PathInfo | None:
+        if text == "absent":
+            return None
+        owner, group, mode, kind = text.split(" ", 3)
+        return cls(owner, group, int(mode, 8), kind)
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """A passwd entry and what sshd looks at for its key logins."""
+
+    exists: bool
+    uid: int = 0
+    home: str = ""
+    shell: str = ""
+    hash_is_star: bool = False
+    groups: tuple[str, ...] = ()
+    paths: tuple[PathInfo | None, ...] = field(default=(None, None, None))
+
+    @classmethod
+    def parse(cls, output: str | None) -> AccountState:
+        if not output or output.strip() == "absent":
+            return cls(exists=False)
+        lines = output.splitlines()
+        values = dict(line.split(" ", 1) for line in lines if not line.startswith("stat "))
+        entry = values["passwd"].split(":")
+        stats = [PathInfo.parse(line.removeprefix("stat ")) for line in lines if line.startswith("stat ")]
+        return cls(exists=True, uid=int(entry[2]), home=entry[5], shell=entry[6],
+                   hash_is_star=values.get("hash") == "star", groups=tuple(values.get("groups", "").split()),
+                   paths=tuple(stats))
+
+
+def account_problems(state: AccountState, group: str, shell: str) -> list[str]:
+    """What differs from a key-only service account in `group` with root-owned ~/.ssh; [] when right."""
+    if not state.exists:
+        return []
+    wrong = []
+    if state.shell != shell:
+        wrong.append(f"shell {state.shell} -> {shell}")
+    if not state.hash_is_star:
+        wrong.append("password hash -> *")
+    if group not in state.groups:
+        wrong.append(f"add to group {group}")
+    wanted = (("home", "directory", 0o755), ("~/.ssh", "directory", 0o755),
+              ("~/.ssh/authorized_keys", "regular", 0o644))
+    for info, (label, kind, mode) in zip(state.paths, wanted, strict=True):
+        if info is None:
+            wrong.append(f"create {label}")
+        elif (info.owner, info.group, info.mode) != ("root", "root", mode) or not info.kind.startswith(kind):
+            wrong.append(f"{label} {info.owner}:{info.group} {info.mode:04o} -> root:root {mode:04o}")
+    return wrong
+
+
+class EnsureGroup(Task):
+    """The group that shares the DVC remote, the cache and the repositories (fixed gid when given)."""
+
+    def __init__(self, group: str, gid: int | None) -> None:
+        self.group = group
+        self.gid = gid
+        self.name = f"group {group}"
+        self._fact = CommandFact(("getent", "group", group))
+
+    def facts(self) -> Sequence[Fact]:
+        return (self._fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        entry = ctx.fact(self._fact)
+        if entry:
+            current_gid = int(entry.split(":")[2])
+            if self.gid is not None and current_gid != self.gid:
+                raise ProvisionError(
+                    f"group {self.group} has gid {current_gid}, the inventory's storage_gid is {self.gid}: "
+                    "files on the export keep the old gid, so change it by hand (groupmod) or fix storage_gid")
+            ctx.note(f"gid {current_gid}")
+            return None
+        argv = ["groupadd", "--system", *(["--gid", str(self.gid)] if self.gid is not None else []), self.group]
+
+        def apply() -> None:
+            result = ctx.session.run(argv, privileged=True)
+            if not result.ok:
+                raise ProvisionError(f"creating group {self.group} failed: {failure_detail(result)}")
+            ctx.forget(self._fact)
+
+        return Change(f"create group {self.group}" + (f" (gid {self.gid})" if self.gid is not None else ""),
+                      apply)
+
+
+class EnsureServiceAccount(Task):
+    """A key-only account in the storage group, with a login shell that limits what a key can do."""
+
+    def __init__(self, user: str, group: str, shell: str, comment: str) -> None:
+        self.user = user
+        self.group = group
+        self.shell = shell
+        self.comment = comment
+        self.name = f"account {user}"
+        self._fact = account_fact(user)
+
+    def facts(self) -> Sequence[Fact]:
+        return (self._fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        state = AccountState.parse(ctx.fact(self._fact))
+        home = state.home if state.exists else f"{HOME_BASE}/{self.user}"
+        if home in _UNUSABLE_HOMES:
+            raise ProvisionError(f"account {self.user} has home {home!r}, where sshd finds no keys: give it "
+                                 f"a home (usermod --home {HOME_BASE}/{self.user} {self.user}) and rerun")
+        for info, label in zip(state.paths, ("home", "~/.ssh", "~/.ssh/authorized_keys"), strict=True):
+            if info is not None and info.kind == "symbolic link":
+                raise ProvisionError(f"{label} of {self.user} is a symbolic link: replace it with a real "
+                                     "directory or file owned by root")
+        if state.exists:
+            ctx.note(f"uid {state.uid}, shell {state.shell}, home {home}")
+            changes = account_problems(state, self.group, self.shell)
+            if not changes:
+                return None
+            summary = f"fix account {self.user}: {', '.join(changes)}"
+        else:
+            summary = (f"create account {self.user} (group {self.group}, shell {self.shell}, password hash *, "
+                       f"root-owned {home}, ~/.ssh 0755, empty authorized_keys 0644)")
+        argv = script(_ACCOUNT_APPLY, self.user, self.group, self.shell, home, self.comment)
+
+        def apply() -> None:
+            result = ctx.session.run(argv, privileged=True)
+            if not result.ok:
+                raise ProvisionError(f"setting up account {self.user} failed: {failure_detail(result)}")
+            ctx.forget(self._fact)
+
+        return Change(summary, apply)
+
+
+@cache
+def _git_shell_templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir() / "git_shell"),
+                              undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def git_shell_commands(user: str, git_shell: str) -> dict[str, str]:
+    """The files of ~/git-shell-commands, by name."""
+    templates = _git_shell_templates()
+    return {name: templates.get_template(f"{name}.j2").render(user=user, git_shell=git_shell)
+            for name in ("git-shell", "no-interactive-login")}
+
+
+class EnsureGitShellCommands(Task):
+    """Root-owned ~/git-shell-commands for git_user, so that forced-command key lines work under git-shell."""
+
+    def __init__(self, user: str, git_shell: str) -> None:
+        self.user = user
+        self.git_shell = git_shell
+        self.name = f"git-shell commands of {user}"
+        self._account = account_fact(user)
+
+    def _paths(self, home: str) -> tuple[str, dict[str, str]]:
+        directory = f"{home}/git-shell-commands"
+        files = {f"{directory}/{name}": text for name, text in git_shell_commands(self.user, self.git_shell).items()}
+        return directory, files
+
+    def facts(self) -> Sequence[Fact]:
+        directory, files = self._paths(f"{HOME_BASE}/{self.user}")
+        return (self._account, FileFact(directory), *(FileFact(path) for path in files))
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        state = AccountState.parse(ctx.fact(self._account))
+        directory, files = self._paths(state.home if state.exists else f"{HOME_BASE}/{self.user}")
+        current: FileState = ctx.fact(FileFact(directory))
+        if current.exists and not current.is_dir:
+            raise ProvisionError(f"{directory} exists and is a {current.kind}, not a directory")
+        directory_wrong = (not current.exists) or bool(describe_attributes(current, "root", "root", 0o755))
+        file_changes = [change for change in (EnsureFile(path, text, owner="root", group="root", mode=0o755).plan(ctx)
+                                              for path, text in files.items()) if change is not None]
+        if not directory_wrong and not file_changes:
+            return None
+        summaries = ([f"{'create' if not current.exists else 'fix'} {directory} (root:root 0755)"]
+                     if directory_wrong else [])
+        summaries += [change.summary for change in file_changes]
+
+        def apply() -> None:
+            if directory_wrong:
+                result = ctx.session.run(["install", "-d", "-o", "root", "-g", "root", "-m", "0755", "--", directory],
+                                         privileged=True)
+                if not result.ok:
+                    raise ProvisionError(f"creating {directory} failed: {failure_detail(result)}")
+                ctx.forget(FileFact(directory))
+            for change in file_changes:
+                change.apply()
+
+        return Change(", ".join(summaries), apply, "".join(change.diff for change in file_changes))

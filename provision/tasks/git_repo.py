@@ -1,0 +1,216 @@
+"""Git repositories on storage: the shared bare repository and working repositories kept by git_user.
+
+Everything inside a repository runs as its owning account (`as_user(git_user, ...)`), never as root:
+NFS exports commonly squash root, and git refuses repositories owned by another user. Because the
+owner does the work, no `safe.directory` exception is ever needed. Commit identity is given per
+command (`git -c user.name=... -c user.email=...`), so no account's global config is written.
+
+The shell pieces below are constants; values reach them only as positional arguments.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from provision.engine import Change, HostContext, Task
+from provision.errors import ProvisionError
+from provision.facts import CommandFact, Fact
+from provision.remote import as_user, script
+from provision.tasks.accounts import run_as_account
+
+INITIAL_BRANCH = "main"
+
+#: Environment of every script that works in a repository: group-writable files, no prompts, no
+#: optional index writes (so reading state never changes a byte).
+GIT_ENVIRONMENT = """
+umask 002
+export GIT_TERMINAL_PROMPT=0 GIT_OPTIONAL_LOCKS=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes'
+"""
+#: Start of every script that changes a repository: the environment, and stop at the first error.
+GIT_PRELUDE = "set -eu\n" + GIT_ENVIRONMENT
+
+#: Shell functions for working repositories. checkout_repository REPO REMOTE: clone REMOTE into REPO
+#: when REPO is empty; when REPO already holds files (the write-up copied the project there first),
+#: init in place and take the remote's branch if it has one. commit_paths NAME EMAIL MESSAGE PATH...:
+#: commit those paths when they changed. sync_branch: fast-forward to the remote's branch (clients
+#: push too). push_head REF...: push the current branch and the given refs.
+GIT_FUNCTIONS = """
+checkout_repository() {
+  cd -- "$1"
+  if [ "$(git rev-parse --show-toplevel 2>/dev/null)" = "$(pwd -P)" ]; then return 0; fi
+  if [ -z "$(ls -A)" ]; then
+    git clone --quiet -- "$2" .
+    return 0
+  fi
+  git init --quiet --initial-branch=main  # INITIAL_BRANCH, as for the bare repository
+  git remote add origin "$2"
+  git fetch --quiet origin
+  head=$(git ls-remote --symref origin HEAD | sed -n 's|^ref: refs/heads/\\([^\t]*\\)\tHEAD$|\\1|p')
+  if [ -n "$head" ] && git rev-parse -q --verify "refs/remotes/origin/$head" >/dev/null; then
+    git checkout --quiet -b "$head" --track "origin/$head"
+  fi
+}
+commit_paths() {
+  name=$1 email=$2 message=$3
+  shift 3
+  git add -- "$@"
+  if ! git diff --cached --quiet -- "$@"; then
+    git -c "user.name=$name" -c "user.email=$email" commit --quiet -m "$message" -- "$@"
+  fi
+}
+sync_branch() {
+  branch=$(git symbolic-ref --short HEAD)
+  if git ls-remote --exit-code origin "refs/heads/$branch" >/dev/null; then
+    git fetch --quiet origin "refs/heads/$branch"
+    git merge --quiet --ff-only FETCH_HEAD
+  fi
+}
+push_head() {
+  branch=$(git symbolic-ref --short HEAD)
+  git push --quiet --set-upstream origin "HEAD:refs/heads/$branch" "$@"
+}
+"""
+
+#: Shell lines for a probe in a repository: "pushed yes" when git_remote's branch holds HEAD, "behind yes"
+#: when that branch has commits this repository lacks (clients pushed since).
+BRANCH_PROBE = """
+branch=$(git symbolic-ref --short -q HEAD) || branch=
+remote_head=
+if [ -n "$branch" ]; then remote_head=$(git ls-remote origin "refs/heads/$branch" | cut -f1); fi
+if [ -z "$remote_head" ]; then :
+elif [ "$remote_head" = "$(git rev-parse -q --verify HEAD)" ]; then echo 'pushed yes'
+elif ! git cat-file -e "$remote_head^{commit}" 2>/dev/null; then echo 'behind yes'
+elif git merge-base --is-ancestor HEAD "$remote_head"; then echo 'pushed yes'; echo 'behind yes'
+fi
+"""
+
+# $1 working repository. Key-value lines; files as base64 so no content can forge a line.
+_WORKTREE_PROBE = GIT_ENVIRONMENT + """
+repo=$1
+dir=$repo
+while [ ! -e "$dir" ]; do dir=$(dirname -- "$dir"); done
+printf 'fstype %s\\n' "$(stat -f -c %T -- "$dir")"
+cd -- "$repo" 2>/dev/null || { echo 'dir absent'; exit 0; }
+if [ -z "$(ls -A)" ]; then echo 'dir empty'; exit 0; fi
+if [ "$(git rev-parse --show-toplevel 2>/dev/null)" != "$(pwd -P)" ]; then echo 'dir files'; exit 0; fi
+echo 'dir repo'
+printf 'origin %s\\n' "$(git config --get remote.origin.url || true)"
+""" + BRANCH_PROBE + """
+if [ -d .dvc ]; then echo 'dvc yes'; fi
+printf 'uncommitted %s\\n' "$(git status --porcelain -- .dvc/config .dvc/.gitignore .dvcignore | wc -l)"
+for file in .dvc/config .dvc/config.local; do
+  if [ -f "$file" ]; then printf 'file %s %s\\n' "$file" "$(base64 -w0 < "$file")"; fi
+done
+"""
+
+# $1 bare repository. absent | notdir | empty | other | "repo BARE SHARED" and "owner USER".
+_BARE_PROBE = """
+path=$1
+[ -e "$path" ] || { echo absent; exit 0; }
+[ -d "$path" ] || { echo notdir; exit 0; }
+if [ -f "$path/HEAD" ] && [ -d "$path/objects" ] && [ -f "$path/config" ]; then
+  printf 'repo %s %s\\n' "$(git config --file "$path/config" --get core.bare || echo -)" \\
+    "$(git config --file "$path/config" --get core.sharedRepository || echo -)"
+  stat -c 'owner %U' -- "$path"
+elif [ -z "$(ls -A -- "$path")" ]; then echo empty
+else echo other; fi
+"""
+
+_SHARED_GROUP_VALUES = ("1", "group", "true")
+
+
+@dataclass(frozen=True)
+class WorkTreeState:
+    """A working repository as its owner sees it (see _WORKTREE_PROBE)."""
+
+    readable: bool
+    fstype: str = ""
+    dir: str = "absent"
+    origin: str = ""
+    pushed: bool = False
+    behind: bool = False
+    dvc_initialised: bool = False
+    uncommitted: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_repo(self) -> bool:
+        return self.dir == "repo"
+
+    @classmethod
+    def parse(cls, output: str | None) -> WorkTreeState:
+        """None (the account does not exist yet, or su failed) reads as 'not readable'."""
+        if output is None:
+            return cls(readable=False)
+        values: dict[str, str] = {}
+        files: dict[str, str] = {}
+        for line in output.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "file":
+                name, _, encoded = value.partition(" ")
+                files[name] = base64.b64decode(encoded).decode()
+            else:
+                values[key] = value
+        return cls(readable=True, fstype=values.get("fstype", ""), dir=values.get("dir", "absent"),
+                   origin=values.get("origin", ""), pushed=values.get("pushed") == "yes",
+                   behind=values.get("behind") == "yes",
+                   dvc_initialised=values.get("dvc") == "yes",
+                   uncommitted=int(values.get("uncommitted", "0") or 0), files=files)
+
+
+class WorkTreeFact(CommandFact):
+    """A working repository's state, read as its owner."""
+
+    def __init__(self, repo: str, owner: str) -> None:
+        super().__init__(tuple(as_user(owner, script(_WORKTREE_PROBE, repo))), privileged=True)
+
+
+def commit_identity(owner: str, host_name: str) -> tuple[str, str]:
+    """Author and committer of provision's commits: says which tool and account made them."""
+    return "provision", f"{owner}@{host_name}"
+
+
+class EnsureBareRepo(Task):
+    """The bare repository clients push to: `--shared=group`, owned by git_user."""
+
+    def __init__(self, path: str, owner: str, group: str) -> None:
+        self.path = path
+        self.owner = owner
+        self.group = group
+        self.name = f"bare repository {path}"
+        self._fact = CommandFact(tuple(script(_BARE_PROBE, path)), privileged=True)
+
+    def facts(self) -> Sequence[Fact]:
+        return (self._fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        lines = (ctx.fact(self._fact) or "absent").split("\n")
+        status = lines[0].split()
+        if status[0] == "notdir":
+            raise ProvisionError(f"git_remote {self.path} exists and is not a directory")
+        if status[0] == "other":
+            raise ProvisionError(f"git_remote {self.path} holds files but no git repository: move them away "
+                                 "or point git_remote elsewhere")
+        if status[0] in ("absent", "empty"):
+            argv = ["git", "init", "--quiet", "--bare", "--shared=group", f"--initial-branch={INITIAL_BRANCH}",
+                    self.path]
+            return Change(f"create bare repository {self.path} (--shared=group, owner {self.owner})",
+                          lambda: self._run(ctx, argv, "git init --bare"))
+        bare, shared = status[1], status[2]
+        owner = lines[1].removeprefix("owner ").strip() if len(lines) > 1 else ""
+        if bare != "true":
+            raise ProvisionError(f"git_remote {self.path} is a repository with a work tree, not a bare one")
+        if owner != self.owner:
+            raise ProvisionError(f"git_remote {self.path} is owned by {owner}, not {self.owner}: "
+                                 f"chown -R {self.owner}:{self.group} {self.path}")
+        if shared in _SHARED_GROUP_VALUES:
+            return None
+        argv = ["git", "config", "--file", f"{self.path}/config", "core.sharedRepository", "group"]
+        return Change(f"set core.sharedRepository = group in {self.path}",
+                      lambda: self._run(ctx, argv, "git config core.sharedRepository"))
+
+    def _run(self, ctx: HostContext, argv: list[str], what: str) -> None:
+        run_as_account(ctx, self.owner, script("umask 002 && exec \"$@\"", *argv), what=what)
+        ctx.forget(self._fact)

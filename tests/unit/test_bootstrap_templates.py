@@ -1,0 +1,111 @@
+"""The DVC config files bootstrap writes, read back the way DVC reads them (configobj)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from configobj import ConfigObj
+
+from provision.inventory import Settings, load_inventory
+from provision.tasks.accounts import git_shell_commands
+from provision.tasks.dvc_repo import (
+    dvc_value,
+    gc_guard,
+    remote_url,
+    render_committed_config,
+    render_server_config_local,
+)
+
+
+def settings_for(tmp_path: Path, **variables: Any) -> Settings:
+    data = {"all": {"vars": {"project": "demo", **variables},
+                    "children": {"storage": {"hosts": {"storage": {"ansible_host": "10.0.0.5",
+                                                                   "ansible_port": 2222}}}}}}
+    inventory = tmp_path / "site.yml"
+    inventory.write_text(yaml.safe_dump(data))
+    return load_inventory(inventory).storage.settings
+
+
+def parse(text: str) -> ConfigObj:
+    return ConfigObj(text.splitlines())
+
+
+def test_committed_config_has_remote_cache_and_no_credentials(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    text = render_committed_config(settings, hardlink_lock=False)
+    config = parse(text)
+    assert config["core"] == {"remote": "data"}
+    assert config["cache"] == {"shared": "group", "type": "reflink,symlink,hardlink,copy"}
+    assert config['remote "data"'] == {"url": "ssh://10.0.0.5:2222/mnt/nfs/cache", "verify": "true"}
+    assert set(config) == {"core", "cache", 'remote "data"'}
+    for word in ("user", "password", "keyfile"):
+        assert f"{word} =" not in text
+
+
+def test_hardlink_lock_only_on_nfs(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    assert parse(render_committed_config(settings, hardlink_lock=True))["core"] == {
+        "remote": "data", "hardlink_lock": "true"}
+    assert "hardlink_lock" not in render_committed_config(settings, hardlink_lock=False)
+
+
+def test_matches_what_dvc_itself_writes(tmp_path: Path) -> None:
+    """Same layout as `dvc remote add/modify` and `dvc config` produce, so later edits do not churn."""
+    text = render_committed_config(settings_for(tmp_path), hardlink_lock=True)
+    body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
+    assert body == ("[core]\n    remote = data\n    hardlink_lock = true\n"
+                    "[cache]\n    shared = group\n    type = \"reflink,symlink,hardlink,copy\"\n"
+                    "['remote \"data\"']\n    url = ssh://10.0.0.5:2222/mnt/nfs/cache\n    verify = true\n")
+
+
+def test_values_with_commas_survive_configobj(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, dvc_storage="/mnt/nfs/a,b", cache_types="symlink",
+                            dvc_remote="store", storage_address="storage.example.org", storage_port=22)
+    config = parse(render_committed_config(settings, hardlink_lock=False))
+    assert config['remote "store"']["url"] == "ssh://storage.example.org:22/mnt/nfs/a,b"
+    assert config["cache"]["type"] == "symlink"
+    assert dvc_value("a,b") == '"a,b"' and dvc_value("plain") == "plain"
+
+
+def test_ipv6_storage_address_is_bracketed(tmp_path: Path) -> None:
+    assert remote_url(settings_for(tmp_path, storage_address="fd00::5")) == "ssh://[fd00::5]:2222/mnt/nfs/cache"
+
+
+@pytest.mark.parametrize(("server_cache", "cache_dir"), [("separate", None), ("shared", "/mnt/nfs/cache")])
+def test_server_config_local(tmp_path: Path, server_cache: str, cache_dir: str | None) -> None:
+    config = parse(render_server_config_local(settings_for(tmp_path, server_cache=server_cache)))
+    assert config['remote "data"'] == {"url": "/mnt/nfs/cache"}
+    assert config["core"] == {"site_cache_dir": "/var/tmp/dvc-site-cache-demo"}
+    assert config.get("cache", {}).get("dir") == cache_dir
+
+
+def test_gc_guard_names_the_safe_form(tmp_path: Path) -> None:
+    text = gc_guard(settings_for(tmp_path, server_cache="shared"))
+    assert "never run a plain `dvc gc`" in text
+    assert "dvc gc --all-commits --all-branches --all-tags" in text
+    assert "/mnt/nfs/demo" in text and "git fetch" in text
+
+
+def test_git_shell_helper_hands_the_original_command_to_git_shell() -> None:
+    files = git_shell_commands("git", "/usr/bin/git-shell")
+    helper = files["git-shell"]
+    assert helper.startswith("#!/bin/sh\n")
+    assert 'exec /usr/bin/git-shell -c "${SSH_ORIGINAL_COMMAND:-}"' in helper
+    assert "PROVISION_GIT_SHELL" in helper  # guard against running itself again
+    assert files["no-interactive-login"].rstrip().endswith("exit 128")
+
+
+def test_git_shell_helper_runs_git_shell_once(tmp_path: Path) -> None:
+    helper = tmp_path / "git-shell"
+    helper.write_text(git_shell_commands("git", "/bin/echo")["git-shell"])
+    env = {"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": "git-upload-pack '/srv/demo.git'"}
+    done = subprocess.run(["sh", str(helper), "-c", "$SSH_ORIGINAL_COMMAND"], env=env, capture_output=True,
+                          text=True, check=False)
+    assert (done.returncode, done.stdout) == (0, "-c git-upload-pack '/srv/demo.git'\n")
+    again = subprocess.run(["sh", str(helper)], env={**env, "PROVISION_GIT_SHELL": "1"}, capture_output=True,
+                           text=True, check=False)
+    assert again.returncode == 1 and again.stdout == ""

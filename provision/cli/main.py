@@ -16,6 +16,7 @@ from provision import __version__
 from provision.cli.bootstrap import bootstrap
 from provision.cli.common import PlayArgs, inventory_option, play_options, run_play
 from provision.cli.lab import lab
+from provision.cli.onboard import offboard, onboard
 from provision.cli.secrets import secrets
 from provision.connection import resolve_target
 from provision.engine import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED
@@ -161,6 +162,8 @@ def ping(play_args: PlayArgs) -> None:
 cli.add_command(lab)
 cli.add_command(secrets)
 cli.add_command(bootstrap)
+cli.add_command(onboard)
+cli.add_command(offboard)
 
 
 def main() -> None:

@@ -84,7 +84,7 @@ def storage_tasks(host: Host, data: str | None, tag: str | None) -> list[Task]:
     group = settings.storage_group
     tasks: list[Task] = [
         RequireExport(settings.nfs_root),
-        EnsureGit(),
+        EnsureGit(git_shell=True),
         EnsureDvc(settings.dvc_version, settings.dvc_venv),
         EnsureGroup(group, settings.storage_gid),
         EnsureServiceAccount(settings.storage_user, group, NOLOGIN, "provision DVC storage (SFTP only)"),

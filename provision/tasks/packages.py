@@ -130,11 +130,12 @@ class DvcFact(CommandFact):
 
 
 class EnsureGit(Task):
-    """git and git-shell must be present: git serves the repositories, git-shell is git_user's shell."""
+    """git must be present; on storage also git-shell, the login shell of git_user."""
 
     name = "git"
 
-    def __init__(self) -> None:
+    def __init__(self, *, git_shell: bool = False) -> None:
+        self.git_shell = git_shell
         self._fact = CommandFact(tuple(script(_GIT_PROBE, GIT_SHELL)))
 
     def facts(self) -> Sequence[Fact]:
@@ -143,11 +144,10 @@ class EnsureGit(Task):
     def plan(self, ctx: HostContext) -> Change | None:
         output = ctx.fact(self._fact)
         if output is None:
-            raise ProvisionError("git is missing on the storage host: install it (Debian: apt-get install git)")
+            raise ProvisionError("git is missing: install it (Debian: apt-get install git)")
         version_line, *rest = output.splitlines()
-        if "git-shell" not in rest:
-            raise ProvisionError(f"{GIT_SHELL} is missing on the storage host: it comes with git "
-                                 "(Debian: apt-get install git)")
+        if self.git_shell and "git-shell" not in rest:
+            raise ProvisionError(f"{GIT_SHELL} is missing: it comes with git (Debian: apt-get install git)")
         ctx.note(version_line.strip())
         return None
 

@@ -1,0 +1,220 @@
+"""Clients' key lines in the storage accounts' authorized_keys, one marked set of lines per client.
+
+Each line carries `restrict`, the account's forced command and the marker `provision:<inventory>:<client>`,
+so that (re-)onboarding and offboarding touch exactly one client's lines and nothing else: not another
+client's, not another inventory's, not a line written by hand. Several `provision` processes may edit the
+same file at once, so the file is rewritten as a compare-and-swap under `flock` on a lock file beside it:
+the new content is installed only if the file is still what was read, else it is read again and the
+change recomputed. The file stays root-owned 0644 (DESIGN.md, Topology).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from provision.engine import Change, HostContext, Task
+from provision.errors import ProvisionError
+from provision.facts import Fact
+from provision.paths import templates_dir
+from provision.remote import BatchOutput, script
+from provision.tasks.client_key import render_client_template, shorten_keys
+from provision.tasks.files import unified_diff
+
+SFTP = "sftp"
+GIT = "git"
+#: Rounds of read, compute, swap before giving up when other processes keep changing the file.
+SWAP_ATTEMPTS = 20
+_CONFLICT = 3
+_LOCK_WAIT_SECONDS = "60"
+
+# $1 account. Prints the account's home, then the digest and content of its authorized_keys, or
+# "absent"; exits 3 when there is no such account and 4 when it has no ~/.ssh.
+_READ_KEYS = r"""
+entry=$(getent passwd "$1") || exit 3
+home=$(printf '%s\n' "$entry" | cut -d: -f6)
+[ -d "$home/.ssh" ] || exit 4
+printf '%s\n' "$home"
+file=$home/.ssh/authorized_keys
+if [ -f "$file" ]; then
+  digest=$(sha256sum < "$file")
+  printf '%s\n' "${digest%% *}"
+  cat -- "$file"
+else
+  echo absent
+fi
+"""
+
+# $1 target, $2 digest read before ("absent" for no file), $3 staged new content, $4 seconds to wait
+# for the lock, $5 the install script (templates/remote/install_file.sh). Under the lock: install only
+# if the target is unchanged since it was read, else exit 3.
+_SWAP = r"""
+set -eu
+target=$1 expected=$2 staged=$3 wait=$4 install=$5
+exec 9>>"$target.lock"
+if ! flock -w "$wait" 9; then rm -f -- "$staged"; echo "timed out waiting for $target.lock" >&2; exit 4; fi
+if [ -f "$target" ]; then current=$(sha256sum < "$target"); current=${current%% *}; else current=absent; fi
+if [ "$current" != "$expected" ]; then rm -f -- "$staged"; exit 3; fi
+sh -c "$install" install_file "$staged" "$target" root "" 0644
+"""
+
+
+@cache
+def _install_script() -> str:
+    return (templates_dir() / "remote" / "install_file.sh").read_text()
+
+
+def key_line(account: str, public_key: str, marker: str, *, read_only: bool = False) -> str:
+    """One authorized_keys line: `restrict`, the forced command of `account` (SFTP or GIT), key, marker."""
+    return render_client_template("authorized_keys_line.j2", account=account, public_key=public_key,
+                                  marker=marker, read_only=read_only)
+
+
+def line_marker(line: str) -> str | None:
+    """The provision marker a key line ends with, if any."""
+    fields = line.split()
+    if not fields or line.lstrip().startswith("#"):
+        return None
+    last = fields[-1]
+    return last if last.startswith("provision:") and last.count(":") == 2 else None
+
+
+def replace_marked_lines(content: str, wanted: Mapping[str, Sequence[str]]) -> str:
+    """`content` with the lines of each marker in `wanted` replaced by its lines (none: removed).
+
+    Every other line stays where it is; a client's new lines take the place of its first old line,
+    or go at the end.
+    """
+    lines = content.splitlines()
+    placed: set[str] = set()
+    result: list[str] = []
+    for line in lines:
+        marker = line_marker(line)
+        if marker is None or marker not in wanted:
+            result.append(line)
+        elif marker not in placed:
+            placed.add(marker)
+            result.extend(wanted[marker])
+    for marker, new_lines in wanted.items():
+        if marker not in placed:
+            result.extend(new_lines)
+    return "".join(f"{line}\n" for line in result)
+
+
+@dataclass(frozen=True)
+class AuthorizedKeys:
+    """An account's authorized_keys as read: where, its digest ("absent" when missing) and content."""
+
+    home: str
+    digest: str
+    content: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.home.rstrip('/')}/.ssh/authorized_keys"
+
+
+@dataclass(frozen=True)
+class AuthorizedKeysFact(Fact):
+    """An account's authorized_keys (readable by all: root-owned 0644 under 0755 directories)."""
+
+    account: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("authorized_keys", self.account)
+
+    def argv(self) -> list[str]:
+        return script(_READ_KEYS, self.account)
+
+    def parse(self, output: BatchOutput) -> AuthorizedKeys | str:
+        """The file, or what is missing on storage."""
+        if output.rc == 3:
+            return f"no account {self.account!r} on storage"
+        if output.rc != 0:
+            return f"account {self.account!r} has no ~/.ssh on storage"
+        home, digest, content = [*output.stdout.split("\n", 2), "", ""][:3]
+        return AuthorizedKeys(home, digest, "" if digest == "absent" else content)
+
+
+class AuthorizeKeys(Task):
+    """Sets the marked lines of some clients in one account's authorized_keys, under the lock.
+
+    `lines` maps a client's marker to its wanted lines: an empty list removes the client, None means
+    its key does not exist yet (only under --check, where the key pair is not generated).
+    """
+
+    def __init__(self, account: str, lines: Mapping[str, Sequence[str] | None], *, purpose: str) -> None:
+        self.account = account
+        self.lines = dict(lines)
+        self.purpose = purpose
+        self.fact = AuthorizedKeysFact(account)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"authorized_keys of {self.account} ({self.purpose})"
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.fact,)
+
+    def _read(self, ctx: HostContext) -> AuthorizedKeys:
+        state = ctx.fact(self.fact)
+        if isinstance(state, str):
+            raise ProvisionError(f"{state}: run `provision bootstrap` first")
+        return state
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        current = self._read(ctx)
+        known = {marker: lines for marker, lines in self.lines.items() if lines is not None}
+        pending = sorted(_client(marker) for marker, lines in self.lines.items() if lines is None)
+        new_content = replace_marked_lines(current.content, known)
+        if new_content == current.content and not pending:
+            return None
+        authorized, revoked = [], []
+        for marker, wanted in sorted(known.items()):
+            if _marked(current.content, marker) != list(wanted):
+                (authorized if wanted else revoked).append(_client(marker))
+        parts = []
+        if authorized:
+            parts.append(f"authorize {', '.join(authorized)}")
+        if revoked:
+            parts.append(f"revoke {', '.join(revoked)}")
+        if pending:
+            parts.append(f"authorize {', '.join(pending)} (key not generated yet)")
+        diff = unified_diff(current.path, None if current.digest == "absent" else shorten_keys(current.content),
+                            shorten_keys(new_content))
+
+        def apply() -> None:
+            if pending:
+                raise ProvisionError(f"no public key of {', '.join(pending)} to authorize")
+            self._swap(ctx, known)
+
+        return Change(f"{'; '.join(parts)} in {current.path}", apply, diff)
+
+    def _swap(self, ctx: HostContext, known: Mapping[str, Sequence[str]]) -> None:
+        """Read, compute, install if unchanged since read; again on a conflict."""
+        for _ in range(SWAP_ATTEMPTS):
+            current = self._read(ctx)
+            new_content = replace_marked_lines(current.content, known)
+            if new_content == current.content:
+                return
+            staged = ctx.session.stage(new_content.encode())
+            result = ctx.session.run(
+                script(_SWAP, current.path, current.digest, staged, _LOCK_WAIT_SECONDS, _install_script()),
+                privileged=True)
+            ctx.forget(self.fact)
+            if result.ok:
+                return
+            if result.rc != _CONFLICT:
+                raise ProvisionError(f"writing {current.path} failed: {result.stderr.strip() or result.rc}")
+        raise ProvisionError(f"{current.path} kept changing under {SWAP_ATTEMPTS} attempts; run again")
+
+
+def _marked(content: str, marker: str) -> list[str]:
+    return [line for line in content.splitlines() if line_marker(line) == marker]
+
+
+def _client(marker: str) -> str:
+    return marker.rsplit(":", 1)[-1]
+

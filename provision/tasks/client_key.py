@@ -1,0 +1,343 @@
+"""A client's own ed25519 key pair, generated on the client: the private key never crosses the network.
+
+The key belongs to the connecting user (the login of the SSH session, not root under sudo), so its
+paths are expanded against that user's home as `getent` reports it, whatever the session's privilege.
+The public key and the resolved paths are exported for the storage and checkout phases.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import getpass
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from provision.connection import CommandResult, resolve_target
+from provision.engine import Change, HostContext, PlayState, Task
+from provision.errors import ProvisionError
+from provision.facts import Fact
+from provision.inventory import Host, Settings
+from provision.paths import templates_dir
+from provision.remote import BatchOutput, script
+
+#: The export that carries a client's account, paths and public key to later phases.
+CLIENT_EXPORT = "client"
+KEY_TYPE = "ssh-ed25519"
+_PUBLIC_KEY_RE = re.compile(r"ssh-ed25519 [A-Za-z0-9+/]+={0,2}\Z")
+
+# $1 user, $2 key path (maybe ~/...). Prints home, primary group, key path, then the state of
+# ~/.ssh, the private and the public key ("OWNER MODE KIND" or "absent"), then the public key.
+_KEY_STATE = r"""
+entry=$(getent passwd "$1") || { echo no-such-user; exit 0; }
+home=$(printf '%s\n' "$entry" | cut -d: -f6)
+case $2 in "~/"*) key=$home/${2#"~/"} ;; *) key=$2 ;; esac
+state() { if [ -e "$1" ] || [ -L "$1" ]; then stat -c '%U %a %F' -- "$1"; else echo absent; fi; }
+printf 'home %s\ngroup %s\nkey %s\n' "$home" "$(id -gn -- "$1")" "$key"
+printf 'ssh_dir %s\n' "$(state "$home/.ssh")"
+printf 'private %s\n' "$(state "$key")"
+printf 'public %s\n' "$(state "$key.pub")"
+if [ -f "$key.pub" ]; then head -n 1 -- "$key.pub"; fi
+"""
+
+# $1 key path, $2 comment: a fresh pair (ssh-keygen writes the private half 0600).
+_GENERATE = r"""
+set -eu
+mkdir -p -- "$(dirname -- "$1")"
+rm -f -- "$1.pub"
+ssh-keygen -q -t ed25519 -N '' -C "$2" -f "$1"
+"""
+
+# $1 key path: the public half written again from the private key.
+_DERIVE_PUBLIC = 'set -eu; ssh-keygen -y -f "$1" > "$1.pub.tmp"; chmod 0644 "$1.pub.tmp"; mv -f "$1.pub.tmp" "$1.pub"'
+
+# $1 directory, $2 mode: created with that mode if missing, else set to it.
+_ENSURE_DIR = 'set -eu; mkdir -p -m "$2" -- "$1"; chmod -- "$2" "$1"'
+
+
+@cache
+def _client_templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir() / "client"),
+                              undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def render_client_template(name: str, **context: Any) -> str:
+    """A template of templates/client/ (key lines, config.local)."""
+    return _client_templates().get_template(name).render(**context)
+
+
+def key_marker(inventory_name: str, client: str) -> str:
+    """The comment that names one client of one inventory, on its key and on its lines on storage."""
+    return f"provision:{inventory_name}:{client}"
+
+
+def connecting_user(host: Host) -> str:
+    """The account the tool logs in as: it owns the key pair, the checkout and config.local."""
+    if host.connection == "local":
+        return getpass.getuser()
+    return resolve_target(host).user
+
+
+def expand_home(path: str, home: str) -> str:
+    """`~/x` against a remote home; absolute paths as they are."""
+    return f"{home.rstrip('/')}/{path[2:]}" if path.startswith("~/") else path
+
+
+def parse_public_key(text: str) -> str:
+    """`ssh-ed25519 BASE64` from a public key line, or ProvisionError: only that reaches storage."""
+    fields = text.split()
+    candidate = " ".join(fields[:2])
+    if len(fields) < 2 or not _PUBLIC_KEY_RE.match(candidate):
+        kind = fields[0] if fields else "nothing"
+        raise ProvisionError(f"expected an {KEY_TYPE} public key, found {kind}")
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+    except binascii.Error:
+        raise ProvisionError("the public key is not valid base64") from None
+    if not blob.startswith(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20") or len(blob) != 51:
+        raise ProvisionError("the public key is not a well-formed ed25519 key")
+    return candidate
+
+
+@dataclass(frozen=True)
+class PathState:
+    owner: str
+    mode: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """The connecting user's home and group, the key's path, and what exists of the pair."""
+
+    home: str
+    group: str
+    key: str
+    ssh_dir: PathState | None
+    private: PathState | None
+    public: PathState | None
+    public_text: str
+
+
+def _path_state(text: str) -> PathState | None:
+    if text == "absent":
+        return None
+    owner, mode, kind = text.split(" ", 2)
+    return PathState(owner, int(mode, 8), kind)
+
+
+@dataclass(frozen=True)
+class KeyStateFact(Fact):
+    """The key pair's state, its path expanded against the user's home on the host itself."""
+
+    user: str
+    path: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return ("client key", self.user, self.path)
+
+    def argv(self) -> list[str]:
+        return script(_KEY_STATE, self.user, self.path)
+
+    def parse(self, output: BatchOutput) -> KeyState | None:
+        lines = output.stdout.split("\n")
+        if output.rc != 0 or lines[0] == "no-such-user" or len(lines) < 6:
+            return None
+        values = dict(line.split(" ", 1) for line in lines[:6])
+        return KeyState(
+            home=values["home"], group=values["group"], key=values["key"],
+            ssh_dir=_path_state(values["ssh_dir"]), private=_path_state(values["private"]),
+            public=_path_state(values["public"]), public_text=lines[6] if len(lines) > 6 else "",
+        )
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """What later phases need to know of a client: who it is on the host and where its files are."""
+
+    name: str
+    user: str
+    group: str
+    home: str
+    key: str
+    workdir: str
+    public_key: str | None
+    has_private_key: bool = False
+
+    @property
+    def ssh_dir(self) -> str:
+        return f"{self.home.rstrip('/')}/.ssh"
+
+    @property
+    def known_hosts(self) -> str:
+        return f"{self.ssh_dir}/known_hosts"
+
+
+class ClientKeyPair(Task):
+    """An ed25519 pair at `client_key` (private 0600, ~/.ssh 0700), made by ssh-keygen on the client."""
+
+    name = "client key"
+
+    def __init__(self, host: Host) -> None:
+        self.settings: Settings = host.settings
+        self.client = host.name
+        self.user = connecting_user(host)
+        self.fact = KeyStateFact(self.user, self.settings.client_key)
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        state = _key_state(ctx, self.fact, self.client)
+        info = _info(self.client, self.settings, self.user, state)
+        if state.private is not None and not state.private.kind.startswith("regular"):
+            raise ProvisionError(f"{state.key} on {self.client} is a {state.private.kind}, not a key file")
+        steps: list[str] = []
+        if state.ssh_dir is None or state.ssh_dir.mode != 0o700:
+            steps.append(f"{info.ssh_dir} 0700")
+        if state.private is None:
+            steps.append(f"generate {KEY_TYPE} key {state.key}")
+        else:
+            if state.private.mode != 0o600:
+                steps.append(f"mode 0600 on {state.key}")
+            if state.public is None:
+                steps.append(f"derive {state.key}.pub")
+            else:
+                info = replace(info, public_key=parse_public_key(state.public_text))
+        ctx.export(CLIENT_EXPORT, info)
+        if not steps:
+            ctx.note(f"{state.key} ({key_fingerprint(state.public_text)})")
+            return None
+
+        def apply() -> None:
+            self._apply(ctx, info, state)
+
+        return Change("; ".join(steps), apply)
+
+    def _apply(self, ctx: HostContext, info: ClientInfo, state: KeyState) -> None:
+        if state.ssh_dir is None or state.ssh_dir.mode != 0o700:
+            _checked(ctx, script(_ENSURE_DIR, info.ssh_dir, "0700"), f"creating {info.ssh_dir}")
+        if state.private is None:
+            comment = key_marker(self.settings.inventory_name, self.client)
+            _checked(ctx, script(_GENERATE, state.key, comment), f"ssh-keygen {state.key}")
+        else:
+            if state.private.mode != 0o600:
+                _checked(ctx, ["chmod", "0600", "--", state.key], f"chmod {state.key}")
+            if state.public is None:
+                _checked(ctx, script(_DERIVE_PUBLIC, state.key), f"deriving {state.key}.pub")
+        public = ctx.session.run(["head", "-n", "1", "--", f"{state.key}.pub"])
+        if not public.ok:
+            raise command_error(f"reading {state.key}.pub", public)
+        ctx.export(CLIENT_EXPORT, replace(info, public_key=parse_public_key(public.stdout), has_private_key=True))
+        ctx.forget(self.fact)
+
+
+def command_error(what: str, result: CommandResult) -> ProvisionError:
+    """An error naming what failed with the last lines the command wrote (git puts the cause first)."""
+    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    detail = " / ".join(lines[-2:]) if lines else f"exit {result.rc}"
+    return ProvisionError(f"{what} failed: {detail}")
+
+
+def _checked(ctx: HostContext, argv: list[str], what: str) -> None:
+    """Run as the connecting user; a failure names what failed."""
+    result = ctx.session.run(argv)
+    if not result.ok:
+        raise command_error(what, result)
+
+
+class ClientAccount(Task):
+    """Resolves the connecting user's home, group and the client's paths; changes nothing."""
+
+    name = "client account"
+
+    def __init__(self, host: Host) -> None:
+        self.settings: Settings = host.settings
+        self.client = host.name
+        self.user = connecting_user(host)
+        self.fact = KeyStateFact(self.user, self.settings.client_key)
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        state = _key_state(ctx, self.fact, self.client)
+        info = _info(self.client, self.settings, self.user, state)
+        if state.public is not None and state.public.kind.startswith("regular"):
+            try:
+                info = replace(info, public_key=parse_public_key(state.public_text))
+            except ProvisionError as error:
+                ctx.note(f"{state.key}.pub: {error}")
+        ctx.export(CLIENT_EXPORT, info)
+        ctx.note(f"{self.user} in {info.home}")
+        return None
+
+
+class RemoveKeyPair(Task):
+    """`offboard --purge`: the client key pair deleted from the client."""
+
+    name = "remove client key"
+
+    def __init__(self, info: ClientInfo) -> None:
+        self.info = info
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        if self.info.public_key is None and not self.info.has_private_key:
+            return None
+        key = self.info.key
+
+        def apply() -> None:
+            _checked(ctx, ["rm", "-f", "--", key, f"{key}.pub"], f"removing {key}")
+
+        return Change(f"remove key pair {key}", apply)
+
+
+def _key_state(ctx: HostContext, fact: KeyStateFact, client: str) -> KeyState:
+    state: KeyState | None = ctx.fact(fact)
+    if state is None:
+        raise ProvisionError(f"no account {fact.user!r} on {client} (the connecting user)")
+    return state
+
+
+def _info(client: str, settings: Settings, user: str, state: KeyState) -> ClientInfo:
+    return ClientInfo(client, user, state.group, state.home, state.key,
+                      expand_home(settings.workdir, state.home), None, state.private is not None)
+
+
+def client_info(state: PlayState, host: Host) -> ClientInfo:
+    """The client's exported info from an earlier phase (the engine leaves failed hosts out)."""
+    info = state.report(host.name).exports.get(CLIENT_EXPORT)
+    if info is None:
+        raise ProvisionError(f"{host.name}: its account was not resolved in an earlier phase")
+    return info
+
+
+def key_fingerprint(public_key: str) -> str:
+    """`ssh-ed25519 SHA256:...` as ssh-keygen -l shows it, for output instead of the key itself."""
+    kind, blob = public_key.split()[:2]
+    digest = hashlib.sha256(base64.b64decode(blob)).digest()
+    return f"{kind} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
+
+
+_KEY_IN_TEXT = re.compile(r"\b(ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp\d+|sk-[a-z0-9@.-]+) "
+                          r"([A-Za-z0-9+/]{16,}={0,2})")
+
+
+def shorten_keys(text: str) -> str:
+    """Every public key in `text` replaced by its fingerprint, so diffs stay short and comparable."""
+
+    def fingerprint(match: re.Match[str]) -> str:
+        try:
+            return key_fingerprint(match.group(0))
+        except (binascii.Error, ValueError):
+            return match.group(0)
+
+    return _KEY_IN_TEXT.sub(fingerprint, text)

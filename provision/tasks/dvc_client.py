@@ -1,0 +1,292 @@
+"""A client's `.dvc/config.local` and, for `shared_cache`, its membership of the storage group.
+
+`config.local` (0600, never committed) holds what the committed `.dvc/config` must not: the remote's
+`user` and `keyfile` (or `password`). Provision's settings come from templates/client/config.local.j2
+and are merged into whatever else the user keeps there, parsed with configobj as DVC parses it; a
+password is set on the parsed file, so configobj quotes it, and is masked in every diff.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from configobj import ConfigObj, ConfigObjError
+
+from provision.engine import Change, HostContext, Task
+from provision.errors import ProvisionError
+from provision.facts import CommandFact, Fact, FileFact, FileState
+from provision.inventory import Settings
+from provision.secrets import MASK
+from provision.tasks.checkout import checkout_file_facts
+from provision.tasks.client_key import ClientInfo, command_error, render_client_template
+from provision.tasks.files import unified_diff, write_file
+
+#: The remote's keys that are credentials: removed by offboarding.
+CREDENTIAL_KEYS = ("user", "keyfile", "password")
+#: The export of the storage phase: storage_group's gid on storage.
+STORAGE_GID_EXPORT = "storage_gid"
+_SECTION_RE = re.compile(r'^\s*(remote|machine|db)\s*"(.*)"\s*$')
+_PASSWORD_LINE_RE = re.compile(r"^([+\- ]?\s*password\s*=\s*).*$", re.MULTILINE | re.IGNORECASE)
+
+
+def dvc_argv(executable: str, *args: str) -> list[str]:
+    """dvc (the executable the tools task found or installed) with `args`, without usage analytics."""
+    return ["env", "DVC_NO_ANALYTICS=1", executable, *args]
+
+
+def _normalized(section: str) -> str:
+    match = _SECTION_RE.match(section)
+    return f'{match.group(1)} "{match.group(2)}"' if match else section.strip().lower()
+
+
+def _parse(text: str) -> ConfigObj:
+    try:
+        return ConfigObj(text.splitlines(), interpolation=False)
+    except ConfigObjError as error:
+        # configobj quotes the offending line, which may hold a password: name only its number.
+        line = getattr(error, "line_number", None)
+        raise ProvisionError(f"cannot parse .dvc/config.local{f' at line {line}' if line else ''}: "
+                             "fix or remove that line, then run again") from None
+
+
+def _section(config: ConfigObj, name: str, *, create: bool) -> dict | None:
+    for existing in config.sections:
+        if _normalized(existing) == _normalized(name):
+            return config[existing]
+    if not create:
+        return None
+    config[name] = {}
+    return config[name]
+
+
+def _set(section: dict, key: str, value: str) -> bool:
+    """Set key (DVC lowercases keys: other spellings go); says whether anything changed."""
+    changed = False
+    for existing in [k for k in section.scalars if k.lower() == key and k != key]:
+        del section[existing]
+        changed = True
+    if section.get(key) != value:
+        section[key] = value
+        changed = True
+    return changed
+
+
+def _remove(section: dict, keys: Sequence[str]) -> bool:
+    doomed = [k for k in section.scalars if k.lower() in keys]
+    for key in doomed:
+        del section[key]
+    return bool(doomed)
+
+
+def merge_config(existing: str | None, settings: Mapping[str, Mapping[str, str]],
+                 remove: Mapping[str, Sequence[str]]) -> str | None:
+    """`existing` with `settings` set and `remove`'s keys gone, or None when nothing would change.
+
+    Everything else (other sections, other keys, comments) stays; a section left empty by a removal
+    goes.
+    """
+    config = _parse(existing or "")
+    changed = False
+    for name, keys in remove.items():
+        section = _section(config, name, create=False)
+        if section is not None and _remove(section, keys):
+            changed = True
+            if not section.scalars and not section.sections:
+                del config[section.name]
+    for name, values in settings.items():
+        section = _section(config, name, create=True)
+        for key, value in values.items():
+            changed = _set(section, key, value) or changed
+    if not changed:
+        return None
+    return "".join(f"{line}\n" for line in config.write())
+
+
+def managed_settings(settings: Settings, info: ClientInfo, shared_cache: str | None) -> dict[str, dict[str, str]]:
+    """What provision sets in config.local, from the template (the password is added by the task)."""
+    rendered = render_client_template(
+        "config.local.j2", remote=settings.dvc_remote, user=settings.storage_user,
+        keyfile=info.key if settings.auth == "key" else None, shared_cache=shared_cache,
+        cache_types=settings.cache_types)
+    return {name: dict(section) for name, section in _parse(rendered).items()}
+
+
+def mask_passwords(text: str) -> str:
+    """Any `password = ...` line of a config or a diff with its value masked."""
+    return _PASSWORD_LINE_RE.sub(lambda match: match.group(1) + MASK, text)
+
+
+class _ConfigLocalTask(Task):
+    """Shared by onboarding and offboarding: read, merge, write 0600 as the connecting user."""
+
+    def __init__(self, info: ClientInfo) -> None:
+        self.info = info
+        self.path = f"{info.workdir}/.dvc/config.local"
+        self.dir_fact, self.file_fact = checkout_file_facts(info.workdir)
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.dir_fact, self.file_fact)
+
+    def _change(self, ctx: HostContext, state: FileState, new_content: str | None) -> Change | None:
+        if state.exists and not state.is_file:
+            raise ProvisionError(f"{self.path} on {self.info.name} is not a regular file")
+        wrong_mode = state.exists and state.mode != 0o600
+        if new_content is None and not wrong_mode:
+            return None
+        content = new_content if new_content is not None else state.content or ""
+        verb = "write" if state.exists else "create"
+        summary = f"{verb} {self.path}" if new_content is not None else f"mode 0600 on {self.path}"
+        diff = mask_passwords(unified_diff(self.path, state.content if state.exists else None, content)) \
+            if new_content is not None else ""
+
+        def apply() -> None:
+            write_file(ctx.session, self.path, content.encode(), owner=self.info.user, group=self.info.group,
+                       mode=0o600)
+            ctx.forget(self.file_fact)
+
+        return Change(summary, apply, diff)
+
+
+class DvcClientConfig(_ConfigLocalTask):
+    """`user` and absolute `keyfile` (or `password`) for the remote, and the shared cache settings."""
+
+    name = "dvc config.local"
+
+    def __init__(self, info: ClientInfo, settings: Settings, shared_cache: str | None) -> None:
+        super().__init__(info)
+        self.settings = settings
+        self.shared_cache = shared_cache
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        directory: FileState = ctx.fact(self.dir_fact)
+        if not directory.is_dir and not ctx.check:
+            raise ProvisionError(f"{self.info.workdir} on {self.info.name} is not a DVC repository (no .dvc/): "
+                                 "run `provision bootstrap`, which commits the DVC config to git_remote")
+        wanted = managed_settings(self.settings, self.info, self.shared_cache)
+        remote = f'remote "{self.settings.dvc_remote}"'
+        if self.settings.auth == "password":
+            password = ctx.secret("storage_password")
+            if not password:
+                raise ProvisionError(f"auth is password but no storage_password secret for {self.info.name}: "
+                                     "`provision secrets set storage_password` (or use auth: key)")
+            if any(c in password for c in "\r\n"):
+                raise ProvisionError("storage_password holds a line break, which config.local cannot store")
+            wanted[remote]["password"] = password
+            ctx.note("auth: password - DVC's SSH remote does not verify storage's host key; key auth is safer")
+            dropped = ["keyfile"]
+        else:
+            dropped = ["password"]
+        state: FileState = ctx.fact(self.file_fact)
+        new_content = merge_config(state.content if state.exists else None, wanted, {remote: dropped})
+        return self._change(ctx, state, new_content)
+
+
+class RemoveDvcCredentials(_ConfigLocalTask):
+    """The remote's `user`, `keyfile` and `password` gone from config.local; other settings kept."""
+
+    name = "dvc credentials"
+
+    def __init__(self, info: ClientInfo, remote: str) -> None:
+        super().__init__(info)
+        self.remote = remote
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        state: FileState = ctx.fact(self.file_fact)
+        if not state.exists:
+            return None
+        new_content = merge_config(state.content, {}, {f'remote "{self.remote}"': CREDENTIAL_KEYS})
+        change = self._change(ctx, state, new_content)
+        if change is not None:
+            change.summary = f"remove {self.remote}'s credentials from {self.path}"
+        return change
+
+
+def _group_gid(entry: str | None) -> int | None:
+    """The gid of a `getent group` line."""
+    if not entry:
+        return None
+    fields = entry.strip().split(":")
+    return int(fields[2]) if len(fields) >= 3 and fields[2].isdigit() else None
+
+
+class StorageGroupId(Task):
+    """Reads storage_group's gid on storage for clients that share its cache; changes nothing."""
+
+    name = "storage group"
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.fact = CommandFact(("getent", "group", group))
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        gid = _group_gid(ctx.fact(self.fact))
+        if gid is None:
+            raise ProvisionError(f"no group {self.group!r} on storage: run `provision bootstrap` first")
+        ctx.export(STORAGE_GID_EXPORT, gid)
+        ctx.note(f"{self.group} gid {gid}")
+        return None
+
+
+@dataclass
+class SharedCacheGroup(Task):
+    """The connecting user in storage_group, whose gid matches storage's, for the shared cache."""
+
+    info: ClientInfo
+    group: str
+    storage_gid: int
+    inventory_gid: int | None
+    shared_cache: str
+
+    name = "shared cache group"
+
+    def __post_init__(self) -> None:
+        self.group_fact = CommandFact(("getent", "group", self.group))
+        self.gid_fact = CommandFact(("getent", "group", str(self.storage_gid)))
+        self.member_fact = CommandFact(("id", "-Gn", "--", self.info.user))
+        self.cache_fact = FileFact(self.shared_cache, privileged=False)
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.group_fact, self.gid_fact, self.member_fact, self.cache_fact)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        client = self.info.name
+        if self.inventory_gid is not None and self.inventory_gid != self.storage_gid:
+            raise ProvisionError(f"storage_gid is {self.inventory_gid} but {self.group} has gid {self.storage_gid} "
+                                 "on storage: fix storage_gid or the group on storage")
+        cache: FileState = ctx.fact(self.cache_fact)
+        if not cache.is_dir:
+            raise ProvisionError(f"shared_cache {self.shared_cache} is not a directory on {client}: "
+                                 "mount the storage export there first")
+        steps: list[tuple[str, list[str]]] = []
+        gid = _group_gid(ctx.fact(self.group_fact))
+        if gid is None:
+            holder = ctx.fact(self.gid_fact)
+            if holder:
+                raise ProvisionError(f"gid {self.storage_gid} ({self.group} on storage) belongs to group "
+                                     f"{holder.split(':')[0]} on {client}: files in the shared cache would "
+                                     "belong to the wrong group; free that gid or choose storage_gid")
+            steps.append((f"create group {self.group} with gid {self.storage_gid}",
+                          ["groupadd", "--gid", str(self.storage_gid), "--", self.group]))
+        elif gid != self.storage_gid:
+            raise ProvisionError(f"group {self.group} has gid {gid} on {client} but {self.storage_gid} on storage: "
+                                 f"files in the shared cache would not be shared; `groupmod --gid "
+                                 f"{self.storage_gid} {self.group}` on {client} (and set storage_gid)")
+        groups = (ctx.fact(self.member_fact) or "").split()
+        if self.group not in groups:
+            steps.append((f"add {self.info.user} to {self.group}",
+                          ["usermod", "--append", "--groups", self.group, "--", self.info.user]))
+        if not steps:
+            return None
+
+        def apply() -> None:
+            for what, argv in steps:
+                result = ctx.session.run(argv, privileged=True)
+                if not result.ok:
+                    raise command_error(f"{what} on {client}", result)
+
+        return Change("; ".join(what for what, _ in steps), apply)

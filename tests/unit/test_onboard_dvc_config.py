@@ -1,0 +1,207 @@
+"""config.local: rendered settings merged into the user's own, read back as DVC reads it; secrets masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dvc.config import Config
+
+from provision.errors import ProvisionError
+from provision.facts import Fact, FileState
+from provision.inventory import Settings, load_inventory
+from provision.secrets import MASK
+from provision.tasks.client_key import ClientInfo
+from provision.tasks.dvc_client import (
+    DvcClientConfig,
+    RemoveDvcCredentials,
+    managed_settings,
+    mask_passwords,
+    merge_config,
+)
+from provision.tasks.proofs import DataTotals, data_totals, workspace_changes
+
+INFO = ClientInfo("ws1", "alice", "alice", "/home/alice", "/home/alice/.ssh/id_ed25519_demo", "/home/alice/demo",
+                  None)
+REMOTE = 'remote "data"'
+
+
+def _settings(tmp_path: Path, extra: str = "") -> Settings:
+    path = tmp_path / "site.yml"
+    path.write_text(f"""
+all:
+  vars:
+    project: demo
+{extra}
+  children:
+    storage:
+      hosts:
+        nas: {{ansible_host: 10.0.0.5}}
+    clients:
+      hosts:
+        ws1: {{}}
+""")
+    return load_inventory(path).hosts["ws1"].settings
+
+
+def _as_dvc_reads_it(tmp_path: Path, text: str) -> dict[str, Any]:
+    path = tmp_path / "config.local"
+    path.write_text(text)
+    return Config.load_file(str(path))
+
+
+def test_fresh_file_has_user_and_absolute_keyfile(tmp_path: Path) -> None:
+    text = merge_config(None, managed_settings(_settings(tmp_path), INFO, None), {REMOTE: ["password"]})
+    assert text is not None
+    assert _as_dvc_reads_it(tmp_path, text)["remote"]["data"] == \
+        {"user": "dvc", "keyfile": "/home/alice/.ssh/id_ed25519_demo"}
+
+
+def test_other_local_settings_and_comments_are_kept(tmp_path: Path) -> None:
+    existing = ("# my settings\n[core]\n    autostage = true\n"
+                "['remote \"data\"']\n    user = olduser\n    ask_password = false\n"
+                "['remote \"backup\"']\n    url = /srv/backup\n")
+    text = merge_config(existing, managed_settings(_settings(tmp_path), INFO, None), {REMOTE: ["password"]})
+    assert text is not None and "# my settings" in text
+    config = _as_dvc_reads_it(tmp_path, text)
+    assert config["core"] == {"autostage": "true"}
+    assert config["remote"]["data"] == {"user": "dvc", "ask_password": "false",
+                                        "keyfile": "/home/alice/.ssh/id_ed25519_demo"}
+    assert config["remote"]["backup"] == {"url": "/srv/backup"}
+
+
+def test_nothing_to_do_is_none_whatever_the_formatting(tmp_path: Path) -> None:
+    existing = '[remote "data"]\nuser=dvc\nkeyfile=/home/alice/.ssh/id_ed25519_demo\n'
+    assert merge_config(existing, managed_settings(_settings(tmp_path), INFO, None), {REMOTE: ["password"]}) is None
+
+
+def test_key_auth_drops_a_password_and_other_spellings(tmp_path: Path) -> None:
+    existing = "['remote \"data\"']\nUser = x\npassword = hunter22\n"
+    text = merge_config(existing, managed_settings(_settings(tmp_path), INFO, None), {REMOTE: ["password"]})
+    assert text is not None and "hunter22" not in text and "User" not in text
+    assert _as_dvc_reads_it(tmp_path, text)["remote"]["data"]["user"] == "dvc"
+
+
+def test_shared_cache_settings(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "    shared_cache: /mnt/nfs/cache")
+    text = merge_config(None, managed_settings(settings, INFO, "/mnt/nfs/cache"), {})
+    assert text is not None
+    assert _as_dvc_reads_it(tmp_path, text)["cache"] == \
+        {"dir": "/mnt/nfs/cache", "shared": "group", "type": "reflink,symlink,hardlink,copy"}
+
+
+def test_removing_credentials_keeps_the_rest_and_drops_an_empty_section(tmp_path: Path) -> None:
+    existing = "[core]\nautostage = true\n['remote \"data\"']\nuser = dvc\nkeyfile = /k\npassword = pw12\n"
+    text = merge_config(existing, {}, {REMOTE: ["user", "keyfile", "password"]})
+    assert text is not None and "remote" not in text and "pw12" not in text
+    assert _as_dvc_reads_it(tmp_path, text)["core"] == {"autostage": "true"}
+    assert merge_config(text, {}, {REMOTE: ["user"]}) is None
+
+
+def test_unparseable_file_is_an_error_that_quotes_no_line() -> None:
+    with pytest.raises(ProvisionError, match=r"cannot parse \.dvc/config\.local at line 1"):
+        merge_config("[unclosed\n", {}, {})
+    with pytest.raises(ProvisionError) as raised:
+        merge_config("['remote \"data\"']\npassword hunter2-secret\n", {}, {})
+    assert "hunter2" not in str(raised.value) and "line 2" in str(raised.value)
+
+
+def test_passwords_are_masked_in_diffs() -> None:
+    diff = "--- a\n+++ a\n-password = old secret\n+password = 'new # secret'\n user = dvc\n"
+    masked = mask_passwords(diff)
+    assert "secret" not in masked and masked.count(MASK) == 2 and " user = dvc" in masked
+
+
+class ConfigContext:
+    def __init__(self, states: dict[str, FileState], secret: str | None = None) -> None:
+        self.states = states
+        self.secret_value = secret
+        self.check = False
+        self.notes: list[str] = []
+
+    def fact(self, fact: Fact) -> Any:
+        return self.states[fact.path]  # type: ignore[attr-defined]
+
+    def secret(self, key: str) -> str | None:
+        assert key == "storage_password"
+        return self.secret_value
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def _states(content: str | None, mode: int = 0o600) -> dict[str, FileState]:
+    local = FileState(True, "alice", "alice", mode, "regular file", content) if content is not None \
+        else FileState(False)
+    return {"/home/alice/demo/.dvc": FileState(True, "alice", "alice", 0o755, "directory"),
+            "/home/alice/demo/.dvc/config.local": local}
+
+
+def test_password_auth_sets_a_quoted_password_masked_in_the_diff(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "    auth: password")
+    password = "p'w\"#1, x"
+    ctx = ConfigContext(_states(None), secret=password)
+    change = DvcClientConfig(INFO, settings, None).plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and password not in change.diff and MASK in change.diff
+    assert any("host key" in note for note in ctx.notes)
+
+
+@pytest.mark.parametrize("password", ["p'w\"#1, x", "'''q", "a = b ; c", " lead"])
+def test_a_password_reads_back_as_dvc_reads_it(tmp_path: Path, password: str) -> None:
+    text = merge_config(None, {REMOTE: {"user": "dvc", "password": password}}, {})
+    assert text is not None
+    assert _as_dvc_reads_it(tmp_path, text)["remote"]["data"]["password"] == password
+
+
+def test_password_auth_without_secret_fails(tmp_path: Path) -> None:
+    with pytest.raises(ProvisionError, match="storage_password"):
+        DvcClientConfig(INFO, _settings(tmp_path, "    auth: password"), None).plan(ConfigContext(_states(None)))  # type: ignore[arg-type]
+
+
+def test_wrong_mode_alone_is_fixed(tmp_path: Path) -> None:
+    text = merge_config(None, managed_settings(_settings(tmp_path), INFO, None), {})
+    change = DvcClientConfig(INFO, _settings(tmp_path), None).plan(ConfigContext(_states(text, 0o644)))  # type: ignore[arg-type]
+    assert change is not None and change.summary.startswith("mode 0600")
+    assert DvcClientConfig(INFO, _settings(tmp_path), None).plan(ConfigContext(_states(text))) is None  # type: ignore[arg-type]
+
+
+def test_offboarding_without_config_local_is_nothing_to_do() -> None:
+    assert RemoveDvcCredentials(INFO, "data").plan(ConfigContext(_states(None))) is None  # type: ignore[arg-type]
+
+
+def test_data_totals_from_dvc_files_and_lock() -> None:
+    stream = """---
+outs:
+- md5: abc.dir
+  size: 1000
+  nfiles: 3
+  hash: md5
+  path: data
+---
+outs:
+- md5: def
+  size: 24
+  path: model.pkl
+---
+schema: '2.0'
+stages:
+  train:
+    outs:
+    - path: out.bin
+      md5: x
+      size: 10
+"""
+    totals = data_totals(stream)
+    assert totals == DataTotals(5, 1034)
+    assert str(totals) == "5 files, 1034 bytes (1.0 KiB)"
+    assert data_totals("") == DataTotals(0, 0)
+
+
+def test_workspace_changes() -> None:
+    assert workspace_changes("{}") == {}
+    status = ('{"data.dvc": [{"changed outs": {"data": "not in cache"}}], '
+              '"m.dvc": [{"changed outs": {"m": "modified"}}]}')
+    assert workspace_changes(status) == {"data": "not in cache", "m": "modified"}
+    with pytest.raises(ProvisionError):
+        workspace_changes("ERROR: something")

@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 venv=${PROVISION_VENV:-/var/lib/provision/venv}
-"$venv/bin/ruff" check provision tests
+"$venv/bin/ruff" check provision tests bench
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -7,6 +7,8 @@ import click
 from provision.cli.common import PlayArgs, play_options, run_play
 from provision.errors import InputError
 from provision.plays.bootstrap import bootstrap_play, check_data_path, check_tag
+from provision.secrets_lookup import SecretLookupForInventory
+from provision.tasks.password_login import password_login
 
 
 @click.command()
@@ -21,6 +23,8 @@ def bootstrap(play_args: PlayArgs, data: str | None, tag: str | None) -> None:
     remote directory on the export, the bare repository, and the server-side repository with a
     committed .dvc/config (SSH remote URL, no credentials) and a local config.local pointing at the
     remote directory. With --data, adds a first dataset and tags it once the data push succeeded.
+    While a client has `auth: password`, storage_user also gets the stored storage_password (generated
+    when absent) and an sshd Match block allowing password login for that account only, SFTP only.
 
     \b
     Example:
@@ -36,5 +40,7 @@ def bootstrap(play_args: PlayArgs, data: str | None, tag: str | None) -> None:
     if storage.name not in {host.name for host in loaded.select(play_args.limit)}:
         raise InputError(f"bootstrap works on the storage host {storage.name}, which --limit leaves out",
                          key="--limit")
-    play = bootstrap_play(storage, dataset, tag_name)
-    run_play(play_args, loaded, lambda engine: play)
+    secrets = SecretLookupForInventory(loaded)
+    password = password_login(loaded, secrets, play_args.timeout)
+    play = bootstrap_play(storage, dataset, tag_name, password=password)
+    run_play(play_args, loaded, lambda engine: play, secrets=secrets)

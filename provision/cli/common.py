@@ -73,10 +73,14 @@ def play_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def run_play(args: PlayArgs, inventory: Inventory, build: Callable[[Engine], Play]) -> None:
-    """Run a play, print lines and recap (or one JSON document), exit with the status mask."""
+def run_play(args: PlayArgs, inventory: Inventory, build: Callable[[Engine], Play],
+             secrets: SecretLookupForInventory | None = None) -> None:
+    """Run a play, print lines and recap (or one JSON document), exit with the status mask.
+
+    `secrets`: the play's own lookup when its tasks also write secrets, so one store serves both.
+    """
     reporter = QuietReporter() if args.json else ConsoleReporter(console(), verbose=args.verbose)
-    engine = Engine(inventory, args.options(), reporter, secrets=SecretLookupForInventory(inventory))
+    engine = Engine(inventory, args.options(), reporter, secrets=secrets or SecretLookupForInventory(inventory))
     play = build(engine)
     state = engine.run(play)
     status = exit_status(state)

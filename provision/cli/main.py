@@ -17,6 +17,7 @@ from provision.cli.bootstrap import bootstrap
 from provision.cli.common import PlayArgs, inventory_option, play_options, run_play
 from provision.cli.lab import lab
 from provision.cli.onboard import offboard, onboard
+from provision.cli.rotate import rotate
 from provision.cli.secrets import secrets
 from provision.connection import resolve_target
 from provision.engine import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED
@@ -164,6 +165,7 @@ cli.add_command(secrets)
 cli.add_command(bootstrap)
 cli.add_command(onboard)
 cli.add_command(offboard)
+cli.add_command(rotate)
 
 
 def main() -> None:

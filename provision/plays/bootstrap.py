@@ -2,7 +2,9 @@
 
 Order matters and is the order of the tasks: the export must be there before anything changes;
 tools, group and accounts come before the directories they own; the bare repository before the server
-repository that clones it; the server repository before a dataset is added to it.
+repository that clones it; the server repository before a dataset is added to it. storage_user's
+password login (only while a client has `auth: password`) comes after the repositories, so a failing
+password step leaves the key-based setup complete.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from provision.tasks.directories import EnsureDirectory, RequireExport
 from provision.tasks.dvc_repo import EnsureDataset, EnsureServerRepo, site_cache_dir
 from provision.tasks.git_repo import EnsureBareRepo
 from provision.tasks.packages import GIT_SHELL, EnsureDvc, EnsureGit
+from provision.tasks.password_login import PasswordLogin, password_login_tasks
 
 NOLOGIN = "/usr/sbin/nologin"
 SHARED_DIRECTORY_MODE = 0o2775
+#: Repositories and their parent: the group may read, never write. The SFTP-only DVC account is in the
+#: storage group; write access there would let a DVC client plant hooks or config that git_user runs.
+REPOSITORY_DIRECTORY_MODE = 0o2750
 _DATA_PATH = re.compile(r"[A-Za-z0-9._+@%,=][A-Za-z0-9._/+@%,=-]*\Z")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")
 
@@ -78,37 +84,47 @@ def _git_remote_directories(settings: Settings) -> list[str]:
     return [settings.git_remote]
 
 
-def storage_tasks(host: Host, data: str | None, tag: str | None) -> list[Task]:
-    """Everything bootstrap ensures on the storage host, in order."""
+def storage_tasks(host: Host, data: str | None, tag: str | None, password: PasswordLogin | None = None
+                  ) -> list[Task]:
+    """Everything bootstrap ensures on the storage host, in order (password login when `password` is given)."""
     settings = host.settings
     group = settings.storage_group
+    keep_password = password is not None and password.enabled
     tasks: list[Task] = [
         RequireExport(settings.nfs_root),
         EnsureGit(git_shell=True),
         EnsureDvc(settings.dvc_version, settings.dvc_venv),
         EnsureGroup(group, settings.storage_gid),
-        EnsureServiceAccount(settings.storage_user, group, NOLOGIN, "provision DVC storage (SFTP only)"),
+        EnsureServiceAccount(settings.storage_user, group, NOLOGIN, "provision DVC storage (SFTP only)",
+                             keep_password=keep_password),
         EnsureServiceAccount(settings.git_user, group, GIT_SHELL, "provision git repositories (git-shell)"),
         EnsureGitShellCommands(settings.git_user, GIT_SHELL),
         EnsureDirectory(settings.dvc_storage, settings.storage_user, group, SHARED_DIRECTORY_MODE, group_acl=True),
     ]
     if settings.git_remote_is_path:
-        tasks += [EnsureDirectory(path, settings.git_user, group, SHARED_DIRECTORY_MODE)
+        tasks += [EnsureDirectory(path, settings.git_user, group, REPOSITORY_DIRECTORY_MODE)
                   for path in _git_remote_directories(settings)]
         tasks.append(EnsureBareRepo(settings.git_remote, settings.git_user, group))
     tasks += [
-        EnsureDirectory(settings.server_repo, settings.git_user, group, SHARED_DIRECTORY_MODE),
+        EnsureDirectory(settings.server_repo, settings.git_user, group, REPOSITORY_DIRECTORY_MODE),
         EnsureDirectory(site_cache_dir(settings), settings.git_user, group, SHARED_DIRECTORY_MODE),
         EnsureServerRepo(settings),
     ]
+    if password is not None:
+        tasks += password_login_tasks(host, password)
     if data:
         tasks.append(EnsureDataset(settings, data, tag))
     return tasks
 
 
-def bootstrap_play(storage: Host, data: str | None = None, tag: str | None = None) -> Play:
-    """One phase on the storage host; `data` and `tag` must have passed check_data_path/check_tag."""
+def bootstrap_play(storage: Host, data: str | None = None, tag: str | None = None, *,
+                   password: PasswordLogin | None = None) -> Play:
+    """One phase on the storage host; `data` and `tag` must have passed check_data_path/check_tag.
+
+    `password` (see provision.tasks.password_login.password_login) makes storage_user's password login
+    match the inventory: on while a client has `auth: password`, else off.
+    """
     check_settings(storage)
     return Play("bootstrap", [
-        Phase("bootstrap", lambda state: [storage], lambda host, state: storage_tasks(host, data, tag)),
+        Phase("bootstrap", lambda state: [storage], lambda host, state: storage_tasks(host, data, tag, password)),
     ])

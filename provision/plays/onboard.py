@@ -40,6 +40,7 @@ from provision.tasks.dvc_client import (
     StorageGroupId,
 )
 from provision.tasks.packages import DVC_EXPORT, EnsureDvc, EnsureGit
+from provision.tasks.password_login import check_password_access
 from provision.tasks.proofs import ProveAccess, ProveRevoked, PullData
 
 #: Vars that name things on storage: a client must see the same values as the storage host.
@@ -75,19 +76,21 @@ def _check_shared_vars(storage: Host, clients: Sequence[Host]) -> None:
                                  file=file or None, line=line or None, key=key)
 
 
-def _key_lines(host: Host, public_key: str | None) -> tuple[list[str] | None, list[str] | None]:
+def client_key_lines(host: Host, public_key: str | None) -> tuple[list[str] | None, list[str] | None]:
     """The client's wanted lines for storage_user and git_user (None: its key does not exist yet)."""
     if public_key is None:
         return None, None
     settings = host.settings
     marker = key_marker(settings.inventory_name, host.name)
-    sftp = [key_line(SFTP, public_key, marker, read_only=settings.access == "read")]
-    git = [key_line(GIT, public_key, marker)] if settings.git_remote_is_path else []
+    read_only = settings.access == "read"
+    sftp = [key_line(SFTP, public_key, marker, read_only=read_only)]
+    git = [key_line(GIT, public_key, marker, read_only=read_only)] if settings.git_remote_is_path else []
     return sftp, git
 
 
 def onboard_play(inventory: Inventory, clients: Sequence[Host], *, pins_path: Path, pull: bool) -> Play:
     """The three phases of onboarding for `clients` (see the module docstring)."""
+    check_password_access(inventory)
     storage = inventory.storage
     shared_cache_clients = [host for host in clients if host.settings.shared_cache]
 
@@ -102,7 +105,7 @@ def onboard_play(inventory: Inventory, clients: Sequence[Host], *, pins_path: Pa
             if state.broken(client.name):
                 continue
             marker = key_marker(client.settings.inventory_name, client.name)
-            sftp_lines[marker], git_lines[marker] = _key_lines(client, client_info(state, client).public_key)
+            sftp_lines[marker], git_lines[marker] = client_key_lines(client, client_info(state, client).public_key)
         settings = host.settings
         tasks: list[Task] = [AuthorizeKeys(settings.storage_user, sftp_lines, purpose="DVC over SFTP")]
         if settings.git_remote_is_path:

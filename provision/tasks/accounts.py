@@ -1,8 +1,10 @@
 """The storage group and the service accounts, and running commands as those accounts.
 
 Service accounts are key-only: their password hash is `*` (not `!`, which sshd refuses even for keys
-when it runs without PAM). Their home, `~/.ssh` and `authorized_keys` belong to root (0755, 0755, 0644):
-sshd's StrictModes accepts that, and no SFTP or git session of the account can rewrite its own keys.
+when it runs without PAM). The one exception is storage_user while a client uses `auth: password`: its
+password is then managed by provision.tasks.password_login, and left alone here. Their home, `~/.ssh`
+and `authorized_keys` belong to root (0755, 0755, 0644): sshd's StrictModes accepts that, and no SFTP
+or git session of the account can rewrite its own keys.
 
 git_user's login shell is git-shell, and its key lines carry the forced command
 `git-shell -c "$SSH_ORIGINAL_COMMAND"` (which also catches SFTP subsystem requests). sshd runs a forced
@@ -45,11 +47,11 @@ for path in "$home" "$home/.ssh" "$home/.ssh/authorized_keys"; do
 done
 """
 
-# $1 user, $2 group, $3 shell, $4 home for a new account, $5 comment. Each step checks first, so the
-# script converges whatever part of the account already exists.
+# $1 user, $2 group, $3 shell, $4 home for a new account, $5 comment, $6 "keep" to leave an existing
+# password hash alone. Each step checks first, so the script converges whatever part already exists.
 _ACCOUNT_APPLY = """
 set -eu
-user=$1 group=$2 shell=$3 home=$4 comment=$5
+user=$1 group=$2 shell=$3 home=$4 comment=$5 password=$6
 if ! getent passwd "$user" >/dev/null; then
   useradd --system --gid "$group" --shell "$shell" --home-dir "$home" --no-create-home \\
     --password '*' --comment "$comment" "$user"
@@ -57,7 +59,7 @@ fi
 entry=$(getent passwd "$user")
 home=$(printf '%s\\n' "$entry" | cut -d: -f6)
 [ "$(printf '%s\\n' "$entry" | cut -d: -f7)" = "$shell" ] || usermod --shell "$shell" "$user"
-[ "$(getent shadow "$user" | cut -d: -f2)" = '*' ] || usermod --password '*' "$user"
+[ "$password" = keep ] || [ "$(getent shadow "$user" | cut -d: -f2)" = '*' ] || usermod --password '*' "$user"
 id -nG "$user" | tr ' ' '\\n' | grep -qxF -- "$group" || usermod --append --groups "$group" "$user"
 for path in "$home" "$home/.ssh" "$home/.ssh/authorized_keys"; do
   if [ -L "$path" ]; then echo "$path is a symbolic link: refusing to use it" >&2; exit 1; fi
@@ -131,14 +133,17 @@ class AccountState:
                    paths=tuple(stats))
 
 
-def account_problems(state: AccountState, group: str, shell: str) -> list[str]:
-    """What differs from a key-only service account in `group` with root-owned ~/.ssh; [] when right."""
+def account_problems(state: AccountState, group: str, shell: str, *, keep_password: bool = False) -> list[str]:
+    """What differs from a key-only service account in `group` with root-owned ~/.ssh; [] when right.
+
+    With `keep_password` the password hash is not checked (a password login is managed elsewhere).
+    """
     if not state.exists:
         return []
     wrong = []
     if state.shell != shell:
         wrong.append(f"shell {state.shell} -> {shell}")
-    if not state.hash_is_star:
+    if not keep_password and not state.hash_is_star:
         wrong.append("password hash -> *")
     if group not in state.groups:
         wrong.append(f"add to group {group}")
@@ -187,13 +192,18 @@ class EnsureGroup(Task):
 
 
 class EnsureServiceAccount(Task):
-    """A key-only account in the storage group, with a login shell that limits what a key can do."""
+    """A key-only account in the storage group, with a login shell that limits what a key can do.
 
-    def __init__(self, user: str, group: str, shell: str, comment: str) -> None:
+    `keep_password`: the account's password is managed by another task (storage_user with password
+    clients), so its hash is neither checked nor reset to `*`.
+    """
+
+    def __init__(self, user: str, group: str, shell: str, comment: str, *, keep_password: bool = False) -> None:
         self.user = user
         self.group = group
         self.shell = shell
         self.comment = comment
+        self.keep_password = keep_password
         self.name = f"account {user}"
         self._fact = account_fact(user)
 
@@ -212,14 +222,15 @@ class EnsureServiceAccount(Task):
                                      "directory or file owned by root")
         if state.exists:
             ctx.note(f"uid {state.uid}, shell {state.shell}, home {home}")
-            changes = account_problems(state, self.group, self.shell)
+            changes = account_problems(state, self.group, self.shell, keep_password=self.keep_password)
             if not changes:
                 return None
             summary = f"fix account {self.user}: {', '.join(changes)}"
         else:
             summary = (f"create account {self.user} (group {self.group}, shell {self.shell}, password hash *, "
                        f"root-owned {home}, ~/.ssh 0755, empty authorized_keys 0644)")
-        argv = script(_ACCOUNT_APPLY, self.user, self.group, self.shell, home, self.comment)
+        argv = script(_ACCOUNT_APPLY, self.user, self.group, self.shell, home, self.comment,
+                      "keep" if self.keep_password else "")
 
         def apply() -> None:
             result = ctx.session.run(argv, privileged=True)
@@ -240,7 +251,7 @@ def git_shell_commands(user: str, git_shell: str) -> dict[str, str]:
     """The files of ~/git-shell-commands, by name."""
     templates = _git_shell_templates()
     return {name: templates.get_template(f"{name}.j2").render(user=user, git_shell=git_shell)
-            for name in ("git-shell", "no-interactive-login")}
+            for name in ("git-shell", "git-read-only", "no-interactive-login")}
 
 
 class EnsureGitShellCommands(Task):

@@ -38,7 +38,8 @@ def storage_host_keys(pins_path: Path, storage: Host) -> list[paramiko.PKey]:
 def client_ssh_options(info: ClientInfo) -> list[str]:
     """OpenSSH options that use only the client key and check storage against the client's pins."""
     return ["-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
-            "-o", f"UserKnownHostsFile={info.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={info.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-i", info.key]
 
 

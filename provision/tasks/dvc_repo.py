@@ -58,7 +58,7 @@ repo=$1 remote=$2 dvc=$3 site_cache=$4 config=$5 config_local=$6 name=$7 email=$
 export DVC_NO_ANALYTICS=1 DVC_SITE_CACHE_DIR="$site_cache"
 replace_file() {
   tmp=$(mktemp "$1.XXXXXXXX")
-  if printf '%s' "$2" > "$tmp" && chmod 0664 "$tmp" && sync -- "$tmp" && mv -f -- "$tmp" "$1"; then return 0; fi
+  if printf '%s' "$2" > "$tmp" && chmod 0644 "$tmp" && sync -- "$tmp" && mv -f -- "$tmp" "$1"; then return 0; fi
   rm -f -- "$tmp"
   return 1
 }
@@ -109,8 +109,12 @@ repo=$1 dvc=$2 site_cache=$3 path=$4 tag=$5 name=$6 email=$7 message=$8 tag_mess
 export DVC_NO_ANALYTICS=1 DVC_SITE_CACHE_DIR="$site_cache"
 cd -- "$repo"
 sync_branch
+# Data goes into the group-shared cache and remote with group write (as clients' `internal-sftp -u
+# 0002` does); git's own files stay without it (GIT_ENVIRONMENT).
+umask 002
 "$dvc" add --quiet -- "$path"
 "$dvc" push --quiet -- "$path.dvc"
+umask 022
 commit_paths "$name" "$email" "$message" "$path.dvc" "$(dirname -- "$path")/.gitignore"
 if [ -n "$tag" ]; then
   if ! git rev-parse -q --verify "refs/tags/$tag" >/dev/null; then

@@ -22,11 +22,12 @@ from provision.tasks.accounts import run_as_account
 
 INITIAL_BRANCH = "main"
 
-#: Environment of every script that works in a repository: group-writable files, no prompts, no
-#: optional index writes (so reading state never changes a byte).
+#: Environment of every script that works in a repository: no prompts, host keys checked, no
+#: optional index writes (so reading state never changes a byte), and no group write: the SFTP-only
+#: DVC account shares the storage group and must not plant hooks or config in a repository.
 GIT_ENVIRONMENT = """
-umask 002
-export GIT_TERMINAL_PROMPT=0 GIT_OPTIONAL_LOCKS=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes'
+umask 022
+export GIT_TERMINAL_PROMPT=0 GIT_OPTIONAL_LOCKS=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes -o StrictHostKeyChecking=yes'
 """
 #: Start of every script that changes a repository: the environment, and stop at the first error.
 GIT_PRELUDE = "set -eu\n" + GIT_ENVIRONMENT
@@ -118,7 +119,10 @@ elif [ -z "$(ls -A -- "$path")" ]; then echo empty
 else echo other; fi
 """
 
-_SHARED_GROUP_VALUES = ("1", "group", "true")
+#: core.sharedRepository of the bare repository: the storage group may read, never write. The
+#: SFTP-only DVC account is in that group, and a group-writable repository would let a DVC client
+#: plant hooks or config that git_user then runs.
+SHARED_REPOSITORY = "0640"
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def commit_identity(owner: str, host_name: str) -> tuple[str, str]:
 
 
 class EnsureBareRepo(Task):
-    """The bare repository clients push to: `--shared=group`, owned by git_user."""
+    """The bare repository clients push to, owned by git_user, readable but not writable by the group."""
 
     def __init__(self, path: str, owner: str, group: str) -> None:
         self.path = path
@@ -194,9 +198,9 @@ class EnsureBareRepo(Task):
             raise ProvisionError(f"git_remote {self.path} holds files but no git repository: move them away "
                                  "or point git_remote elsewhere")
         if status[0] in ("absent", "empty"):
-            argv = ["git", "init", "--quiet", "--bare", "--shared=group", f"--initial-branch={INITIAL_BRANCH}",
-                    self.path]
-            return Change(f"create bare repository {self.path} (--shared=group, owner {self.owner})",
+            argv = ["git", "init", "--quiet", "--bare", f"--shared={SHARED_REPOSITORY}",
+                    f"--initial-branch={INITIAL_BRANCH}", self.path]
+            return Change(f"create bare repository {self.path} (--shared={SHARED_REPOSITORY}, owner {self.owner})",
                           lambda: self._run(ctx, argv, "git init --bare"))
         bare, shared = status[1], status[2]
         owner = lines[1].removeprefix("owner ").strip() if len(lines) > 1 else ""
@@ -205,12 +209,13 @@ class EnsureBareRepo(Task):
         if owner != self.owner:
             raise ProvisionError(f"git_remote {self.path} is owned by {owner}, not {self.owner}: "
                                  f"chown -R {self.owner}:{self.group} {self.path}")
-        if shared in _SHARED_GROUP_VALUES:
+        if shared == SHARED_REPOSITORY:
             return None
-        argv = ["git", "config", "--file", f"{self.path}/config", "core.sharedRepository", "group"]
-        return Change(f"set core.sharedRepository = group in {self.path}",
+        argv = script('git config --file "$1/config" core.sharedRepository "$2" && chmod -R g-w,o-rwx -- "$1"',
+                      self.path, SHARED_REPOSITORY)
+        return Change(f"set core.sharedRepository = {SHARED_REPOSITORY} in {self.path}, no group write",
                       lambda: self._run(ctx, argv, "git config core.sharedRepository"))
 
     def _run(self, ctx: HostContext, argv: list[str], what: str) -> None:
-        run_as_account(ctx, self.owner, script("umask 002 && exec \"$@\"", *argv), what=what)
+        run_as_account(ctx, self.owner, script("umask 022 && exec \"$@\"", *argv), what=what)
         ctx.forget(self._fact)

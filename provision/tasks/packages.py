@@ -212,3 +212,25 @@ class EnsureDvc(Task):
         if not in_range(installed, self.spec):
             raise ProvisionError(f"pip installed dvc {installed} into {self.venv}, outside {self.spec}")
         ctx.note(f"dvc {installed} installed ({self.venv}/bin/dvc)")
+
+
+class FindDvc(Task):
+    """dvc within `dvc_version` must be there already: rotations prove access with it, never install it."""
+
+    name = "dvc"
+
+    def __init__(self, spec: str, venv: str) -> None:
+        self.spec = spec
+        self.venv = venv
+        self._fact = DvcFact(venv)
+
+    def facts(self) -> Sequence[Fact]:
+        return (self._fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        decision = decide_dvc(DvcState.parse(ctx.fact(self._fact) or ""), self.spec, self.venv)
+        if decision.install:
+            raise ProvisionError(f"no dvc {self.spec} on this host: run `provision onboard` first")
+        ctx.export(DVC_EXPORT, decision.executable)
+        ctx.note(f"dvc {decision.version} ({decision.executable})")
+        return None

@@ -48,6 +48,11 @@ def sftp_argv(info: ClientInfo, settings: Settings, user: str) -> list[str]:
     return ["sftp", "-b", "-", *client_ssh_options(info), "-P", str(settings.storage_port), f"{user}@{host}"]
 
 
+def sftp_list_argv(info: ClientInfo, settings: Settings, user: str, directory: str) -> list[str]:
+    """sftp listing `directory` as `user` with only the client key and its pins; exits non-zero on error."""
+    return script(_SFTP_LIST, directory, *sftp_argv(info, settings, user))
+
+
 @dataclass(frozen=True)
 class DataTotals:
     files: int
@@ -119,8 +124,7 @@ class ProveAccess(Task):
             return None
         settings, info = self.settings, self.info
         where = f"{settings.storage_user}@{settings.storage_address}:{settings.storage_port}"
-        listing = ctx.session.run(script(_SFTP_LIST, settings.dvc_storage, *sftp_argv(info, settings,
-                                                                                       settings.storage_user)))
+        listing = ctx.session.run(sftp_list_argv(info, settings, settings.storage_user, settings.dvc_storage))
         if not listing.ok:
             raise command_error(f"proof: sftp {where} with {info.key} listing {settings.dvc_storage}", listing)
         remote = ctx.session.run(["git", "-C", info.workdir, "ls-remote", "--quiet", "origin"])
@@ -198,7 +202,7 @@ class ProveRevoked(Task):
             ctx.note(f"no key {self.info.key} on the client to try")
             return None
         for account in self.accounts:
-            result = ctx.session.run(script(_SFTP_LIST, "/", *sftp_argv(self.info, self.settings, account)))
+            result = ctx.session.run(sftp_list_argv(self.info, self.settings, account, "/"))
             if result.ok:
                 raise ProvisionError(f"storage still accepts {self.info.key} of {self.info.name} as {account}")
             if "Permission denied" not in result.stderr:

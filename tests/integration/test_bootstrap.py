@@ -166,9 +166,14 @@ def test_directories_owners_modes_and_acl(storage_lab) -> None:
     assert stat(lab, CACHE) == "dvc dvc 2775"
     acl = lab.exec("storage", ["getfacl", "--omit-header", "--default", "--absolute-names", CACHE]).stdout.split()
     assert "group:dvc:rwx" in acl and "group::rwx" in acl
-    assert stat(lab, f"{NFS}/git") == "git dvc 2775"
-    assert stat(lab, BARE) == "git dvc 2775"
-    assert stat(lab, SERVER) == "git dvc 2775"
+    assert stat(lab, f"{NFS}/git") == "git dvc 2750"
+    assert stat(lab, BARE) == "git dvc 2750"
+    assert stat(lab, SERVER) == "git dvc 2750"
+    # Nothing in git's metadata or in DVC's config that the storage group (and so the SFTP-only dvc
+    # account) could change: that would let a DVC client plant hooks or config that git runs.
+    group_writable = lab.exec("storage", ["find", f"{NFS}/git", f"{SERVER}/.git", f"{SERVER}/.dvc/config",
+                                          f"{SERVER}/.dvc/config.local", "-perm", "-g+w", "-not", "-type", "l"])
+    assert group_writable.returncode == 0 and group_writable.stdout == ""
     assert stat(lab, "/var/tmp/dvc-site-cache-demo") == "git dvc 2775"
     foreign = lab.exec("storage", ["find", f"{NFS}/git", SERVER, "!", "-user", "git"]).stdout
     assert foreign == ""  # everything in the repositories was made as git, never as root
@@ -177,7 +182,7 @@ def test_directories_owners_modes_and_acl(storage_lab) -> None:
 def test_bare_and_server_repository_config(storage_lab) -> None:
     lab, _ = storage_lab
     bare = as_account(lab, "git", 'git config --file "$1/config" --list', BARE).stdout.splitlines()
-    assert "core.bare=true" in bare and "core.sharedrepository=1" in bare
+    assert "core.bare=true" in bare and "core.sharedrepository=0640" in bare
     listing = as_account(lab, "git", 'cd "$1" && dvc config --list --show-origin', SERVER).stdout.splitlines()
     committed = {line.split("\t")[1] for line in listing if line.startswith(".dvc/config\t")}
     local = {line.split("\t")[1] for line in listing if line.startswith(".dvc/config.local\t")}
@@ -250,6 +255,12 @@ def test_storage_user_gets_sftp_but_no_shell(storage_lab, tmp_path: Path) -> Non
                                capture_output=True, text=True, timeout=30)
     assert overwrite.returncode != 0
     assert "pushed over sftp" not in lab.exec("storage", ["cat", "/home/dvc/.ssh/authorized_keys"]).stdout
+    for hook in (f"{BARE}/hooks/post-receive", f"{SERVER}/.git/hooks/post-commit", f"{SERVER}/.git/config"):
+        batch.write_text(f"put {sample} {hook}\n")
+        planted = subprocess.run(["sftp", *ssh_options(lab, key), "-P", port, "-b", str(batch), "dvc@127.0.0.1"],
+                                 capture_output=True, text=True, timeout=30)
+        assert planted.returncode != 0, hook
+        assert "pushed over sftp" not in lab.exec("storage", ["cat", hook]).stdout
     lab.exec("storage", ["rm", "-f", f"{CACHE}/sftp-sample.txt"])
 
 
@@ -301,7 +312,7 @@ def test_become_as_unprivileged_admin(make_lab, tmp_path: Path, vault_env: dict[
     status, document = bootstrap(lab, tmp_path, inventory=inventory, env=vault_env)
     assert status == 0, document
     assert password not in json.dumps(document)
-    assert stat(lab, SERVER) == "git dvc 2775" and stat(lab, CACHE) == "dvc dvc 2775"
+    assert stat(lab, SERVER) == "git dvc 2750" and stat(lab, CACHE) == "dvc dvc 2775"
     assert stat(lab, "/home/dvc/.ssh/authorized_keys") == "root root 644"
     assert lab.exec("storage", ["find", SERVER, "!", "-user", "git"]).stdout == ""
     status, document = bootstrap(lab, tmp_path, inventory=inventory, env=vault_env)

@@ -192,8 +192,8 @@ def test_storage_holds_one_correct_line_per_client_and_account(site: Site) -> No
         key = public_key(lab, host)
         forced = "internal-sftp -R" if host == "ws3" else "internal-sftp -u 0002"
         assert marked(sftp_lines, host) == [f'restrict,command="{forced}" {key} provision:inventory:{host}']
-        assert marked(git_lines, host) == [
-            f'restrict,command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"" {key} provision:inventory:{host}']
+        git_forced = "git-read-only" if host == "ws3" else 'git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"'
+        assert marked(git_lines, host) == [f'restrict,command="{git_forced}" {key} provision:inventory:{host}']
     for lines in (sftp_lines, git_lines):
         assert lines[:2] == [HAND_WRITTEN_LINE, OTHER_INVENTORY_LINE]
         assert len(lines) == 5
@@ -272,6 +272,13 @@ def test_read_client_pulls_but_cannot_push(site: Site) -> None:
     run(lab, "ws3", ["rm", "-rf", f"{WORKDIR}/data"])
     run(lab, "ws3", [DVC, "--cd", WORKDIR, "pull", "--force"])
     assert read(lab, "ws3", f"{WORKDIR}/data/hello.txt") == "hello v1\n"
+    # git too: fetch works, a push (even of a new tag) is refused by the read-only forced command.
+    run(lab, "ws3", ["git", "-C", WORKDIR, "fetch", "--quiet"])
+    run(lab, "ws3", ["git", "-C", WORKDIR, "tag", "from-reader"])
+    git_push = lab.exec("ws3", ["git", "-C", WORKDIR, "push", "--quiet", "origin", "from-reader"])
+    assert git_push.returncode != 0 and "read-only access" in git_push.stderr, git_push.stderr
+    tags = run(lab, "storage", ["git", "-c", "safe.directory=*", "-C", "/mnt/nfs/git/demo.git", "tag"]).stdout
+    assert "v1.0" in tags and "from-reader" not in tags
 
 
 def test_push_from_one_client_is_pulled_on_another_by_hand(site: Site) -> None:

@@ -1,0 +1,476 @@
+"""Key rotation on one client: a new pair beside the old one, proven, switched to, the old one retired.
+
+The rotation's state lives where its effects are, so a run can always tell where an earlier one
+stopped, and carries on from there:
+
+- `<client_key>.new` exists: a rotation is under way with that key (it is reused, never redrawn);
+  its private half is the truth, read with `ssh-keygen -y`, not its `.pub` file;
+- the marked lines on storage: the old key's line is kept only while it is there (a run never
+  authorizes an old key again), the new key's line is added beside it;
+- `.dvc/config.local` and `core.sshCommand` name the key in use: `<client_key>.new` from the switch
+  until the old key is retired, then `client_key` again;
+- `client_key` and `<client_key>.new` holding the same private key: the old private key is already
+  gone, only the clean-up is left.
+
+Until the new key has been proven with OpenSSH and with DVC, the old key stays authorized and in use;
+a failed DVC proof switches the client back to it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from provision.engine import Change, HostContext, Task
+from provision.errors import ProvisionError
+from provision.facts import Fact
+from provision.inventory import Host, Settings
+from provision.remote import BatchOutput, script
+from provision.tasks.authorized_keys import AuthorizeKeys, line_marker
+from provision.tasks.checkout import Checkout, CheckoutFact, CheckoutState, git_ssh_command
+from provision.tasks.client_key import (
+    CLIENT_EXPORT,
+    ClientInfo,
+    command_error,
+    connecting_user,
+    key_fingerprint,
+    key_marker,
+    parse_public_key,
+)
+from provision.tasks.dvc_client import DvcClientConfig, dvc_argv
+from provision.tasks.proofs import DVC_PROOF_TIMEOUT, sftp_list_argv
+
+NEW_KEY_SUFFIX = ".new"
+#: Export of the first phase: the client's KeyRotation.
+ROTATION_EXPORT = "key rotation"
+#: Export of the storage phase: clients without any marked line (never onboarded, or offboarded).
+NOT_ONBOARDED_EXPORT = "rotation: clients without a key line"
+
+# $1 user, $2 client_key (maybe ~/...). Prints the public half of the private key at client_key and at
+# client_key.new ("absent", or "unreadable"), then the first line of client_key.new.pub ("absent").
+_ROTATION_STATE = r"""
+entry=$(getent passwd "$1") || { echo no-such-user; exit 0; }
+home=$(printf '%s\n' "$entry" | cut -d: -f6)
+case $2 in "~/"*) key=$home/${2#"~/"} ;; *) key=$2 ;; esac
+public() {
+  if [ ! -e "$1" ]; then echo absent
+  else ssh-keygen -y -f "$1" 2>/dev/null | head -n 1 | grep . || echo unreadable; fi
+}
+printf 'old %s\n' "$(public "$key")"
+printf 'new %s\n' "$(public "$key.new")"
+if [ -f "$key.new.pub" ]; then printf 'new.pub %s\n' "$(head -n 1 -- "$key.new.pub")"; else echo 'new.pub absent'; fi
+"""
+
+# $1 key path, $2 comment: a fresh pair (ssh-keygen writes the private half 0600).
+_GENERATE = 'set -eu; rm -f -- "$1.pub"; ssh-keygen -q -t ed25519 -N "" -C "$2" -f "$1"'
+
+# $1 key path: the public half written again from the private key.
+_DERIVE_PUBLIC = 'set -eu; ssh-keygen -y -f "$1" > "$1.pub.tmp"; chmod 0644 "$1.pub.tmp"; mv -f "$1.pub.tmp" "$1.pub"'
+
+# $1 client_key, $2 client_key.new. Each file of the pair is replaced by a hard link to the new one
+# and an atomic rename, public half first, so client_key always holds a whole key; the old private
+# key is gone with the second rename. Safe to run again at any point.
+_INSTALL_NEW_KEY = r"""
+set -eu
+replace() {
+  if [ ! "$1" -ef "$2" ]; then ln -f -- "$2" "$1.provision-new"; mv -f -- "$1.provision-new" "$1"; fi
+  rm -f -- "$1.provision-new"
+}
+replace "$1.pub" "$2.pub"
+replace "$1" "$2"
+"""
+
+_KEY_IN_LINE = re.compile(r"(?:^|\s)(ssh-ed25519 [A-Za-z0-9+/]+={0,2})(?=\s|$)")
+
+
+def line_public_key(line: str) -> str | None:
+    """`ssh-ed25519 BASE64` of an authorized_keys line, or None."""
+    match = _KEY_IN_LINE.search(line)
+    return match.group(1) if match else None
+
+
+def new_key_path(key: str) -> str:
+    """Where the new pair is made, beside the old one."""
+    return key + NEW_KEY_SUFFIX
+
+
+@dataclass(frozen=True)
+class RotationKeys:
+    """The public halves of the old and the new private key, and the new key's `.pub` line."""
+
+    old: str
+    new: str
+    new_pub: str
+
+
+@dataclass(frozen=True)
+class RotationKeysFact(Fact):
+    """The rotation's state on the client (read as the connecting user, who owns the keys)."""
+
+    user: str
+    client_key: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return ("key rotation", self.user, self.client_key)
+
+    def argv(self) -> list[str]:
+        return script(_ROTATION_STATE, self.user, self.client_key)
+
+    def parse(self, output: BatchOutput) -> RotationKeys | None:
+        values = dict(line.split(" ", 1) for line in output.stdout.splitlines() if " " in line)
+        if output.rc != 0 or not {"old", "new", "new.pub"} <= values.keys():
+            return None
+        return RotationKeys(values["old"], values["new"], values["new.pub"])
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    """One client's rotation: its paths, the old key and the new one (None under --check before it exists)."""
+
+    info: ClientInfo
+    old_public: str
+    new_public: str | None
+    marker: str
+
+    @property
+    def client(self) -> str:
+        return self.info.name
+
+    @property
+    def new_key(self) -> str:
+        return new_key_path(self.info.key)
+
+    @property
+    def consolidating(self) -> bool:
+        """The private key at client_key is the new one already: only the clean-up is left."""
+        return self.new_public == self.old_public
+
+    def at(self, path: str) -> ClientInfo:
+        """The client's info with its key at `path`, for the tasks that name the key in use."""
+        return replace(self.info, key=path)
+
+
+def rotation_of(state_exports: Mapping[str, object], host: Host) -> KeyRotation:
+    """The client's rotation from the first phase's exports."""
+    rotation = state_exports.get(ROTATION_EXPORT)
+    if not isinstance(rotation, KeyRotation):
+        raise ProvisionError(f"{host.name}: its key rotation was not started in an earlier phase")
+    return rotation
+
+
+class StartKeyRotation(Task):
+    """`<client_key>.new` made beside the old pair, or the one an earlier run made taken up again."""
+
+    name = "new key"
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.settings: Settings = host.settings
+        self.fact = RotationKeysFact(connecting_user(host), self.settings.client_key)
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        info: ClientInfo = ctx.state.report(self.host.name).exports[CLIENT_EXPORT]
+        keys: RotationKeys | None = ctx.fact(self.fact)
+        if keys is None:
+            raise ProvisionError(f"no account {self.fact.user!r} on {self.host.name} (the connecting user)")
+        if keys.old == "absent":
+            raise ProvisionError(f"no key {info.key} on {self.host.name} to rotate: run `provision onboard "
+                                 f"{self.host.name}` first")
+        if keys.old == "unreadable":
+            raise ProvisionError(f"ssh-keygen cannot read {info.key} on {self.host.name} (a passphrase?): "
+                                 "provision rotates keys it made, which have none")
+        old_public = parse_public_key(keys.old)
+        new_key = new_key_path(info.key)
+        marker = key_marker(self.settings.inventory_name, self.host.name)
+
+        def export(new_public: str | None) -> None:
+            ctx.export(ROTATION_EXPORT, KeyRotation(info, old_public, new_public, marker))
+
+        if keys.new == "absent":
+            export(None)
+
+            def generate() -> None:
+                self._run(ctx, script(_GENERATE, new_key, marker), f"ssh-keygen {new_key}")
+                derived = ctx.session.run(["ssh-keygen", "-y", "-f", new_key])
+                if not derived.ok:
+                    raise command_error(f"reading {new_key}", derived)
+                export(parse_public_key(derived.stdout))
+                ctx.forget(self.fact)
+
+            return Change(f"generate a new ed25519 key {new_key} beside {info.key}", generate)
+        if keys.new == "unreadable":
+            raise ProvisionError(f"{new_key} on {self.host.name} is not a readable key: remove it "
+                                 f"(with {new_key}.pub) and run again")
+        new_public = parse_public_key(keys.new)
+        export(new_public)
+        if new_public == old_public:
+            ctx.note(f"{info.key} holds the new key already; finishing the clean-up of an earlier rotation")
+        else:
+            ctx.note(f"continuing the rotation begun earlier with {new_key} ({key_fingerprint(new_public)})")
+        if keys.new_pub.split()[:2] == new_public.split():
+            return None
+        return Change(f"write {new_key}.pub from {new_key}",
+                      lambda: self._run(ctx, script(_DERIVE_PUBLIC, new_key), f"deriving {new_key}.pub"))
+
+    @staticmethod
+    def _run(ctx: HostContext, argv: list[str], what: str) -> None:
+        result = ctx.session.run(argv)
+        if not result.ok:
+            raise command_error(what, result)
+
+
+@dataclass(frozen=True)
+class RotatedLines:
+    """One client's rotation in one account: its marker, its old key, its new key's line as onboarding
+    writes it (None under --check while the new key does not exist yet)."""
+
+    marker: str
+    old_public: str
+    new_line: str | None
+
+
+def rotated_lines(existing: Sequence[str], old_public: str, new_line: str, *, revoke_old: bool) -> list[str]:
+    """The client's lines after this step: the new key's line, beside the old key's while it is there.
+
+    The old key's line is kept as it is (never written again, so a revoked key stays revoked); lines
+    of any other key with the client's marker (a new key of an abandoned rotation) go.
+    """
+    if revoke_old or line_public_key(new_line) == old_public:
+        return [new_line]
+    old_lines = [line for line in existing if line_public_key(line) == old_public]
+    return [*old_lines[:1], new_line]
+
+
+class RotationKeyLines(AuthorizeKeys):
+    """Step 2 (`revoke_old` False): the new key authorized beside the old; step 4: the old one revoked.
+
+    Clients without any marked line (never onboarded, or offboarded) are left alone and exported, so
+    their rotation fails with that reason instead of authorizing them anew.
+    """
+
+    def __init__(self, account: str, rotations: Sequence[RotatedLines], *, purpose: str, revoke_old: bool) -> None:
+        super().__init__(account, {}, purpose=purpose)
+        self.rotations = list(rotations)
+        self.revoke_old = revoke_old
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        step = "revoke old keys" if self.revoke_old else "authorize new keys"
+        return f"{step} for {self.account} ({self.purpose})"
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        content = self._read(ctx).content.splitlines()
+        self.lines = {}
+        missing, moving = [], []
+        for wanted in self.rotations:
+            client = wanted.marker.rsplit(":", 1)[-1]
+            existing = [line for line in content if line_marker(line) == wanted.marker]
+            if not existing:
+                missing.append(client)
+                continue
+            if wanted.new_line is None:
+                self.lines[wanted.marker] = None
+                moving.append(client)
+                continue
+            self.lines[wanted.marker] = rotated_lines(existing, wanted.old_public, wanted.new_line,
+                                                      revoke_old=self.revoke_old)
+            if self.lines[wanted.marker] != existing:
+                moving.append(client)
+        ctx.export(NOT_ONBOARDED_EXPORT, sorted(set(missing) | set(ctx.state.exports(NOT_ONBOARDED_EXPORT)
+                                                                   .get(ctx.host.name, []))))
+        if missing:
+            ctx.note(f"no line of {', '.join(missing)} to rotate (not onboarded)")
+        change = super().plan(ctx)
+        if change is not None:
+            what = "revoke the old key of" if self.revoke_old else "authorize the new key beside the old one for"
+            change.summary = f"{what} {', '.join(moving)} in {self._read(ctx).path}"
+        return change
+
+
+class ProveNewKey(Task):
+    """OpenSSH with only the new key: sftp lists dvc_storage as storage_user, git ls-remote works."""
+
+    name = "prove new key"
+
+    def __init__(self, rotation: KeyRotation, settings: Settings, storage: str) -> None:
+        self.rotation = rotation
+        self.settings = settings
+        self.storage = storage
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        client = self.rotation.client
+        if client in ctx.state.exports(NOT_ONBOARDED_EXPORT).get(self.storage, []):
+            raise ProvisionError(f"storage has no key line of {client}: onboard it first (`provision onboard "
+                                 f"{client}`)")
+        if ctx.check:
+            ctx.note("not proven under --check")
+            return None
+        settings, new_key = self.settings, self.rotation.new_key
+        info = self.rotation.at(new_key)
+        kept = f"; the old key {self.rotation.info.key} stays authorized and in use"
+        listing = ctx.session.run(sftp_list_argv(info, settings, settings.storage_user, settings.dvc_storage))
+        if not listing.ok:
+            failure = command_error(f"proof of the new key: sftp as {settings.storage_user} with {new_key}", listing)
+            raise ProvisionError(f"{failure}{kept}")
+        if settings.git_remote_is_path:
+            remote = ctx.session.run(["git", "-C", info.workdir, "-c", f"core.sshCommand={git_ssh_command(info)}",
+                                      "ls-remote", "--quiet", "origin"])
+            if not remote.ok:
+                failure = command_error(f"proof of the new key: git ls-remote with {new_key}", remote)
+                raise ProvisionError(f"{failure}{kept}")
+        ctx.note(f"sftp{' and git ls-remote' if settings.git_remote_is_path else ''} work with {new_key} only")
+        return None
+
+
+def dvc_status_cloud(ctx: HostContext, info: ClientInfo, settings: Settings, dvc: str) -> str:
+    """'' when `dvc status -c` reaches the remote with the checkout's config, else what it said."""
+    status = ctx.session.run(dvc_argv(dvc, "--cd", info.workdir, "status", "--cloud", "--remote",
+                                      settings.dvc_remote), timeout=DVC_PROOF_TIMEOUT)
+    if status.ok:
+        return ""
+    lines = [line.strip() for line in (status.stderr or status.stdout).splitlines() if line.strip()]
+    return " / ".join(lines[-2:]) if lines else f"exit {status.rc}"
+
+
+class _KeyInUse:
+    """config.local's keyfile and core.sshCommand naming one key path, planned with onboarding's tasks."""
+
+    def __init__(self, rotation: KeyRotation, settings: Settings, shared_cache: str | None, path: str) -> None:
+        info = rotation.at(path)
+        self.path = path
+        self.checkout_fact = CheckoutFact(info.workdir)
+        self.tasks: list[Task] = [DvcClientConfig(info, settings, shared_cache), Checkout(info, settings)]
+
+    def facts(self) -> list[Fact]:
+        return [fact for task in self.tasks for fact in task.facts()]
+
+    def plan(self, ctx: HostContext) -> list[Change]:
+        """The changes onboarding's tasks would make; their notes (checkout found...) are not this step's."""
+        checkout: CheckoutState = ctx.fact(self.checkout_fact)
+        if checkout.kind != "checkout":
+            raise ProvisionError(f"no checkout in {self.checkout_fact.workdir} ({checkout.kind}): run "
+                                 "`provision onboard` first")
+        notes = list(ctx.notes)
+        changes = [change for change in (task.plan(ctx) for task in self.tasks) if change is not None]
+        ctx.notes = notes
+        return changes
+
+    def apply(self, ctx: HostContext, changes: Sequence[Change]) -> None:
+        for change in changes:
+            change.apply()
+        ctx.forget(self.checkout_fact)
+
+    def switch(self, ctx: HostContext) -> None:
+        """Plan against the current files and apply."""
+        self.apply(ctx, self.plan(ctx))
+
+
+class SwitchToNewKey(Task):
+    """config.local's keyfile and core.sshCommand switched to the new key, then `dvc status -c` proves it.
+
+    A failed proof switches back to the old key, which is still authorized, and fails the client.
+    """
+
+    name = "switch to new key"
+
+    def __init__(self, rotation: KeyRotation, settings: Settings, shared_cache: str | None, dvc: str) -> None:
+        self.rotation = rotation
+        self.settings = settings
+        self.dvc = dvc
+        self.new = _KeyInUse(rotation, settings, shared_cache, rotation.new_key)
+        self.old = _KeyInUse(rotation, settings, shared_cache, rotation.info.key)
+
+    def facts(self) -> Sequence[Fact]:
+        return self.new.facts()
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        new_key, old_key = self.rotation.new_key, self.rotation.info.key
+        changes = self.new.plan(ctx)
+        diff = "".join(change.diff for change in changes)
+        steps = "; ".join(change.summary for change in changes)
+        if ctx.check:
+            ctx.note("dvc status -c with the new key is not proven under --check")
+            return Change(f"{steps} (naming {new_key})", lambda: None, diff) if changes else None
+        if changes:
+            return Change(f"{steps} (naming {new_key}); dvc status -c works with it",
+                          lambda: self._switch(ctx, changes), diff)
+        problem = dvc_status_cloud(ctx, self.rotation.at(new_key), self.settings, self.dvc)
+        if not problem:
+            ctx.note(f"config.local and core.sshCommand name {new_key}; dvc status -c works with it")
+            return None
+        return Change(f"switch back to {old_key}", lambda: self._switch_back(ctx, problem))
+
+    def _switch(self, ctx: HostContext, changes: Sequence[Change]) -> None:
+        self.new.apply(ctx, changes)
+        problem = dvc_status_cloud(ctx, self.rotation.at(self.rotation.new_key), self.settings, self.dvc)
+        if problem:
+            self._switch_back(ctx, problem)
+
+    def _switch_back(self, ctx: HostContext, problem: str) -> None:
+        self.old.switch(ctx)
+        raise ProvisionError(f"proof of the new key: dvc status -c -r {self.settings.dvc_remote} with "
+                             f"{self.rotation.new_key} failed: {problem}; switched back to the old key "
+                             f"{self.rotation.info.key}, which stays authorized and in use")
+
+
+class RetireOldKey(Task):
+    """The new pair moved to client_key (the old private key is deleted with it), config.local and
+    core.sshCommand back on client_key, `<client_key>.new` removed."""
+
+    name = "retire old key"
+
+    def __init__(self, rotation: KeyRotation, settings: Settings, shared_cache: str | None) -> None:
+        self.rotation = rotation
+        self.final = _KeyInUse(rotation, settings, shared_cache, rotation.info.key)
+
+    def facts(self) -> Sequence[Fact]:
+        return self.final.facts()
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        key, new_key = self.rotation.info.key, self.rotation.new_key
+        diff = "".join(change.diff for change in self.final.plan(ctx))
+        summary = (f"move {new_key} to {key} (the old private key is deleted), name {key} in config.local "
+                   f"and core.sshCommand again, remove {new_key}")
+        return Change(summary, lambda: self._apply(ctx), diff)
+
+    def _apply(self, ctx: HostContext) -> None:
+        key, new_key = self.rotation.info.key, self.rotation.new_key
+        installed = ctx.session.run(script(_INSTALL_NEW_KEY, key, new_key))
+        if not installed.ok:
+            raise command_error(f"moving {new_key} to {key}", installed)
+        self.final.switch(ctx)
+        removed = ctx.session.run(["rm", "-f", "--", new_key, f"{new_key}.pub"])
+        if not removed.ok:
+            raise command_error(f"removing {new_key}", removed)
+        ctx.note(f"{key} is {key_fingerprint(self.rotation.new_public or '')}")
+
+
+@dataclass
+class RotationSummary(Task):
+    """What this run left undone, so nobody has to read the whole log: which clients and how to finish."""
+
+    subject: str
+    selected: Sequence[str]
+    left_out: Sequence[str]
+    rerun: str
+
+    name = "summary"
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        pending = [f"{client} ({ctx.state.report(client).status})" for client in self.selected
+                   if ctx.state.broken(client)]
+        pending += [f"{client} (not selected)" for client in self.left_out]
+        if ctx.check:
+            ctx.note(f"{self.subject}: nothing done under --check")
+            return None
+        if not pending:
+            ctx.note(f"{self.subject}: all {len(self.selected)} client(s) done")
+            return None
+        names = ",".join(entry.split(" ", 1)[0] for entry in pending)
+        ctx.note(f"{self.subject}: not yet done: {', '.join(pending)}; to finish: {self.rerun} --limit {names}")
+        return None

@@ -1,0 +1,338 @@
+"""storage_user's password: the sshd drop-in, where the password comes from, how it reaches chpasswd,
+and the rotation's recoverable steps (a store and a login stand in for the real ones here; the lab
+tests run the real thing)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provision.connection import CommandResult
+from provision.engine import PlayState
+from provision.errors import InputError, ProvisionError
+from provision.facts import FileState
+from provision.inventory import Inventory, load_inventory
+from provision.plays.rotate import rotate_password_play
+from provision.secrets import REDACTOR
+from provision.tasks.password_login import (
+    NEXT_PASSWORD_KEY,
+    PASSWORD_KEY,
+    PasswordLoginDisabled,
+    RotateStoragePassword,
+    SshdPasswordLogin,
+    StoragePassword,
+    check_password_access,
+    drop_in_path,
+    find_secret,
+    password_clients,
+    render_drop_in,
+    set_password,
+    sibling_name,
+)
+
+
+def _inventory(tmp_path: Path, ws1: str = "{auth: password}", ws2: str = "{}") -> Inventory:
+    path = tmp_path / "site.yml"
+    path.write_text(f"""
+all:
+  vars:
+    project: demo
+  children:
+    storage:
+      hosts:
+        nas: {{ansible_host: 10.0.0.5}}
+    clients:
+      children:
+        lab:
+          hosts:
+            ws1: {ws1}
+            ws2: {ws2}
+""")
+    return load_inventory(path)
+
+
+def test_drop_in_is_one_match_block_for_the_account_alone() -> None:
+    text = render_drop_in("dvc")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "Match User dvc"
+    assert all(line.startswith("\t") for line in lines[1:]), "a line outside the Match block is a global setting"
+    assert "\tPasswordAuthentication yes" in lines and "\tForceCommand internal-sftp -u 0002" in lines
+    assert drop_in_path("dvc") == "/etc/ssh/sshd_config.d/10-provision-dvc-password.conf"
+
+
+def test_password_clients_and_read_only_clients_cannot_share_an_inventory(tmp_path: Path) -> None:
+    assert [h.name for h in password_clients(_inventory(tmp_path))] == ["ws1"]
+    check_password_access(_inventory(tmp_path))
+    check_password_access(_inventory(tmp_path, ws1="{}", ws2="{access: read}"))
+    with pytest.raises(InputError, match=r"site\.yml:\d+: access: ws2 has access: read, but ws1 uses auth: password"):
+        check_password_access(_inventory(tmp_path, ws2="{access: read}"))
+
+
+class Store:
+    backend_name = "test store"
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = dict(values)
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+    def set(self, name: str, value: str) -> None:
+        self.values[name] = value
+
+    def delete(self, name: str) -> bool:
+        return self.values.pop(name, None) is not None
+
+
+class Secrets:
+    """SecretLookupForInventory's interface over a dict."""
+
+    def __init__(self, inventory: Inventory, values: dict[str, str]) -> None:
+        self.inventory = inventory
+        self._store = Store(values)
+
+    def store(self) -> Store:
+        return self._store
+
+    def groups_deepest_first(self, host: Any) -> list[str]:
+        groups = [g for g in host.groups if g != "all" and g in self.inventory.groups]
+        return sorted(groups, key=lambda g: -self.inventory.groups[g].depth)
+
+
+def test_lookup_order_is_host_groups_all_and_names_where_it_found_the_value(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path)
+    secrets = Secrets(inventory, {"site/all/storage_password": "from-all-1234", "site/lab/storage_password":
+                                  "from-lab-1234", "site/clients/storage_password": "from-clients"})
+    found = find_secret(secrets, inventory.hosts["ws1"], PASSWORD_KEY)  # type: ignore[arg-type]
+    assert found is not None and (found.name, found.value) == ("site/lab/storage_password", "from-lab-1234")
+    found = find_secret(secrets, inventory.hosts["nas"], PASSWORD_KEY)  # type: ignore[arg-type]
+    assert found is not None and found.name == "site/all/storage_password"
+    assert find_secret(secrets, inventory.hosts["nas"], NEXT_PASSWORD_KEY) is None  # type: ignore[arg-type]
+    assert sibling_name("site/lab/storage_password", NEXT_PASSWORD_KEY) == "site/lab/storage_password.next"
+
+
+class Session:
+    label = "nas"
+
+    def __init__(self) -> None:
+        self.staged: list[bytes] = []
+        self.argv: list[list[str]] = []
+
+    def stage(self, data: bytes) -> str:
+        self.staged.append(data)
+        return f"/tmp/.provision-stage.x/{len(self.staged)}"
+
+    def run(self, argv: list[str], *, privileged: bool = False, timeout: float | None = None) -> CommandResult:
+        self.argv.append(list(argv))
+        return CommandResult(tuple(argv), 0, "", "")
+
+
+class Context:
+    def __init__(self, facts: dict[Any, Any] | None = None, *, check: bool = False) -> None:
+        self.session = Session()
+        self.facts = facts or {}
+        self.check = check
+        self.notes: list[str] = []
+        self.state = PlayState()
+
+    def fact(self, fact: Any) -> Any:
+        return self.facts[fact.key]
+
+    def forget(self, fact: Any) -> None:
+        self.facts.pop(fact.key, None)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def test_chpasswd_reads_a_staged_file_and_no_argv_holds_the_password() -> None:
+    ctx = Context()
+    set_password(ctx, "dvc", "s3cret-Value-xyz")  # type: ignore[arg-type]
+    assert ctx.session.staged == [b"dvc:s3cret-Value-xyz\n"]
+    assert len(ctx.session.argv) == 1 and "chpasswd" in ctx.session.argv[0][2]
+    assert ctx.session.argv[0][-1] == "/tmp/.provision-stage.x/1"
+    assert not any("s3cret" in arg for arg in ctx.session.argv[0])
+    with pytest.raises(ProvisionError, match="line break"):
+        set_password(ctx, "dvc", "two\nlines")  # type: ignore[arg-type]
+
+
+class Login:
+    """StorageLogin with the server's answers given up front."""
+
+    def __init__(self, accepts: set[str], methods: tuple[str, ...] = ("publickey", "password")) -> None:
+        self.accepts = set(accepts)
+        self.methods = list(methods)
+        self.tried: list[str] = []
+
+    def offered_methods(self, user: str) -> list[str]:
+        return self.methods
+
+    def password_accepted(self, user: str, password: str, directory: str) -> bool:
+        if "password" not in self.methods:
+            raise PasswordLoginDisabled("no password login")
+        self.tried.append(password)
+        return password in self.accepts
+
+
+class AcceptsAnything(Login):
+    """A server that takes whatever chpasswd just set (the generated value is not known beforehand)."""
+
+    def password_accepted(self, user: str, password: str, directory: str) -> bool:
+        self.tried.append(password)
+        return True
+
+
+def _rotation(tmp_path: Path, values: dict[str, str], login: Login,
+              check: bool = False) -> tuple[RotateStoragePassword, Context, Secrets]:
+    inventory = _inventory(tmp_path)
+    secrets = Secrets(inventory, values)
+    return RotateStoragePassword(inventory.hosts["nas"], secrets, login), Context(check=check), secrets  # type: ignore[arg-type]
+
+
+def test_rotation_generates_sets_proves_and_promotes(tmp_path: Path) -> None:
+    task, ctx, secrets = _rotation(tmp_path, {"site/all/storage_password": "old-password-1"}, AcceptsAnything(set()))
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and change.summary.startswith("generate site/all/storage_password.next")
+    assert secrets.store().values == {"site/all/storage_password": "old-password-1"}, "planning stores nothing"
+    change.apply()
+    new = secrets.store().values["site/all/storage_password"]
+    assert set(secrets.store().values) == {"site/all/storage_password"} and new != "old-password-1"
+    assert ctx.session.staged == [f"dvc:{new}\n".encode()]
+    assert REDACTOR.mask(f"x {new} y") == "x ******** y"
+
+
+def test_a_next_value_storage_accepts_already_is_only_promoted(tmp_path: Path) -> None:
+    values = {"site/all/storage_password": "old-password-1", "site/all/storage_password.next": "next-password-1"}
+    task, ctx, secrets = _rotation(tmp_path, values, Login({"next-password-1"}))
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and change.summary == ("promote site/all/storage_password.next to "
+                                                     "site/all/storage_password")
+    change.apply()
+    assert secrets.store().values == {"site/all/storage_password": "next-password-1"}
+    assert ctx.session.staged == [], "storage had it already: no chpasswd"
+
+
+def test_a_next_value_storage_does_not_accept_yet_is_set_then_promoted(tmp_path: Path) -> None:
+    values = {"site/lab/storage_password": "old-password-1", "site/all/storage_password.next": "next-password-1"}
+    login = Login(set())
+    task, ctx, secrets = _rotation(tmp_path, values, login)
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and change.summary.startswith("set site/all/storage_password.next")
+    login.accepts.add("next-password-1")
+    change.apply()
+    assert ctx.session.staged == [b"dvc:next-password-1\n"]
+    assert secrets.store().values["site/all/storage_password"] == "next-password-1"
+    assert "site/all/storage_password.next" not in secrets.store().values
+
+
+def test_rotation_needs_a_password_and_a_server_that_takes_one(tmp_path: Path) -> None:
+    task, ctx, _ = _rotation(tmp_path, {}, Login(set()))
+    with pytest.raises(ProvisionError, match="provision bootstrap"):
+        task.plan(ctx)  # type: ignore[arg-type]
+    task, ctx, _ = _rotation(tmp_path, {"site/all/storage_password": "old-password-1"}, Login(set(), ("publickey",)))
+    with pytest.raises(ProvisionError, match="offers no password login"):
+        task.plan(ctx)  # type: ignore[arg-type]
+
+
+def _storage_password(tmp_path: Path, values: dict[str, str], login: Login, hash_state: str,
+                      check: bool = False) -> tuple[StoragePassword, Context, Secrets]:
+    inventory = _inventory(tmp_path)
+    secrets = Secrets(inventory, values)
+    task = StoragePassword(inventory.hosts["nas"], secrets, login)  # type: ignore[arg-type]
+    return task, Context({task.hash_fact.key: hash_state}, check=check), secrets
+
+
+def test_bootstrap_generates_a_missing_password_but_not_under_check(tmp_path: Path) -> None:
+    task, ctx, secrets = _storage_password(tmp_path, {}, Login(set()), "unset\n", check=True)
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and change.summary.startswith("generate site/all/storage_password")
+    assert secrets.store().values == {}
+    task, ctx, secrets = _storage_password(tmp_path, {}, AcceptsAnything(set()), "unset\n")
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None
+    change.apply()
+    assert list(secrets.store().values) == ["site/all/storage_password"]
+
+
+def test_bootstrap_knows_the_password_is_set_by_logging_in_with_it(tmp_path: Path) -> None:
+    values = {"site/all/storage_password": "stored-password-1"}
+    task, ctx, _ = _storage_password(tmp_path, values, Login({"stored-password-1"}), "set\n")
+    assert task.plan(ctx) is None  # type: ignore[arg-type]
+    assert "fresh login" in ctx.notes[0]
+    task, ctx, _ = _storage_password(tmp_path, values, Login({"something-else"}), "set\n")
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and "storage refused it" in change.summary
+    login = Login(set())
+    task, ctx, _ = _storage_password(tmp_path, values, login, "unset\n")
+    assert task.plan(ctx) is not None and login.tried == [], "no login is tried for an account without one"
+
+
+def test_bootstrap_under_check_before_sshd_takes_passwords(tmp_path: Path) -> None:
+    values = {"site/all/storage_password": "stored-password-1"}
+    task, ctx, _ = _storage_password(tmp_path, values, Login(set(), ("publickey",)), "set\n", check=True)
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and "not verifiable" in change.summary
+    task, ctx, _ = _storage_password(tmp_path, values, Login(set(), ("publickey",)), "set\n")
+    with pytest.raises(PasswordLoginDisabled):
+        task.plan(ctx)  # type: ignore[arg-type]
+
+
+def _drop_in(tmp_path: Path, enabled: bool, state: FileState, login: Login) -> tuple[SshdPasswordLogin, Context]:
+    task = SshdPasswordLogin(_inventory(tmp_path).hosts["nas"].settings, enabled, login)  # type: ignore[arg-type]
+    return task, Context({task.fact.key: state})
+
+
+def test_drop_in_steps(tmp_path: Path) -> None:
+    content = render_drop_in("dvc")
+    task, ctx = _drop_in(tmp_path, True, FileState(False), Login(set()))
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and change.summary.startswith("create /etc/ssh/sshd_config.d/10-provision-dvc-")
+    assert "+Match User dvc" in change.diff
+    present = FileState(True, "root", "root", 0o644, "regular file", content)
+    task, ctx = _drop_in(tmp_path, True, present, Login(set()))
+    assert task.plan(ctx) is None  # type: ignore[arg-type]
+    task, ctx = _drop_in(tmp_path, True, present, Login(set(), ("publickey",)))
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and change.summary.startswith("reload sshd")
+    task, ctx = _drop_in(tmp_path, False, present, Login(set()))
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and change.summary.startswith("remove ") and "-Match User dvc" in change.diff
+    task, ctx = _drop_in(tmp_path, False, FileState(False), Login(set()))
+    assert task.plan(ctx) is None  # type: ignore[arg-type]
+
+
+def test_password_play_rotates_storage_only_when_the_limit_keeps_it(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path)
+    secrets = Secrets(inventory, {})
+    clients = password_clients(inventory)
+    play = rotate_password_play(inventory, clients, rotate_storage=True, secrets=secrets, login=Login(set()))  # type: ignore[arg-type]
+    assert [phase.name for phase in play.phases] == ["client account", "storage password", "client password",
+                                                     "summary"]
+    play = rotate_password_play(inventory, clients, rotate_storage=False, secrets=secrets, login=Login(set()))  # type: ignore[arg-type]
+    assert [phase.name for phase in play.phases] == ["client account", "client password"]
+    assert list(play.phases[1].needs(inventory.hosts["ws1"])) == []
+
+
+def _provision(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISION_")}
+    return subprocess.run([sys.executable, "-m", "provision", *args], capture_output=True, text=True, env=env,
+                          check=False)
+
+
+def test_refusals_come_before_any_host_is_contacted(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path, ws1="{}")
+    done = _provision("rotate", "password", "-i", str(inventory.path))
+    assert done.returncode == 1 and "no client has auth: password" in done.stderr
+    inventory = _inventory(tmp_path, ws2="{access: read}")
+    for command in (["bootstrap"], ["onboard"], ["rotate", "password"]):
+        done = _provision(*command, "-i", str(inventory.path))
+        assert done.returncode == 1, done.stderr
+        assert "ws2 has access: read, but ws1 uses auth: password" in done.stderr
+    inventory = _inventory(tmp_path)
+    done = _provision("rotate", "password", "-i", str(inventory.path), "--limit", "ws2")
+    assert done.returncode == 1 and "--limit keeps neither the storage host nor a client" in done.stderr

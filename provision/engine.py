@@ -113,6 +113,8 @@ class HostReport:
 class Reporter(Protocol):
     """Receives results as they happen (see provision.report)."""
 
+    def task_started(self, host: str, name: str) -> None: ...
+
     def task_done(self, host: str, result: TaskResult) -> None: ...
 
     def notice(self, message: str) -> None: ...
@@ -329,6 +331,7 @@ class Engine:
 
     def _run_task(self, task: Task, ctx: HostContext) -> TaskResult:
         ctx.notes = []
+        self.reporter.task_started(ctx.host.name, task.name)
         try:
             change = task.plan(ctx)
             if change is None:

@@ -65,6 +65,17 @@ class HostStatus:
     running: bool
 
 
+def _install_sudo() -> None:
+    """The lab's admin account needs sudo; on Debian it is installed, elsewhere the user is told."""
+    if shutil.which("apt-get") is None:
+        raise InputError(f"provision lab needs {SUDO}: install the sudo package")
+    print("provision lab: installing sudo (apt-get install sudo)", file=sys.stderr)
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "sudo"]):
+        if subprocess.run(argv, env=environment, capture_output=True, check=False).returncode != 0:
+            raise InputError(f"provision lab needs {SUDO} and `{' '.join(argv)}` failed: install sudo by hand")
+
+
 def require_prerequisites() -> None:
     """Refuse, in one line saying what is needed, where the lab cannot run."""
     if not sys.platform.startswith("linux"):
@@ -75,7 +86,7 @@ def require_prerequisites() -> None:
     if not Path(SSHD).is_file():
         raise InputError(f"provision lab needs {SSHD}: apt-get install openssh-server")
     if not Path(SUDO).is_file():
-        raise InputError(f"provision lab needs {SUDO}: apt-get install sudo")
+        _install_sudo()
     for tool, package in _TOOLS:
         if shutil.which(tool) is None:
             raise InputError(f"provision lab needs {tool}: apt-get install {package}")

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,12 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.rc == 0
+
+    @property
+    def detail(self) -> str:
+        """Why it failed, in one line: its last two lines of stderr (else stdout), which name the cause."""
+        lines = [line.strip() for line in (self.stderr or self.stdout).splitlines() if line.strip()]
+        return " / ".join(lines[-2:]) if lines else f"exit {self.rc}"
 
 
 @dataclass(frozen=True)
@@ -272,7 +279,7 @@ class _Staging:
         if self.directory is None:
             made = session.run(["mktemp", "-d", "/tmp/.provision-stage.XXXXXXXX"])
             if not made.ok:
-                raise ProvisionError(f"{session.label}: cannot make a staging directory: {made.stderr.strip()}")
+                raise ProvisionError(f"{session.label}: cannot make a staging directory: {made.detail}")
             self.directory = made.stdout.strip()
         return f"{self.directory}/{secrets.token_hex(8)}"
 
@@ -282,12 +289,43 @@ class _Staging:
             self.directory = None
 
 
-class SSHSession:
+class _SessionBase(ABC):
+    """Argv lists and staged files, on top of each kind of session's command lines and uploads."""
+
+    label: str
+
+    def __init__(self) -> None:
+        self._staging = _Staging()
+
+    @abstractmethod
+    def run_line(self, command: str, *, privileged: bool = False,
+                 timeout: float | None = None) -> CommandResult:
+        """Run a command line built by provision.remote (already quoted)."""
+
+    @abstractmethod
+    def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        """Write bytes to a new path as the connecting user (mode set before any byte lands)."""
+
+    def run(self, argv: Sequence[str], *, privileged: bool = False,
+            timeout: float | None = None) -> CommandResult:
+        """Run an argv list; `privileged` goes through sudo when the host uses ansible_become."""
+        result = self.run_line(quote_argv(argv), privileged=privileged, timeout=timeout)
+        return CommandResult(tuple(argv), result.rc, result.stdout, result.stderr)
+
+    def stage(self, data: bytes) -> str:
+        """Upload bytes into this session's private staging directory; returns the staged path."""
+        path = self._staging.path(self)
+        self.upload(data, path, 0o600)
+        return path
+
+
+class SSHSession(_SessionBase):
     """A Fabric connection with verified host keys, retries and privilege escalation."""
 
     def __init__(self, target: SSHTarget, keys: HostKeyOptions, *, timeout: float,
                  become: bool = False, become_user: str = "root",
                  become_password: str | None = None) -> None:
+        super().__init__()
         self.target = target
         self.label = target.label
         self.timeout = timeout
@@ -298,7 +336,6 @@ class SSHSession:
         self._keys = keys
         self._hops: list[fabric.Connection] = []
         self.connection = self._chain(target)
-        self._staging = _Staging()
 
     def _chain(self, target: SSHTarget, gateway: fabric.Connection | None = None) -> fabric.Connection:
         """A connection to `target` through its jump hosts (each with its own jumps), none opened yet."""
@@ -363,12 +400,6 @@ class SSHSession:
                     self.connection = self._chain(self.target)
         raise UnreachableError(f"{self.label}: {_describe(last)}")
 
-    def run(self, argv: Sequence[str], *, privileged: bool = False,
-            timeout: float | None = None) -> CommandResult:
-        """Run an argv list; `privileged` goes through sudo when the host uses ansible_become."""
-        result = self.run_line(quote_argv(argv), privileged=privileged, timeout=timeout)
-        return CommandResult(tuple(argv), result.rc, result.stdout, result.stderr)
-
     def run_line(self, command: str, *, privileged: bool = False,
                  timeout: float | None = None) -> CommandResult:
         """Run a command line built by provision.remote (already quoted)."""
@@ -402,11 +433,10 @@ class SSHSession:
             sftp.chmod(path, mode)
             handle.write(data)
 
-    def stage(self, data: bytes) -> str:
-        """Upload bytes into this session's private staging directory; returns the staged path."""
-        path = self._staging.path(self)
-        self.upload(data, path, 0o600)
-        return path
+    def tunnel(self, target: SSHTarget, timeout: float) -> paramiko.Channel:
+        """A direct-tcpip channel from this host to `target` (this session being its last jump host)."""
+        return self.connection.transport.open_channel("direct-tcpip", (target.hostname, target.port),
+                                                      ("127.0.0.1", 0), timeout=timeout)
 
     def close(self) -> None:
         """Remove the staging directory and close every hop."""
@@ -435,7 +465,7 @@ class _SudoPromptAnswer(invoke.watchers.StreamWatcher):
         return []
 
 
-class LocalSession:
+class LocalSession(_SessionBase):
     """`ansible_connection: local`: the same interface, run on this machine.
 
     With a become password, sudo first validates it alone (`sudo -v` reads it at its own prompt and
@@ -444,18 +474,13 @@ class LocalSession:
 
     def __init__(self, *, timeout: float, become: bool = False, become_user: str = "root",
                  become_password: str | None = None) -> None:
+        super().__init__()
         self.label = "localhost"
         self.timeout = timeout
         self.become = become
         self.become_user = become_user
         self._become_password = become_password
         self._validated = False
-        self._staging = _Staging()
-
-    def run(self, argv: Sequence[str], *, privileged: bool = False,
-            timeout: float | None = None) -> CommandResult:
-        result = self.run_line(quote_argv(argv), privileged=privileged, timeout=timeout)
-        return CommandResult(tuple(argv), result.rc, result.stdout, result.stderr)
 
     def _validate_sudo(self) -> None:
         if self._validated or self._become_password is None:
@@ -486,11 +511,6 @@ class LocalSession:
         with io.FileIO(fd, "w") as handle:
             handle.write(data)
 
-    def stage(self, data: bytes) -> str:
-        path = self._staging.path(self)
-        self.upload(data, path, 0o600)
-        return path
-
     def close(self) -> None:
         self._staging.remove(self)
 
@@ -520,6 +540,15 @@ def open_session(host: Host, keys: HostKeyOptions, *, timeout: float,
     return session
 
 
+def open_last_jump(target: SSHTarget, keys: HostKeyOptions, *, timeout: float) -> SSHSession:
+    """An open session to `target`'s last jump host (through the hops before it), to tunnel to `target`."""
+    last = target.jumps[-1]
+    jump = SSHSession(SSHTarget(last.hostname, last.port, last.user, last.key_files, target.jumps[:-1]),
+                      keys, timeout=timeout)
+    jump.open()
+    return jump
+
+
 #: Host key algorithms asked for one by one, so that every key a server offers is seen.
 SCANNED_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512")
 
@@ -528,12 +557,7 @@ def scan_host_keys(host: Host, keys: HostKeyOptions, *, timeout: float) -> list[
     """The host keys a server offers, read without authenticating (through verified jump hosts)."""
     target = resolve_target(host)
     found: list[paramiko.PKey] = []
-    jump: SSHSession | None = None
-    if target.jumps:
-        last = target.jumps[-1]
-        jump = SSHSession(SSHTarget(last.hostname, last.port, last.user, last.key_files, target.jumps[:-1]),
-                          keys, timeout=timeout)
-        jump.open()
+    jump = open_last_jump(target, keys, timeout=timeout) if target.jumps else None
     try:
         for key_type in SCANNED_KEY_TYPES:
             key = _offered_key(target, key_type, timeout, jump)
@@ -553,8 +577,7 @@ def _offered_key(target: SSHTarget, key_type: str, timeout: float,
     with _LIMITER.slot(target):
         try:
             if jump is not None:
-                sock = jump.connection.transport.open_channel(
-                    "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0), timeout=timeout)
+                sock = jump.tunnel(target, timeout)
             else:
                 sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
         except OSError as error:

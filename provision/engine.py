@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from provision.connection import HostKeyOptions, Session, UnreachableError, open_session
-from provision.errors import ProvisionError, last_line
+from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
 from provision.inventory import Host, Inventory
 from provision.remote import ProbeBatch
@@ -194,7 +194,7 @@ class HostContext:
         privileged = any(f.privileged for f in wanted.values())
         result = self.session.run_line(batch.command(), privileged=privileged)
         if result.rc != 0:
-            raise ProvisionError(f"reading host state failed: {last_line(result.stderr) or result.rc}")
+            raise command_error("reading host state", result)
         for fact, output in zip(wanted.values(), batch.parse(result.stdout), strict=True):
             self._facts[fact.key] = fact.parse(output)
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from provision.connection import CommandResult
+
 
 class ProvisionError(Exception):
     """An expected failure: its message says what failed, where, and how to fix it."""
@@ -27,7 +32,6 @@ class InputError(ProvisionError):
         super().__init__(f"{where}{message}")
 
 
-def last_line(text: str) -> str:
-    """The last non-empty line of a command's stderr, so that error messages stay one line."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+def command_error(what: str, result: CommandResult) -> ProvisionError:
+    """`WHAT failed: ` and the command's own one-line account of why (CommandResult.detail)."""
+    return ProvisionError(f"{what} failed: {result.detail}")

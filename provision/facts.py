@@ -8,19 +8,23 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from provision.remote import BatchOutput, script
 
-# Prints "present OWNER GROUP MODE TYPE" then the content of a regular file, or "absent".
-_FILE_STATE = """
-if [ -e "$1" ] || [ -L "$1" ]; then
-  printf 'present %s\\n' "$(stat -c '%U %G %a %F' -- "$1")"
-  if [ -f "$1" ]; then cat -- "$1"; fi
-else
-  echo absent
-fi
+#: Shell function for probes: `path_state PATH` prints "OWNER GROUP MODE KIND" (FileState.from_stat reads
+#: it) or "absent"; a symbolic link is described itself, not its target.
+PATH_STATE = """
+path_state() {
+  if [ -e "$1" ] || [ -L "$1" ]; then stat -c '%U %G %a %F' -- "$1"; else echo absent; fi
+}
+"""
+
+# $1 path. Prints its state (PATH_STATE), then the content of a regular file.
+_FILE_STATE = PATH_STATE + """
+printf '%s\\n' "$(path_state "$1")"
+if [ -f "$1" ]; then cat -- "$1"; fi
 """
 
 
@@ -54,6 +58,14 @@ class FileState:
     kind: str = ""
     content: str | None = None
 
+    @classmethod
+    def from_stat(cls, line: str) -> FileState:
+        """A path's owner, group, mode and kind from a `path_state` line (PATH_STATE), or absent."""
+        if line == "absent":
+            return cls(exists=False)
+        owner, group, mode, kind = line.split(" ", 3)
+        return cls(True, owner, group, int(mode, 8), kind)
+
     @property
     def is_file(self) -> bool:
         return self.kind.startswith("regular")
@@ -79,11 +91,36 @@ class FileFact(Fact):
 
     def parse(self, output: BatchOutput) -> FileState:
         header, _, content = output.stdout.partition("\n")
-        if not header.startswith("present "):
-            return FileState(exists=False)
-        owner, group, mode, kind = header.removeprefix("present ").split(" ", 3)
-        is_file = kind.startswith("regular")
-        return FileState(True, owner, group, int(mode, 8), kind, content if is_file else None)
+        state = FileState.from_stat(header or "absent")
+        return replace(state, content=content) if state.is_file else state
+
+
+@dataclass(frozen=True)
+class GroupEntry:
+    """A group as the host's group database (`getent group`) has it."""
+
+    name: str
+    gid: int
+
+
+@dataclass(frozen=True)
+class GroupFact(Fact):
+    """A group looked up by name or by gid; None when the host has no such group."""
+
+    group: str
+
+    @property
+    def key(self) -> Hashable:
+        return ("group", self.group)
+
+    def argv(self) -> list[str]:
+        return ["getent", "group", self.group]
+
+    def parse(self, output: BatchOutput) -> GroupEntry | None:
+        fields = output.stdout.strip().split(":")
+        if output.rc != 0 or len(fields) < 3 or not fields[2].isdigit():
+            return None
+        return GroupEntry(fields[0], int(fields[2]))
 
 
 @dataclass(frozen=True)

@@ -508,6 +508,12 @@ class Settings:
         """True when the bare repository lives on storage (so bootstrap creates it)."""
         return self.git_remote.startswith("/")
 
+    @property
+    def storage_url_host(self) -> str:
+        """storage_address as the host part of an ssh:// URL or a `user@host` argument: IPv6 in brackets."""
+        address = self.storage_address
+        return f"[{address}]" if ":" in address else address
+
 
 @dataclass
 class Host:

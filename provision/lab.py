@@ -24,10 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from provision.errors import InputError, ProvisionError
-from provision.paths import templates_dir
+from provision.render import render
 
 SSHD = "/usr/sbin/sshd"
 SUDO = "/usr/bin/sudo"
@@ -116,9 +114,14 @@ def _run(argv: list[str], *, what: str, input: str | None = None) -> subprocess.
     """Run argv; on failure raise a ProvisionError naming what failed (never the input: it may be secret)."""
     result = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        raise ProvisionError(f"{what} failed (exit {result.returncode})" + (f": {detail[-1]}" if detail else ""))
+        raise _failure(what, result)
     return result
+
+
+def _failure(what: str, result: subprocess.CompletedProcess[str]) -> ProvisionError:
+    """`WHAT failed (exit N)` and the last line it printed, which names the cause."""
+    detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return ProvisionError(f"{what} failed (exit {result.returncode})" + (f": {detail[-1]}" if detail else ""))
 
 
 def _write_file(path: Path, text: str, mode: int, uid: int = 0, gid: int = 0) -> None:
@@ -145,19 +148,6 @@ def _process_state(pid: int) -> str | None:
 
 def _alive(pid: int) -> bool:
     return _process_state(pid) not in (None, "Z", "X")
-
-
-def _templates() -> jinja2.Environment:
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir() / "lab"),
-                                     undefined=jinja2.StrictUndefined, autoescape=False,
-                                     trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    # A JSON string is a valid YAML double-quoted scalar, whatever characters a path holds.
-    environment.filters["yaml_str"] = lambda value: json.dumps(str(value))
-    return environment
-
-
-def _render(template: str, **context: Any) -> str:
-    return _templates().get_template(template).render(**context)
 
 
 class Lab:
@@ -424,13 +414,13 @@ class Lab:
         for drop_in in drop_ins.iterdir():  # the machine's drop-ins would make hosts differ by machine
             drop_in.unlink()
         _write_file(self.host_path(host, "/etc/ssh/sshd_config"),
-                    _render("sshd_config.j2", host=host, port=self.port(host), host_key_types=HOST_KEY_TYPES),
+                    render("lab/sshd_config.j2", host=host, port=self.port(host), host_key_types=HOST_KEY_TYPES),
                     0o644)
         for old_key in self.host_path(host, "/etc/ssh").glob("ssh_host_*"):
             old_key.unlink()
         self._generate_host_keys(host)
         _write_file(self.host_path(host, "/etc/sudoers.d/provision-lab"),
-                    _render("sudoers.j2", admin_user=ADMIN_USER), 0o440)
+                    render("lab/sudoers.j2", admin_user=ADMIN_USER), 0o440)
         root_ssh = self.host_path(host, "/root/.ssh")
         root_ssh.mkdir(mode=0o700)
         _write_file(root_ssh / "authorized_keys", self._public_key(self.controller_key), 0o600)
@@ -462,9 +452,7 @@ class Lab:
     def _exec_checked(self, host: str, argv: list[str], input: str | None = None) -> None:
         result = self.exec(host, argv, input=input)
         if result.returncode != 0:
-            detail = result.stderr.strip().splitlines()
-            raise ProvisionError(f"lab host {host}: {argv[0]} failed (exit {result.returncode})"
-                                 + (f": {detail[-1]}" if detail else ""))
+            raise _failure(f"lab host {host}: {argv[0]}", result)
 
     def _user_ids(self, host: str, user: str) -> tuple[int, int]:
         for line in self.host_path(host, "/etc/passwd").read_text().splitlines():
@@ -486,11 +474,11 @@ class Lab:
         hosts = [{"name": host["name"], "port": host["port"], "host_keys": self._host_public_keys(host["name"])}
                  for host in self.facts["hosts"]]
         _write_file(self.inventory_path,
-                    _render("inventory.yml.j2", lab_dir=self.dir, project=self.facts["project"],
+                    render("lab/inventory.yml.j2", lab_dir=self.dir, project=self.facts["project"],
                             sshd_reload_command=SSHD_RELOAD_COMMAND, controller_key=self.controller_key,
                             storage=hosts[0], clients=hosts[1:]),
                     0o644)
-        _write_file(self.known_hosts_path, _render("known_hosts.j2", lab_dir=self.dir, hosts=hosts), 0o644)
+        _write_file(self.known_hosts_path, render("lab/known_hosts.j2", lab_dir=self.dir, hosts=hosts), 0o644)
 
     def _undo_create(self, created_dir: bool) -> None:
         """After a failed `up`: stop what started; remove what this call created."""

@@ -17,34 +17,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
-
-import jinja2
 
 from provision.connection import CommandResult
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError
-from provision.facts import CommandFact, Fact, FileFact, FileState
-from provision.paths import templates_dir
+from provision.errors import ProvisionError, command_error
+from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
 from provision.remote import as_user, script
+from provision.render import render
 from provision.tasks.files import EnsureFile, describe_attributes
 
 HOME_BASE = "/home"
 _UNUSABLE_HOMES = ("", "/", "/nonexistent")
 
 # $1 user. "absent", or the passwd entry, whether the hash is `*`, the groups, and the state of
-# home, ~/.ssh and ~/.ssh/authorized_keys (one `stat` line each, "stat absent" when missing).
-_ACCOUNT_PROBE = """
+# home, ~/.ssh and ~/.ssh/authorized_keys (one "stat PATH_STATE" line each).
+_ACCOUNT_PROBE = PATH_STATE + """
 user=$1
 entry=$(getent passwd "$user") || { echo absent; exit 0; }
 printf 'passwd %s\\n' "$entry"
 case $(getent shadow "$user" | cut -d: -f2) in '*') echo 'hash star' ;; *) echo 'hash other' ;; esac
 printf 'groups %s\\n' "$(id -nG "$user")"
 home=$(printf '%s\\n' "$entry" | cut -d: -f6)
-for path in "$home" "$home/.ssh" "$home/.ssh/authorized_keys"; do
-  if [ -e "$path" ] || [ -L "$path" ]; then printf 'stat %s\\n' "$(stat -c '%U %G %a %F' -- "$path")"
-  else echo 'stat absent'; fi
-done
+for path in "$home" "$home/.ssh" "$home/.ssh/authorized_keys"; do printf 'stat %s\\n' "$(path_state "$path")"; done
 """
 
 # $1 user, $2 group, $3 shell, $4 home for a new account, $5 comment, $6 "keep" to leave an existing
@@ -81,31 +75,8 @@ def run_as_account(ctx: HostContext, user: str, argv: Sequence[str], *, what: st
     """Run argv as a service account (from root, through sudo when the host uses become)."""
     result = ctx.session.run(as_user(user, argv), privileged=True, timeout=timeout)
     if not result.ok:
-        raise ProvisionError(f"{what} failed (as {user}): {failure_detail(result)}")
+        raise ProvisionError(f"{what} failed (as {user}): {result.detail}")
     return result
-
-
-def failure_detail(result: CommandResult) -> str:
-    """The last lines a failed command printed, which name the cause."""
-    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-    return " / ".join(lines[-2:]) if lines else f"exit {result.rc}"
-
-
-@dataclass(frozen=True)
-class PathInfo:
-    """Owner, group, mode and kind of one path, from `stat -c '%U %G %a %F'`."""
-
-    owner: str
-    group: str
-    mode: int
-    kind: str
-
-    @classmethod
-    def parse(cls, text: str) -> PathInfo | None:
-        if text == "absent":
-            return None
-        owner, group, mode, kind = text.split(" ", 3)
-        return cls(owner, group, int(mode, 8), kind)
 
 
 @dataclass(frozen=True)
@@ -118,7 +89,7 @@ class AccountState:
     shell: str = ""
     hash_is_star: bool = False
     groups: tuple[str, ...] = ()
-    paths: tuple[PathInfo | None, ...] = field(default=(None, None, None))
+    paths: tuple[FileState, ...] = field(default=(FileState(exists=False),) * 3)
 
     @classmethod
     def parse(cls, output: str | None) -> AccountState:
@@ -127,7 +98,7 @@ class AccountState:
         lines = output.splitlines()
         values = dict(line.split(" ", 1) for line in lines if not line.startswith("stat "))
         entry = values["passwd"].split(":")
-        stats = [PathInfo.parse(line.removeprefix("stat ")) for line in lines if line.startswith("stat ")]
+        stats = [FileState.from_stat(line.removeprefix("stat ")) for line in lines if line.startswith("stat ")]
         return cls(exists=True, uid=int(entry[2]), home=entry[5], shell=entry[6],
                    hash_is_star=values.get("hash") == "star", groups=tuple(values.get("groups", "").split()),
                    paths=tuple(stats))
@@ -150,7 +121,7 @@ def account_problems(state: AccountState, group: str, shell: str, *, keep_passwo
     wanted = (("home", "directory", 0o755), ("~/.ssh", "directory", 0o755),
               ("~/.ssh/authorized_keys", "regular", 0o644))
     for info, (label, kind, mode) in zip(state.paths, wanted, strict=True):
-        if info is None:
+        if not info.exists:
             wrong.append(f"create {label}")
         elif (info.owner, info.group, info.mode) != ("root", "root", mode) or not info.kind.startswith(kind):
             wrong.append(f"{label} {info.owner}:{info.group} {info.mode:04o} -> root:root {mode:04o}")
@@ -164,27 +135,26 @@ class EnsureGroup(Task):
         self.group = group
         self.gid = gid
         self.name = f"group {group}"
-        self._fact = CommandFact(("getent", "group", group))
+        self._fact = GroupFact(group)
 
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
 
     def plan(self, ctx: HostContext) -> Change | None:
-        entry = ctx.fact(self._fact)
-        if entry:
-            current_gid = int(entry.split(":")[2])
-            if self.gid is not None and current_gid != self.gid:
+        entry: GroupEntry | None = ctx.fact(self._fact)
+        if entry is not None:
+            if self.gid is not None and entry.gid != self.gid:
                 raise ProvisionError(
-                    f"group {self.group} has gid {current_gid}, the inventory's storage_gid is {self.gid}: "
+                    f"group {self.group} has gid {entry.gid}, the inventory's storage_gid is {self.gid}: "
                     "files on the export keep the old gid, so change it by hand (groupmod) or fix storage_gid")
-            ctx.note(f"gid {current_gid}")
+            ctx.note(f"gid {entry.gid}")
             return None
         argv = ["groupadd", "--system", *(["--gid", str(self.gid)] if self.gid is not None else []), self.group]
 
         def apply() -> None:
             result = ctx.session.run(argv, privileged=True)
             if not result.ok:
-                raise ProvisionError(f"creating group {self.group} failed: {failure_detail(result)}")
+                raise command_error(f"creating group {self.group}", result)
             ctx.forget(self._fact)
 
         return Change(f"create group {self.group}" + (f" (gid {self.gid})" if self.gid is not None else ""),
@@ -217,7 +187,7 @@ class EnsureServiceAccount(Task):
             raise ProvisionError(f"account {self.user} has home {home!r}, where sshd finds no keys: give it "
                                  f"a home (usermod --home {HOME_BASE}/{self.user} {self.user}) and rerun")
         for info, label in zip(state.paths, ("home", "~/.ssh", "~/.ssh/authorized_keys"), strict=True):
-            if info is not None and info.kind == "symbolic link":
+            if info.kind == "symbolic link":
                 raise ProvisionError(f"{label} of {self.user} is a symbolic link: replace it with a real "
                                      "directory or file owned by root")
         if state.exists:
@@ -235,22 +205,15 @@ class EnsureServiceAccount(Task):
         def apply() -> None:
             result = ctx.session.run(argv, privileged=True)
             if not result.ok:
-                raise ProvisionError(f"setting up account {self.user} failed: {failure_detail(result)}")
+                raise command_error(f"setting up account {self.user}", result)
             ctx.forget(self._fact)
 
         return Change(summary, apply)
 
 
-@cache
-def _git_shell_templates() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir() / "git_shell"),
-                              undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-
-
 def git_shell_commands(user: str, git_shell: str) -> dict[str, str]:
     """The files of ~/git-shell-commands, by name."""
-    templates = _git_shell_templates()
-    return {name: templates.get_template(f"{name}.j2").render(user=user, git_shell=git_shell)
+    return {name: render(f"git_shell/{name}.j2", user=user, git_shell=git_shell)
             for name in ("git-shell", "git-read-only", "no-interactive-login")}
 
 
@@ -292,7 +255,7 @@ class EnsureGitShellCommands(Task):
                 result = ctx.session.run(["install", "-d", "-o", "root", "-g", "root", "-m", "0755", "--", directory],
                                          privileged=True)
                 if not result.ok:
-                    raise ProvisionError(f"creating {directory} failed: {failure_detail(result)}")
+                    raise command_error(f"creating {directory}", result)
                 ctx.forget(FileFact(directory))
             for change in file_changes:
                 change.apply()

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError
+from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
-from provision.paths import templates_dir
 from provision.remote import BatchOutput, script
-from provision.tasks.client_key import render_client_template, shorten_keys
-from provision.tasks.files import unified_diff
+from provision.render import render
+from provision.tasks.client_key import shorten_keys
+from provision.tasks.files import install_script, unified_diff
 
 SFTP = "sftp"
 GIT = "git"
@@ -60,15 +59,10 @@ sh -c "$install" install_file "$staged" "$target" root "" 0644
 """
 
 
-@cache
-def _install_script() -> str:
-    return (templates_dir() / "remote" / "install_file.sh").read_text()
-
-
 def key_line(account: str, public_key: str, marker: str, *, read_only: bool = False) -> str:
     """One authorized_keys line: `restrict`, the forced command of `account` (SFTP or GIT), key, marker."""
-    return render_client_template("authorized_keys_line.j2", account=account, public_key=public_key,
-                                  marker=marker, read_only=read_only)
+    return render("client/authorized_keys_line.j2", account=account, public_key=public_key, marker=marker,
+                  read_only=read_only)
 
 
 def line_marker(line: str) -> str | None:
@@ -201,13 +195,13 @@ class AuthorizeKeys(Task):
                 return
             staged = ctx.session.stage(new_content.encode())
             result = ctx.session.run(
-                script(_SWAP, current.path, current.digest, staged, _LOCK_WAIT_SECONDS, _install_script()),
+                script(_SWAP, current.path, current.digest, staged, _LOCK_WAIT_SECONDS, install_script()),
                 privileged=True)
             ctx.forget(self.fact)
             if result.ok:
                 return
             if result.rc != _CONFLICT:
-                raise ProvisionError(f"writing {current.path} failed: {result.stderr.strip() or result.rc}")
+                raise command_error(f"writing {current.path}", result)
         raise ProvisionError(f"{current.path} kept changing under {SWAP_ATTEMPTS} attempts; run again")
 
 

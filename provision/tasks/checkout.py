@@ -16,7 +16,7 @@ from provision.errors import ProvisionError
 from provision.facts import Fact, FileFact
 from provision.inventory import Settings
 from provision.remote import BatchOutput, quote_argv, script
-from provision.tasks.client_key import ClientInfo, command_error
+from provision.tasks.client_key import ClientInfo, run_checked
 from provision.tasks.client_known_hosts import client_ssh_options
 
 #: Clone and dvc pull move data: they get this long, whatever --timeout says about other commands.
@@ -44,9 +44,7 @@ def git_url(settings: Settings) -> str:
     """What clients clone: `ssh://git_user@storage:port/path` for a bare repository on storage."""
     if not settings.git_remote_is_path:
         return settings.git_remote
-    address = settings.storage_address
-    host = f"[{address}]" if ":" in address else address
-    return f"ssh://{settings.git_user}@{host}:{settings.storage_port}{settings.git_remote}"
+    return f"ssh://{settings.git_user}@{settings.storage_url_host}:{settings.storage_port}{settings.git_remote}"
 
 
 def git_ssh_command(info: ClientInfo) -> str:
@@ -135,6 +133,4 @@ class Checkout(Task):
             ctx.forget(fact)
 
     def _run(self, ctx: HostContext, argv: list[str], what: str, timeout: float | None = None) -> None:
-        result = ctx.session.run(argv, timeout=timeout)
-        if not result.ok:
-            raise command_error(f"{what} on {self.info.name}", result)
+        run_checked(ctx, argv, f"{what} on {self.info.name}", timeout=timeout)

@@ -14,17 +14,12 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cache
-from typing import Any
-
-import jinja2
 
 from provision.connection import CommandResult, resolve_target
 from provision.engine import Change, HostContext, PlayState, Task
-from provision.errors import ProvisionError
-from provision.facts import Fact
+from provision.errors import ProvisionError, command_error
+from provision.facts import PATH_STATE, Fact, FileState
 from provision.inventory import Host, Settings
-from provision.paths import templates_dir
 from provision.remote import BatchOutput, script
 
 #: The export that carries a client's account, paths and public key to later phases.
@@ -32,45 +27,38 @@ CLIENT_EXPORT = "client"
 KEY_TYPE = "ssh-ed25519"
 _PUBLIC_KEY_RE = re.compile(r"ssh-ed25519 [A-Za-z0-9+/]+={0,2}\Z")
 
-# $1 user, $2 key path (maybe ~/...). Prints home, primary group, key path, then the state of
-# ~/.ssh, the private and the public key ("OWNER MODE KIND" or "absent"), then the public key.
-_KEY_STATE = r"""
+#: Start of a script on a client key: $1 user, $2 key path (maybe ~/...). Sets `home` and `key` (the
+#: path expanded against that home on the host itself), or prints "no-such-user" and stops.
+KEY_PATH_PRELUDE = r"""
 entry=$(getent passwd "$1") || { echo no-such-user; exit 0; }
 home=$(printf '%s\n' "$entry" | cut -d: -f6)
 case $2 in "~/"*) key=$home/${2#"~/"} ;; *) key=$2 ;; esac
-state() { if [ -e "$1" ] || [ -L "$1" ]; then stat -c '%U %a %F' -- "$1"; else echo absent; fi; }
+"""
+
+# $1 user, $2 key path (maybe ~/...). Prints home, primary group, key path, then the state of
+# ~/.ssh, the private and the public key (PATH_STATE), then the public key.
+_KEY_STATE = KEY_PATH_PRELUDE + PATH_STATE + r"""
 printf 'home %s\ngroup %s\nkey %s\n' "$home" "$(id -gn -- "$1")" "$key"
-printf 'ssh_dir %s\n' "$(state "$home/.ssh")"
-printf 'private %s\n' "$(state "$key")"
-printf 'public %s\n' "$(state "$key.pub")"
+printf 'ssh_dir %s\n' "$(path_state "$home/.ssh")"
+printf 'private %s\n' "$(path_state "$key")"
+printf 'public %s\n' "$(path_state "$key.pub")"
 if [ -f "$key.pub" ]; then head -n 1 -- "$key.pub"; fi
 """
 
-# $1 key path, $2 comment: a fresh pair (ssh-keygen writes the private half 0600).
-_GENERATE = r"""
+#: $1 key path, $2 comment: a fresh pair (ssh-keygen writes the private half 0600).
+GENERATE_KEY = r"""
 set -eu
 mkdir -p -- "$(dirname -- "$1")"
 rm -f -- "$1.pub"
 ssh-keygen -q -t ed25519 -N '' -C "$2" -f "$1"
 """
 
-# $1 key path: the public half written again from the private key.
-_DERIVE_PUBLIC = 'set -eu; ssh-keygen -y -f "$1" > "$1.pub.tmp"; chmod 0644 "$1.pub.tmp"; mv -f "$1.pub.tmp" "$1.pub"'
+#: $1 key path: the public half written again from the private key.
+DERIVE_PUBLIC_KEY = ('set -eu; ssh-keygen -y -f "$1" > "$1.pub.tmp"; chmod 0644 "$1.pub.tmp"; '
+                     'mv -f "$1.pub.tmp" "$1.pub"')
 
 # $1 directory, $2 mode: created with that mode if missing, else set to it.
 _ENSURE_DIR = 'set -eu; mkdir -p -m "$2" -- "$1"; chmod -- "$2" "$1"'
-
-
-@cache
-def _client_templates() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir() / "client"),
-                              undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True,
-                              lstrip_blocks=True, keep_trailing_newline=True)
-
-
-def render_client_template(name: str, **context: Any) -> str:
-    """A template of templates/client/ (key lines, config.local)."""
-    return _client_templates().get_template(name).render(**context)
 
 
 def key_marker(inventory_name: str, client: str) -> str:
@@ -107,30 +95,21 @@ def parse_public_key(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class PathState:
-    owner: str
-    mode: int
-    kind: str
-
-
-@dataclass(frozen=True)
 class KeyState:
     """The connecting user's home and group, the key's path, and what exists of the pair."""
 
     home: str
     group: str
     key: str
-    ssh_dir: PathState | None
-    private: PathState | None
-    public: PathState | None
+    ssh_dir: FileState
+    private: FileState
+    public: FileState
     public_text: str
 
-
-def _path_state(text: str) -> PathState | None:
-    if text == "absent":
-        return None
-    owner, mode, kind = text.split(" ", 2)
-    return PathState(owner, int(mode, 8), kind)
+    @property
+    def ssh_dir_wrong(self) -> bool:
+        """~/.ssh is missing or not 0700."""
+        return not self.ssh_dir.exists or self.ssh_dir.mode != 0o700
 
 
 @dataclass(frozen=True)
@@ -154,8 +133,8 @@ class KeyStateFact(Fact):
         values = dict(line.split(" ", 1) for line in lines[:6])
         return KeyState(
             home=values["home"], group=values["group"], key=values["key"],
-            ssh_dir=_path_state(values["ssh_dir"]), private=_path_state(values["private"]),
-            public=_path_state(values["public"]), public_text=lines[6] if len(lines) > 6 else "",
+            ssh_dir=FileState.from_stat(values["ssh_dir"]), private=FileState.from_stat(values["private"]),
+            public=FileState.from_stat(values["public"]), public_text=lines[6] if len(lines) > 6 else "",
         )
 
 
@@ -181,10 +160,8 @@ class ClientInfo:
         return f"{self.ssh_dir}/known_hosts"
 
 
-class ClientKeyPair(Task):
-    """An ed25519 pair at `client_key` (private 0600, ~/.ssh 0700), made by ssh-keygen on the client."""
-
-    name = "client key"
+class _ClientKeyTask(Task):
+    """A task on the connecting user's account and key pair, read on the client itself."""
 
     def __init__(self, host: Host) -> None:
         self.settings: Settings = host.settings
@@ -195,20 +172,34 @@ class ClientKeyPair(Task):
     def facts(self) -> Sequence[Fact]:
         return (self.fact,)
 
+    def _read(self, ctx: HostContext) -> tuple[KeyState, ClientInfo]:
+        """The key pair's state, and what later phases learn of the client from it (no public key yet)."""
+        state: KeyState | None = ctx.fact(self.fact)
+        if state is None:
+            raise ProvisionError(f"no account {self.user!r} on {self.client} (the connecting user)")
+        info = ClientInfo(self.client, self.user, state.group, state.home, state.key,
+                          expand_home(self.settings.workdir, state.home), None, state.private.exists)
+        return state, info
+
+
+class ClientKeyPair(_ClientKeyTask):
+    """An ed25519 pair at `client_key` (private 0600, ~/.ssh 0700), made by ssh-keygen on the client."""
+
+    name = "client key"
+
     def plan(self, ctx: HostContext) -> Change | None:
-        state = _key_state(ctx, self.fact, self.client)
-        info = _info(self.client, self.settings, self.user, state)
-        if state.private is not None and not state.private.kind.startswith("regular"):
+        state, info = self._read(ctx)
+        if state.private.exists and not state.private.is_file:
             raise ProvisionError(f"{state.key} on {self.client} is a {state.private.kind}, not a key file")
         steps: list[str] = []
-        if state.ssh_dir is None or state.ssh_dir.mode != 0o700:
+        if state.ssh_dir_wrong:
             steps.append(f"{info.ssh_dir} 0700")
-        if state.private is None:
+        if not state.private.exists:
             steps.append(f"generate {KEY_TYPE} key {state.key}")
         else:
             if state.private.mode != 0o600:
                 steps.append(f"mode 0600 on {state.key}")
-            if state.public is None:
+            if not state.public.exists:
                 steps.append(f"derive {state.key}.pub")
             else:
                 info = replace(info, public_key=parse_public_key(state.public_text))
@@ -223,55 +214,37 @@ class ClientKeyPair(Task):
         return Change("; ".join(steps), apply)
 
     def _apply(self, ctx: HostContext, info: ClientInfo, state: KeyState) -> None:
-        if state.ssh_dir is None or state.ssh_dir.mode != 0o700:
-            _checked(ctx, script(_ENSURE_DIR, info.ssh_dir, "0700"), f"creating {info.ssh_dir}")
-        if state.private is None:
+        if state.ssh_dir_wrong:
+            run_checked(ctx, script(_ENSURE_DIR, info.ssh_dir, "0700"), f"creating {info.ssh_dir}")
+        if not state.private.exists:
             comment = key_marker(self.settings.inventory_name, self.client)
-            _checked(ctx, script(_GENERATE, state.key, comment), f"ssh-keygen {state.key}")
+            run_checked(ctx, script(GENERATE_KEY, state.key, comment), f"ssh-keygen {state.key}")
         else:
             if state.private.mode != 0o600:
-                _checked(ctx, ["chmod", "0600", "--", state.key], f"chmod {state.key}")
-            if state.public is None:
-                _checked(ctx, script(_DERIVE_PUBLIC, state.key), f"deriving {state.key}.pub")
-        public = ctx.session.run(["head", "-n", "1", "--", f"{state.key}.pub"])
-        if not public.ok:
-            raise command_error(f"reading {state.key}.pub", public)
+                run_checked(ctx, ["chmod", "0600", "--", state.key], f"chmod {state.key}")
+            if not state.public.exists:
+                run_checked(ctx, script(DERIVE_PUBLIC_KEY, state.key), f"deriving {state.key}.pub")
+        public = run_checked(ctx, ["head", "-n", "1", "--", f"{state.key}.pub"], f"reading {state.key}.pub")
         ctx.export(CLIENT_EXPORT, replace(info, public_key=parse_public_key(public.stdout), has_private_key=True))
         ctx.forget(self.fact)
 
 
-def command_error(what: str, result: CommandResult) -> ProvisionError:
-    """An error naming what failed with the last lines the command wrote (git puts the cause first)."""
-    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-    detail = " / ".join(lines[-2:]) if lines else f"exit {result.rc}"
-    return ProvisionError(f"{what} failed: {detail}")
-
-
-def _checked(ctx: HostContext, argv: list[str], what: str) -> None:
-    """Run as the connecting user; a failure names what failed."""
-    result = ctx.session.run(argv)
+def run_checked(ctx: HostContext, argv: Sequence[str], what: str, *, timeout: float | None = None) -> CommandResult:
+    """Run as the connecting user; a failure raises an error naming what failed and why."""
+    result = ctx.session.run(argv, timeout=timeout)
     if not result.ok:
         raise command_error(what, result)
+    return result
 
 
-class ClientAccount(Task):
+class ClientAccount(_ClientKeyTask):
     """Resolves the connecting user's home, group and the client's paths; changes nothing."""
 
     name = "client account"
 
-    def __init__(self, host: Host) -> None:
-        self.settings: Settings = host.settings
-        self.client = host.name
-        self.user = connecting_user(host)
-        self.fact = KeyStateFact(self.user, self.settings.client_key)
-
-    def facts(self) -> Sequence[Fact]:
-        return (self.fact,)
-
     def plan(self, ctx: HostContext) -> Change | None:
-        state = _key_state(ctx, self.fact, self.client)
-        info = _info(self.client, self.settings, self.user, state)
-        if state.public is not None and state.public.kind.startswith("regular"):
+        state, info = self._read(ctx)
+        if state.public.is_file:
             try:
                 info = replace(info, public_key=parse_public_key(state.public_text))
             except ProvisionError as error:
@@ -295,21 +268,9 @@ class RemoveKeyPair(Task):
         key = self.info.key
 
         def apply() -> None:
-            _checked(ctx, ["rm", "-f", "--", key, f"{key}.pub"], f"removing {key}")
+            run_checked(ctx, ["rm", "-f", "--", key, f"{key}.pub"], f"removing {key}")
 
         return Change(f"remove key pair {key}", apply)
-
-
-def _key_state(ctx: HostContext, fact: KeyStateFact, client: str) -> KeyState:
-    state: KeyState | None = ctx.fact(fact)
-    if state is None:
-        raise ProvisionError(f"no account {fact.user!r} on {client} (the connecting user)")
-    return state
-
-
-def _info(client: str, settings: Settings, user: str, state: KeyState) -> ClientInfo:
-    return ClientInfo(client, user, state.group, state.home, state.key,
-                      expand_home(settings.workdir, state.home), None, state.private is not None)
 
 
 def client_info(state: PlayState, host: Host) -> ClientInfo:

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError
+from provision.errors import ProvisionError, command_error
 from provision.facts import CommandFact, Fact, FileFact, FileState
 from provision.remote import script
-from provision.tasks.accounts import failure_detail
 from provision.tasks.files import describe_attributes
 
 #: Export key under which RequireExport hands the export's filesystem type to later tasks.
@@ -154,7 +153,7 @@ class EnsureDirectory(Task):
         def apply() -> None:
             result = ctx.session.run(argv, privileged=True)
             if not result.ok:
-                raise ProvisionError(f"setting up {self.path} failed: {failure_detail(result)}")
+                raise command_error(f"setting up {self.path}", result)
             if "acl-unsupported" in result.stdout:
                 ctx.note("the filesystem has no POSIX ACLs: no default ACL (setgid and the group mode apply)")
             ctx.forget(self._file)

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from configobj import ConfigObj, ConfigObjError
 
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError
-from provision.facts import CommandFact, Fact, FileFact, FileState
+from provision.errors import ProvisionError, command_error
+from provision.facts import CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
 from provision.inventory import Settings
+from provision.render import render
 from provision.secrets import MASK
 from provision.tasks.checkout import checkout_file_facts
-from provision.tasks.client_key import ClientInfo, command_error, render_client_template
+from provision.tasks.client_key import ClientInfo
 from provision.tasks.files import unified_diff, write_file
 
 #: The remote's keys that are credentials: removed by offboarding.
@@ -106,8 +107,8 @@ def merge_config(existing: str | None, settings: Mapping[str, Mapping[str, str]]
 
 def managed_settings(settings: Settings, info: ClientInfo, shared_cache: str | None) -> dict[str, dict[str, str]]:
     """What provision sets in config.local, from the template (the password is added by the task)."""
-    rendered = render_client_template(
-        "config.local.j2", remote=settings.dvc_remote, user=settings.storage_user,
+    rendered = render(
+        "client/config.local.j2", remote=settings.dvc_remote, user=settings.storage_user,
         keyfile=info.key if settings.auth == "key" else None, shared_cache=shared_cache,
         cache_types=settings.cache_types)
     return {name: dict(section) for name, section in _parse(rendered).items()}
@@ -203,14 +204,6 @@ class RemoveDvcCredentials(_ConfigLocalTask):
         return change
 
 
-def _group_gid(entry: str | None) -> int | None:
-    """The gid of a `getent group` line."""
-    if not entry:
-        return None
-    fields = entry.strip().split(":")
-    return int(fields[2]) if len(fields) >= 3 and fields[2].isdigit() else None
-
-
 class StorageGroupId(Task):
     """Reads storage_group's gid on storage for clients that share its cache; changes nothing."""
 
@@ -218,17 +211,17 @@ class StorageGroupId(Task):
 
     def __init__(self, group: str) -> None:
         self.group = group
-        self.fact = CommandFact(("getent", "group", group))
+        self.fact = GroupFact(group)
 
     def facts(self) -> Sequence[Fact]:
         return (self.fact,)
 
     def plan(self, ctx: HostContext) -> Change | None:
-        gid = _group_gid(ctx.fact(self.fact))
-        if gid is None:
+        entry: GroupEntry | None = ctx.fact(self.fact)
+        if entry is None:
             raise ProvisionError(f"no group {self.group!r} on storage: run `provision bootstrap` first")
-        ctx.export(STORAGE_GID_EXPORT, gid)
-        ctx.note(f"{self.group} gid {gid}")
+        ctx.export(STORAGE_GID_EXPORT, entry.gid)
+        ctx.note(f"{self.group} gid {entry.gid}")
         return None
 
 
@@ -245,8 +238,8 @@ class SharedCacheGroup(Task):
     name = "shared cache group"
 
     def __post_init__(self) -> None:
-        self.group_fact = CommandFact(("getent", "group", self.group))
-        self.gid_fact = CommandFact(("getent", "group", str(self.storage_gid)))
+        self.group_fact = GroupFact(self.group)
+        self.gid_fact = GroupFact(str(self.storage_gid))
         self.member_fact = CommandFact(("id", "-Gn", "--", self.info.user))
         self.cache_fact = FileFact(self.shared_cache, privileged=False)
 
@@ -263,18 +256,18 @@ class SharedCacheGroup(Task):
             raise ProvisionError(f"shared_cache {self.shared_cache} is not a directory on {client}: "
                                  "mount the storage export there first")
         steps: list[tuple[str, list[str]]] = []
-        gid = _group_gid(ctx.fact(self.group_fact))
-        if gid is None:
-            holder = ctx.fact(self.gid_fact)
-            if holder:
+        entry: GroupEntry | None = ctx.fact(self.group_fact)
+        if entry is None:
+            holder: GroupEntry | None = ctx.fact(self.gid_fact)
+            if holder is not None:
                 raise ProvisionError(f"gid {self.storage_gid} ({self.group} on storage) belongs to group "
-                                     f"{holder.split(':')[0]} on {client}: files in the shared cache would "
+                                     f"{holder.name} on {client}: files in the shared cache would "
                                      "belong to the wrong group; free that gid or choose storage_gid")
             steps.append((f"create group {self.group} with gid {self.storage_gid}",
                           ["groupadd", "--gid", str(self.storage_gid), "--", self.group]))
-        elif gid != self.storage_gid:
-            raise ProvisionError(f"group {self.group} has gid {gid} on {client} but {self.storage_gid} on storage: "
-                                 f"files in the shared cache would not be shared; `groupmod --gid "
+        elif entry.gid != self.storage_gid:
+            raise ProvisionError(f"group {self.group} has gid {entry.gid} on {client} but {self.storage_gid} on "
+                                 f"storage: files in the shared cache would not be shared; `groupmod --gid "
                                  f"{self.storage_gid} {self.group}` on {client} (and set storage_gid)")
         groups = (ctx.fact(self.member_fact) or "").split()
         if self.group not in groups:

@@ -15,19 +15,15 @@ Their content holds no secret, so it may travel as an argument.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
-
-import jinja2
 
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError
 from provision.facts import CommandFact, Fact
 from provision.inventory import Settings
-from provision.paths import templates_dir
 from provision.remote import as_user, script
+from provision.render import render
 from provision.tasks.accounts import run_as_account
 from provision.tasks.directories import FSTYPE_EXPORT
 from provision.tasks.files import unified_diff
@@ -48,8 +44,6 @@ CONFIG_LOCAL = ".dvc/config.local"
 COMMITTED_DVC_FILES = (CONFIG, ".dvc/.gitignore", ".dvcignore")
 REPO_TIMEOUT = 600.0
 DATA_TIMEOUT = 3600.0
-# configobj (DVC's config parser) reads an unquoted comma as a list separator and '#' as a comment.
-_NEEDS_QUOTES = re.compile(r"[,#]|^\s|\s$")
 
 # $1 repo, $2 git_remote, $3 dvc, $4 site cache dir, $5 .dvc/config, $6 .dvc/config.local,
 # $7 committer name, $8 committer email, $9 commit message.
@@ -127,26 +121,9 @@ fi
 """
 
 
-def dvc_value(value: object) -> str:
-    """A value as DVC's configobj reads it back unchanged: quoted when it holds a comma."""
-    text = str(value)
-    return f'"{text}"' if _NEEDS_QUOTES.search(text) else text
-
-
-@cache
-def _templates() -> jinja2.Environment:
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir() / "dvc"),
-                                     undefined=jinja2.StrictUndefined, autoescape=False,
-                                     trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    environment.filters["dvc_value"] = dvc_value
-    return environment
-
-
 def remote_url(settings: Settings) -> str:
     """The committed remote URL: ssh://<storage_address>:<storage_port><dvc_storage>."""
-    address = settings.storage_address
-    host = f"[{address}]" if ":" in address else address
-    return f"ssh://{host}:{settings.storage_port}{settings.dvc_storage}"
+    return f"ssh://{settings.storage_url_host}:{settings.storage_port}{settings.dvc_storage}"
 
 
 def site_cache_dir(settings: Settings) -> str:
@@ -156,17 +133,15 @@ def site_cache_dir(settings: Settings) -> str:
 
 def render_committed_config(settings: Settings, *, hardlink_lock: bool) -> str:
     """The `.dvc/config` every clone gets."""
-    return _templates().get_template("config.j2").render(
-        dvc_remote=settings.dvc_remote, url=remote_url(settings), cache_types=settings.cache_types,
-        hardlink_lock=hardlink_lock)
+    return render("dvc/config.j2", dvc_remote=settings.dvc_remote, url=remote_url(settings),
+                  cache_types=settings.cache_types, hardlink_lock=hardlink_lock)
 
 
 def render_server_config_local(settings: Settings) -> str:
     """The server repository's own `.dvc/config.local`."""
     shared = settings.server_cache == "shared"
-    return _templates().get_template("server_config.local.j2").render(
-        dvc_remote=settings.dvc_remote, remote_path=settings.dvc_storage, site_cache_dir=site_cache_dir(settings),
-        cache_dir=settings.dvc_storage if shared else None)
+    return render("dvc/server_config.local.j2", dvc_remote=settings.dvc_remote, remote_path=settings.dvc_storage,
+                  site_cache_dir=site_cache_dir(settings), cache_dir=settings.dvc_storage if shared else None)
 
 
 def gc_guard(settings: Settings) -> str:

@@ -9,14 +9,15 @@ from functools import cache
 
 from provision.connection import Session
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError, last_line
+from provision.errors import ProvisionError, command_error
 from provision.facts import Fact, FileFact, FileState
 from provision.paths import templates_dir
 from provision.remote import script
 
 
 @cache
-def _install_script() -> str:
+def install_script() -> str:
+    """templates/remote/install_file.sh: copy a staged file into place with owner and mode, fsync, rename."""
     return (templates_dir() / "remote" / "install_file.sh").read_text()
 
 
@@ -30,9 +31,9 @@ def write_file(session: Session, path: str, data: bytes, *, owner: str = "", gro
     """
     staged = session.stage(data)
     mode_text = f"{mode:04o}" if mode is not None else ""
-    result = session.run(script(_install_script(), staged, path, owner, group, mode_text), privileged=True)
+    result = session.run(script(install_script(), staged, path, owner, group, mode_text), privileged=True)
     if not result.ok:
-        raise ProvisionError(f"writing {path} failed: {last_line(result.stderr) or f'exit {result.rc}'}")
+        raise command_error(f"writing {path}", result)
 
 
 def unified_diff(path: str, before: str | None, after: str) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError
+from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
 from provision.inventory import Host, Settings
 from provision.remote import BatchOutput, script
@@ -31,12 +31,15 @@ from provision.tasks.authorized_keys import AuthorizeKeys, line_marker
 from provision.tasks.checkout import Checkout, CheckoutFact, CheckoutState, git_ssh_command
 from provision.tasks.client_key import (
     CLIENT_EXPORT,
+    DERIVE_PUBLIC_KEY,
+    GENERATE_KEY,
+    KEY_PATH_PRELUDE,
     ClientInfo,
-    command_error,
     connecting_user,
     key_fingerprint,
     key_marker,
     parse_public_key,
+    run_checked,
 )
 from provision.tasks.dvc_client import DvcClientConfig, dvc_argv
 from provision.tasks.proofs import DVC_PROOF_TIMEOUT, sftp_list_argv
@@ -49,10 +52,7 @@ NOT_ONBOARDED_EXPORT = "rotation: clients without a key line"
 
 # $1 user, $2 client_key (maybe ~/...). Prints the public half of the private key at client_key and at
 # client_key.new ("absent", or "unreadable"), then the first line of client_key.new.pub ("absent").
-_ROTATION_STATE = r"""
-entry=$(getent passwd "$1") || { echo no-such-user; exit 0; }
-home=$(printf '%s\n' "$entry" | cut -d: -f6)
-case $2 in "~/"*) key=$home/${2#"~/"} ;; *) key=$2 ;; esac
+_ROTATION_STATE = KEY_PATH_PRELUDE + r"""
 public() {
   if [ ! -e "$1" ]; then echo absent
   else ssh-keygen -y -f "$1" 2>/dev/null | head -n 1 | grep . || echo unreadable; fi
@@ -61,12 +61,6 @@ printf 'old %s\n' "$(public "$key")"
 printf 'new %s\n' "$(public "$key.new")"
 if [ -f "$key.new.pub" ]; then printf 'new.pub %s\n' "$(head -n 1 -- "$key.new.pub")"; else echo 'new.pub absent'; fi
 """
-
-# $1 key path, $2 comment: a fresh pair (ssh-keygen writes the private half 0600).
-_GENERATE = 'set -eu; rm -f -- "$1.pub"; ssh-keygen -q -t ed25519 -N "" -C "$2" -f "$1"'
-
-# $1 key path: the public half written again from the private key.
-_DERIVE_PUBLIC = 'set -eu; ssh-keygen -y -f "$1" > "$1.pub.tmp"; chmod 0644 "$1.pub.tmp"; mv -f "$1.pub.tmp" "$1.pub"'
 
 # $1 client_key, $2 client_key.new. Each file of the pair is replaced by a hard link to the new one
 # and an atomic rename, public half first, so client_key always holds a whole key; the old private
@@ -195,10 +189,8 @@ class StartKeyRotation(Task):
             export(None)
 
             def generate() -> None:
-                self._run(ctx, script(_GENERATE, new_key, marker), f"ssh-keygen {new_key}")
-                derived = ctx.session.run(["ssh-keygen", "-y", "-f", new_key])
-                if not derived.ok:
-                    raise command_error(f"reading {new_key}", derived)
+                run_checked(ctx, script(GENERATE_KEY, new_key, marker), f"ssh-keygen {new_key}")
+                derived = run_checked(ctx, ["ssh-keygen", "-y", "-f", new_key], f"reading {new_key}")
                 export(parse_public_key(derived.stdout))
                 ctx.forget(self.fact)
 
@@ -215,13 +207,7 @@ class StartKeyRotation(Task):
         if keys.new_pub.split()[:2] == new_public.split():
             return None
         return Change(f"write {new_key}.pub from {new_key}",
-                      lambda: self._run(ctx, script(_DERIVE_PUBLIC, new_key), f"deriving {new_key}.pub"))
-
-    @staticmethod
-    def _run(ctx: HostContext, argv: list[str], what: str) -> None:
-        result = ctx.session.run(argv)
-        if not result.ok:
-            raise command_error(what, result)
+                      lambda: run_checked(ctx, script(DERIVE_PUBLIC_KEY, new_key), f"deriving {new_key}.pub"))
 
 
 @dataclass(frozen=True)
@@ -331,10 +317,7 @@ def dvc_status_cloud(ctx: HostContext, info: ClientInfo, settings: Settings, dvc
     """'' when `dvc status -c` reaches the remote with the checkout's config, else what it said."""
     status = ctx.session.run(dvc_argv(dvc, "--cd", info.workdir, "status", "--cloud", "--remote",
                                       settings.dvc_remote), timeout=DVC_PROOF_TIMEOUT)
-    if status.ok:
-        return ""
-    lines = [line.strip() for line in (status.stderr or status.stdout).splitlines() if line.strip()]
-    return " / ".join(lines[-2:]) if lines else f"exit {status.rc}"
+    return "" if status.ok else status.detail
 
 
 class _KeyInUse:
@@ -440,13 +423,9 @@ class RetireOldKey(Task):
 
     def _apply(self, ctx: HostContext) -> None:
         key, new_key = self.rotation.info.key, self.rotation.new_key
-        installed = ctx.session.run(script(_INSTALL_NEW_KEY, key, new_key))
-        if not installed.ok:
-            raise command_error(f"moving {new_key} to {key}", installed)
+        run_checked(ctx, script(_INSTALL_NEW_KEY, key, new_key), f"moving {new_key} to {key}")
         self.final.switch(ctx)
-        removed = ctx.session.run(["rm", "-f", "--", new_key, f"{new_key}.pub"])
-        if not removed.ok:
-            raise command_error(f"removing {new_key}", removed)
+        run_checked(ctx, ["rm", "-f", "--", new_key, f"{new_key}.pub"], f"removing {new_key}")
         ctx.note(f"{key} is {key_fingerprint(self.rotation.new_public or '')}")
 
 

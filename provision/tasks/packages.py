@@ -14,7 +14,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError
+from provision.errors import ProvisionError, command_error
 from provision.facts import CommandFact, Fact
 from provision.remote import script
 
@@ -152,8 +152,8 @@ class EnsureGit(Task):
         return None
 
 
-class EnsureDvc(Task):
-    """dvc within `dvc_version`: reused when present, else pip-installed into `dvc_venv` and linked."""
+class _DvcTask(Task):
+    """A task about the dvc within `dvc_version` (spec) that `dvc_venv` holds or PATH offers."""
 
     name = "dvc"
 
@@ -164,6 +164,10 @@ class EnsureDvc(Task):
 
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
+
+
+class EnsureDvc(_DvcTask):
+    """dvc within `dvc_version`: reused when present, else pip-installed into `dvc_venv` and linked."""
 
     def plan(self, ctx: HostContext) -> Change | None:
         state = DvcState.parse(ctx.fact(self._fact) or "")
@@ -194,7 +198,7 @@ class EnsureDvc(Task):
             if decision.link:
                 result = ctx.session.run(["ln", "-sfn", "--", decision.executable, DVC_LINK], privileged=True)
                 if not result.ok:
-                    raise ProvisionError(f"linking {DVC_LINK} failed: {result.stderr.strip()}")
+                    raise command_error(f"linking {DVC_LINK}", result)
             ctx.forget(self._fact)
 
         return Change(", ".join(steps), apply)
@@ -204,28 +208,16 @@ class EnsureDvc(Task):
         result = ctx.session.run(script(_DVC_INSTALL, self.venv, requirement), privileged=True,
                                  timeout=INSTALL_TIMEOUT)
         if not result.ok:
-            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
             hint = " (Debian: apt-get install python3-venv)" if "ensurepip" in result.stderr else ""
-            raise ProvisionError(f"installing {requirement} into {self.venv} failed"
-                                 f"{': ' + detail[-1] if detail else ''}{hint}")
+            raise ProvisionError(f"installing {requirement} into {self.venv} failed: {result.detail}{hint}")
         installed = parse_version(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else None)
         if not in_range(installed, self.spec):
             raise ProvisionError(f"pip installed dvc {installed} into {self.venv}, outside {self.spec}")
         ctx.note(f"dvc {installed} installed ({self.venv}/bin/dvc)")
 
 
-class FindDvc(Task):
+class FindDvc(_DvcTask):
     """dvc within `dvc_version` must be there already: rotations prove access with it, never install it."""
-
-    name = "dvc"
-
-    def __init__(self, spec: str, venv: str) -> None:
-        self.spec = spec
-        self.venv = venv
-        self._fact = DvcFact(venv)
-
-    def facts(self) -> Sequence[Fact]:
-        return (self._fact,)
 
     def plan(self, ctx: HostContext) -> Change | None:
         decision = decide_dvc(DvcState.parse(ctx.fact(self._fact) or ""), self.spec, self.venv)

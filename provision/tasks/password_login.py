@@ -24,23 +24,27 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-import jinja2
 import paramiko
 
-from provision.connection import HostKeyError, HostKeyOptions, SSHSession, SSHTarget, UnreachableError, resolve_target
+from provision.connection import (
+    HostKeyError,
+    HostKeyOptions,
+    SSHSession,
+    UnreachableError,
+    open_last_jump,
+    resolve_target,
+)
 from provision.engine import Change, HostContext, Task
-from provision.errors import InputError, ProvisionError
+from provision.errors import InputError, ProvisionError, command_error
 from provision.facts import CommandFact, Fact, FileFact, FileState
 from provision.hostkeys import changed_key_message
 from provision.inventory import Host, Inventory, Settings
-from provision.paths import templates_dir
 from provision.remote import script
+from provision.render import render
 from provision.secrets import ALL_SCOPE, REDACTOR, generate_secret, secret_name, split_name
 from provision.secrets_lookup import SecretLookupForInventory
-from provision.tasks.accounts import failure_detail
 from provision.tasks.files import describe_attributes, unified_diff, write_file
 
 DROP_IN_DIR = "/etc/ssh/sshd_config.d"
@@ -66,13 +70,6 @@ _CHPASSWD = 'chpasswd < "$1"; status=$?; rm -f -- "$1"; exit "$status"'
 _REMOVE_DROP_IN = 'set -eu; rm -f -- "$1"; sshd -t'
 
 
-@cache
-def _templates() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir() / "sshd"),
-                              undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True,
-                              lstrip_blocks=True, keep_trailing_newline=True)
-
-
 def drop_in_path(storage_user: str) -> str:
     """The account's own drop-in; `10-` sorts it before drop-ins that might set the same keywords."""
     return f"{DROP_IN_DIR}/10-provision-{storage_user}-password.conf"
@@ -80,8 +77,7 @@ def drop_in_path(storage_user: str) -> str:
 
 def render_drop_in(storage_user: str) -> str:
     """The Match block that lets `storage_user`, and only it, log in with a password for SFTP."""
-    return _templates().get_template("password_login.conf.j2").render(storage_user=storage_user,
-                                                                      force_command=SFTP_FORCED_COMMAND)
+    return render("sshd/password_login.conf.j2", storage_user=storage_user, force_command=SFTP_FORCED_COMMAND)
 
 
 def password_clients(inventory: Inventory) -> list[Host]:
@@ -233,9 +229,8 @@ class StorageLogin:
             try:
                 sock = None
                 if target.jumps:
-                    jump = self._jump(target)
-                    sock = jump.connection.transport.open_channel(
-                        "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0), timeout=self.timeout)
+                    jump = open_last_jump(target, HostKeyOptions(self.pins_path), timeout=self.timeout)
+                    sock = jump.tunnel(target, self.timeout)
                 client.connect(target.hostname, target.port, username=user, sock=sock, timeout=self.timeout,
                                banner_timeout=self.timeout, auth_timeout=self.timeout, look_for_keys=False,
                                allow_agent=False, auth_strategy=strategy)
@@ -263,13 +258,6 @@ class StorageLogin:
                 _close(client, jump)
             return
 
-    def _jump(self, target: SSHTarget) -> SSHSession:
-        last = target.jumps[-1]
-        jump = SSHSession(SSHTarget(last.hostname, last.port, last.user, last.key_files, target.jumps[:-1]),
-                          HostKeyOptions(self.pins_path), timeout=self.timeout)
-        jump.open()
-        return jump
-
 
 def _close(client: paramiko.SSHClient, jump: SSHSession | None) -> None:
     client.close()
@@ -283,7 +271,7 @@ def set_password(ctx: HostContext, user: str, password: str) -> None:
     staged = ctx.session.stage(f"{user}:{password}\n".encode())
     result = ctx.session.run(script(_CHPASSWD, staged), privileged=True)
     if not result.ok:
-        raise ProvisionError(f"chpasswd for {user} failed: {failure_detail(result)}")
+        raise command_error(f"chpasswd for {user}", result)
 
 
 def prove_password(ctx: HostContext, login: StorageLogin, settings: Settings, password: str, label: str) -> None:
@@ -373,11 +361,11 @@ class SshdPasswordLogin(Task):
         """'' when sshd accepts the configuration and applies the Match block to the account."""
         checked = ctx.session.run(["sshd", "-t"], privileged=True)
         if not checked.ok:
-            return f"sshd -t refused the configuration: {failure_detail(checked)}"
+            return f"sshd -t refused the configuration: {checked.detail}"
         spec = f"user={self.user},host=localhost,addr=127.0.0.1"
         effective = ctx.session.run(["sshd", "-T", "-C", spec], privileged=True)
         if not effective.ok:
-            return f"sshd -T -C {spec} failed: {failure_detail(effective)}"
+            return f"sshd -T -C {spec} failed: {effective.detail}"
         settings = {}
         for line in effective.stdout.splitlines():
             keyword, _, value = line.partition(" ")
@@ -400,7 +388,7 @@ class SshdPasswordLogin(Task):
         command = self.settings.sshd_reload_command
         reloaded = ctx.session.run(command, privileged=True)
         if not reloaded.ok:
-            raise ProvisionError(f"sshd_reload_command `{' '.join(command)}` failed: {failure_detail(reloaded)}")
+            raise command_error(f"sshd_reload_command `{' '.join(command)}`", reloaded)
         if not self.enabled:
             return
         for _ in range(LOGIN_ATTEMPTS):  # the signalled sshd may take a moment to read its files again
@@ -413,13 +401,13 @@ class SshdPasswordLogin(Task):
     def _remove(self, ctx: HostContext) -> None:
         removed = ctx.session.run(script(_REMOVE_DROP_IN, self.path), privileged=True)
         if not removed.ok:
-            raise ProvisionError(f"removing {self.path} failed: {failure_detail(removed)}")
+            raise command_error(f"removing {self.path}", removed)
         ctx.forget(self.fact)
         self._reload(ctx)
 
 
-class StoragePassword(Task):
-    """storage_user's password is the stored `storage_password`, proven by a fresh login."""
+class _PasswordTask(Task):
+    """A task on storage_user's password: kept in the secrets store, proven by fresh logins to storage."""
 
     def __init__(self, storage: Host, secrets: SecretLookupForInventory, login: StorageLogin) -> None:
         self.storage = storage
@@ -427,6 +415,13 @@ class StoragePassword(Task):
         self.secrets = secrets
         self.login = login
         self.user = self.settings.storage_user
+
+
+class StoragePassword(_PasswordTask):
+    """storage_user's password is the stored `storage_password`, proven by a fresh login."""
+
+    def __init__(self, storage: Host, secrets: SecretLookupForInventory, login: StorageLogin) -> None:
+        super().__init__(storage, secrets, login)
         self.hash_fact = CommandFact(tuple(script(_HASH_STATE, self.user)), privileged=True)
         self.name = f"password of {self.user}"
 
@@ -469,7 +464,7 @@ class StoragePassword(Task):
         prove_password(ctx, self.login, self.settings, secret.value, secret.name)
 
 
-class RotateStoragePassword(Task):
+class RotateStoragePassword(_PasswordTask):
     """A new storage_password: stored as `.next`, set by chpasswd, proven by a login, then promoted.
 
     Each step can be interrupted: a `.next` in the store means a rotation is under way, so a run
@@ -478,11 +473,7 @@ class RotateStoragePassword(Task):
     """
 
     def __init__(self, storage: Host, secrets: SecretLookupForInventory, login: StorageLogin) -> None:
-        self.storage = storage
-        self.settings = storage.settings
-        self.secrets = secrets
-        self.login = login
-        self.user = self.settings.storage_user
+        super().__init__(storage, secrets, login)
         self.name = f"rotate password of {self.user}"
 
     def plan(self, ctx: HostContext) -> Change | None:

@@ -17,11 +17,11 @@ from typing import Any
 import yaml
 
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError
+from provision.errors import ProvisionError, command_error
 from provision.inventory import Settings
 from provision.remote import script
 from provision.tasks.checkout import LONG_STEP_TIMEOUT
-from provision.tasks.client_key import ClientInfo, command_error
+from provision.tasks.client_key import ClientInfo, run_checked
 from provision.tasks.client_known_hosts import client_ssh_options
 from provision.tasks.dvc_client import dvc_argv
 
@@ -43,9 +43,8 @@ git ls-files -z -- '*.dvc' 'dvc.lock' '*/dvc.lock' | xargs -0 -r awk 'FNR == 1 {
 
 def sftp_argv(info: ClientInfo, settings: Settings, user: str) -> list[str]:
     """sftp with only the client key and its pins, as `user` at storage (an IPv6 address in brackets)."""
-    address = settings.storage_address
-    host = f"[{address}]" if ":" in address else address
-    return ["sftp", "-b", "-", *client_ssh_options(info), "-P", str(settings.storage_port), f"{user}@{host}"]
+    return ["sftp", "-b", "-", *client_ssh_options(info), "-P", str(settings.storage_port),
+            f"{user}@{settings.storage_url_host}"]
 
 
 def sftp_list_argv(info: ClientInfo, settings: Settings, user: str, directory: str) -> list[str]:
@@ -124,16 +123,12 @@ class ProveAccess(Task):
             return None
         settings, info = self.settings, self.info
         where = f"{settings.storage_user}@{settings.storage_address}:{settings.storage_port}"
-        listing = ctx.session.run(sftp_list_argv(info, settings, settings.storage_user, settings.dvc_storage))
-        if not listing.ok:
-            raise command_error(f"proof: sftp {where} with {info.key} listing {settings.dvc_storage}", listing)
-        remote = ctx.session.run(["git", "-C", info.workdir, "ls-remote", "--quiet", "origin"])
-        if not remote.ok:
-            raise command_error(f"proof: git ls-remote origin in {info.workdir}", remote)
-        status = ctx.session.run(dvc_argv(self.dvc, "--cd", info.workdir, "status", "--cloud", "--remote",
-                                          settings.dvc_remote), timeout=DVC_PROOF_TIMEOUT)
-        if not status.ok:
-            raise command_error(f"proof: dvc status -c -r {settings.dvc_remote} in {info.workdir}", status)
+        run_checked(ctx, sftp_list_argv(info, settings, settings.storage_user, settings.dvc_storage),
+                    f"proof: sftp {where} with {info.key} listing {settings.dvc_storage}")
+        run_checked(ctx, ["git", "-C", info.workdir, "ls-remote", "--quiet", "origin"],
+                    f"proof: git ls-remote origin in {info.workdir}")
+        run_checked(ctx, dvc_argv(self.dvc, "--cd", info.workdir, "status", "--cloud", "--remote", settings.dvc_remote),
+                    f"proof: dvc status -c -r {settings.dvc_remote} in {info.workdir}", timeout=DVC_PROOF_TIMEOUT)
         ctx.note(f"sftp {where}{settings.dvc_storage}, git ls-remote and dvc status -c work with {info.key} only")
         return None
 
@@ -149,20 +144,16 @@ class PullData(Task):
         self.dvc = dvc
 
     def _totals(self, ctx: HostContext) -> DataTotals:
-        result = ctx.session.run(script(_DVC_FILES, self.info.workdir))
-        if not result.ok:
-            raise command_error(f"reading the .dvc files in {self.info.workdir}", result)
-        return data_totals(result.stdout)
+        workdir = self.info.workdir
+        return data_totals(run_checked(ctx, script(_DVC_FILES, workdir), f"reading the .dvc files in {workdir}").stdout)
 
     def plan(self, ctx: HostContext) -> Change | None:
         workdir = self.info.workdir
         if ctx.check:
             ctx.note("dvc pull is not evaluated under --check")
             return None
-        status = ctx.session.run(dvc_argv(self.dvc, "--cd", workdir, "status", "--json"),
-                                 timeout=DVC_PROOF_TIMEOUT)
-        if not status.ok:
-            raise command_error(f"dvc status in {workdir}", status)
+        status = run_checked(ctx, dvc_argv(self.dvc, "--cd", workdir, "status", "--json"), f"dvc status in {workdir}",
+                             timeout=DVC_PROOF_TIMEOUT)
         changes = workspace_changes(status.stdout)
         modified = sorted(path for path, state in changes.items() if state == "modified")
         if modified:
@@ -173,10 +164,8 @@ class PullData(Task):
             return None
 
         def apply() -> None:
-            pulled = ctx.session.run(dvc_argv(self.dvc, "--cd", workdir, "pull", "--remote",
-                                              self.settings.dvc_remote), timeout=LONG_STEP_TIMEOUT)
-            if not pulled.ok:
-                raise command_error(f"dvc pull in {workdir}", pulled)
+            pulled = run_checked(ctx, dvc_argv(self.dvc, "--cd", workdir, "pull", "--remote", self.settings.dvc_remote),
+                                 f"dvc pull in {workdir}", timeout=LONG_STEP_TIMEOUT)
             fetched = [line.strip() for line in pulled.stdout.splitlines() if "fetched" in line or "added" in line]
             ctx.note("; ".join([*fetched[-1:], f"workspace holds {self._totals(ctx)}"]))
 

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
-from provision.errors import ProvisionError
-from provision.lab import Lab, require_prerequisites
+from provision.lab import Lab
+from tests.integration.helpers import require_lab, vault_settings
 
 LAB_HOSTS = ("storage", "ws1", "ws2")
 
 MakeLab = Callable[..., Lab]
-
-
-def _require_lab() -> None:
-    """Integration tests must run (DESIGN.md, Tests): a machine that cannot host the lab is a failure."""
-    try:
-        require_prerequisites()
-    except ProvisionError as error:
-        pytest.fail(f"the integration tests need the lab: {error}", pytrace=False)
 
 
 def _down(lab: Lab) -> None:
@@ -31,7 +24,7 @@ def _down(lab: Lab) -> None:
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One lab for the whole session: storage, ws1, ws2; this venv's dvc shared when possible."""
-    _require_lab()
+    require_lab()
     session_lab = Lab(tmp_path_factory.mktemp("lab"))
     try:
         yield session_lab.up(LAB_HOSTS)
@@ -46,9 +39,18 @@ def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeLab]:
 
         def make(hosts: Sequence[str] = ("storage", "ws1"), shared_nfs: bool = False, project: str = "demo",
                  share_dvc: bool | None = None) -> Lab:
-            _require_lab()
+            require_lab()
             own_lab = Lab(tmp_path_factory.mktemp("lab"))
             teardown.callback(_down, own_lab)
             return own_lab.up(list(hosts), shared_nfs=shared_nfs, project=project, share_dvc=share_dvc)
 
         yield make
+
+
+@pytest.fixture()
+def vault_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The vault as the secrets backend, for the test and the tool it runs."""
+    env = vault_settings(tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from provision.errors import ProvisionError
-from provision.lab import Lab, require_prerequisites
+from provision.lab import Lab
 from provision.remote import as_user, script
 from tests.integration.clirunner import provision, provision_json
-from tests.integration.test_foundation import admin_inventory, host_snapshot, vault_env  # noqa: F401
+from tests.integration.helpers import ALL_OBJECTS, admin_inventory, host_snapshot, own_lab
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +43,6 @@ git checkout --quiet v1.0
 dvc remote modify --local data url "$2"
 DVC_NO_ANALYTICS=1 dvc pull --quiet
 cat data/part2.csv
-"""
-# Every object of a repository, printed, to look for credentials in any of them.
-ALL_OBJECTS = """
-set -eu
-cd "$1"
-git rev-list --all --objects | cut -d' ' -f1 | while read -r object; do
-  printf '@@ %s %s\\n' "$object" "$(git cat-file -t "$object")"
-  git cat-file -p "$object"
-done
 """
 
 
@@ -106,23 +96,13 @@ def ssh_options(lab: Lab, key: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def storage_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[str, Any]]]:
     """A fresh storage host, bootstrapped, then bootstrapped again with a dataset tagged v1.0."""
-    try:
-        require_prerequisites()
-    except ProvisionError as error:
-        pytest.fail(f"the integration tests need the lab: {error}", pytrace=False)
-    lab = Lab(tmp_path_factory.mktemp("bootstrap-lab"))
-    home = tmp_path_factory.mktemp("bootstrap-home")
-    try:
-        lab.up(["storage"])
+    with own_lab(tmp_path_factory, "bootstrap", ["storage"]) as (lab, home):
         runs: dict[str, Any] = {"home": home}
         runs["first"] = bootstrap(lab, home)
         made = as_account(lab, "git", MAKE_DATASET, SERVER)
         assert made.returncode == 0, made.stderr
         runs["data"] = bootstrap(lab, home, "--data", "data", "--tag", "v1.0")
         yield lab, runs
-    finally:
-        if lab.exists:
-            lab.down()
 
 
 def test_first_runs_change_and_rerun_changes_nothing(storage_lab) -> None:
@@ -302,7 +282,7 @@ def test_check_on_fresh_host_changes_nothing_and_lists_every_change(make_lab, tm
     assert host_snapshot(lab, "storage") == before
 
 
-def test_become_as_unprivileged_admin(make_lab, tmp_path: Path, vault_env: dict[str, str]) -> None:  # noqa: F811
+def test_become_as_unprivileged_admin(make_lab, tmp_path: Path, vault_env: dict[str, str]) -> None:
     lab = make_lab(["storage"])
     inventory = admin_inventory(lab, tmp_path, {"storage"})
     password = lab.admin_password_file.read_text().strip()

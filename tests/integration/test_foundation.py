@@ -16,18 +16,9 @@ from provision.report import QuietReporter
 from provision.secrets_lookup import SecretLookupForInventory
 from provision.tasks.files import EnsureFile
 from tests.integration.clirunner import provision, provision_json
+from tests.integration.helpers import admin_inventory, host_snapshot
 
 pytestmark = pytest.mark.integration
-
-SNAPSHOT_DIRS = ["/etc", "/root", "/home", "/tmp", "/var/tmp", "/opt", "/usr/local", "/mnt/nfs"]
-
-
-def host_snapshot(lab, host: str) -> str:
-    """Every file's path, owner, mode and checksum in a host's private directories."""
-    listing = lab.exec(host, ["find", *SNAPSHOT_DIRS, "-xdev", "-printf", "%p %u %g %m %s %T@\\n"]).stdout
-    sums = lab.exec(host, ["find", *SNAPSHOT_DIRS, "-xdev", "-type", "f", "-exec", "sha256sum", "{}", "+"]).stdout
-    return listing + sums
-
 
 def copy_inventory(lab, tmp_path: Path, *, pins: bool = True) -> Path:
     target = tmp_path / "site.yml"
@@ -198,31 +189,6 @@ def test_check_changes_no_byte_then_apply_then_idempotent(lab) -> None:
     assert all(r.status is Status.OK for r in state.reports.values())
     for host in before:
         lab.exec(host, ["rm", "-f", "/etc/provision-check-test"])
-
-
-def admin_inventory(lab, tmp_path: Path, hosts: set[str]) -> Path:
-    """The lab's inventory with `hosts` reached as the unprivileged admin through sudo."""
-    data = yaml.safe_load(lab.inventory_path.read_text())
-    for group in data["all"]["children"].values():
-        for name, host_vars in group["hosts"].items():
-            if name in hosts:
-                host_vars.update({"ansible_user": lab.admin_user, "ansible_become": True,
-                                  "ansible_ssh_private_key_file": str(lab.admin_key)})
-    inventory = tmp_path / "admin.yml"
-    inventory.write_text(yaml.safe_dump(data))
-    shutil.copy(lab.known_hosts_path, tmp_path / "admin.known_hosts")
-    return inventory
-
-
-@pytest.fixture()
-def vault_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    vault_password = tmp_path / "vault-password"
-    vault_password.write_text("correct horse battery staple\n")
-    vault_password.chmod(0o600)
-    env = {"PROVISION_SECRETS_BACKEND": "vault", "PROVISION_VAULT_PASSWORD_FILE": str(vault_password)}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
 
 
 def test_become_as_unprivileged_admin(lab, tmp_path: Path, vault_env: dict[str, str]) -> None:

@@ -7,78 +7,50 @@ commands the way the README tells a user to.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from provision.errors import ProvisionError
-from provision.lab import Lab, require_prerequisites
+from provision.lab import Lab
 from tests.integration.clirunner import provision, provision_json
-from tests.integration.test_foundation import host_snapshot
+from tests.integration.helpers import (
+    DVC,
+    KEY,
+    WORKDIR,
+    admin_inventory,
+    authorized_keys,
+    bootstrap_with_dataset,
+    changed,
+    client_sftp,
+    client_ssh_options,
+    failures,
+    host_snapshot,
+    marked,
+    own_lab,
+    public_key,
+    run,
+    vault_settings,
+)
 
 pytestmark = pytest.mark.integration
 
-KEY = "/root/.ssh/id_ed25519_demo"
-WORKDIR = "/root/demo"
-DVC = "/usr/local/bin/dvc"
 GIT_IDENTITY = ["-c", "user.name=Test User", "-c", "user.email=test@example.invalid"]
 HAND_WRITTEN_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL admin@laptop"
 OTHER_INVENTORY_LINE = ('restrict,command="internal-sftp -R" ssh-ed25519 '
                         "AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0rkuTaNhk7cH8WDqv3Ddh provision:other:ws1")
 
 
-def run(lab: Lab, host: str, argv: Sequence[str], *, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """argv inside a lab host as root; fails the test when it fails."""
-    done = lab.exec(host, list(argv), input=input)
-    assert done.returncode == 0, f"{host}: {argv}: {done.stdout}{done.stderr}"
-    return done
-
-
-def bootstrap(lab: Lab, home: Path) -> None:
-    """The storage as `provision bootstrap` makes it, with a first dataset tagged v1.0."""
-    done = provision("bootstrap", "-i", str(lab.inventory_path), home=home)
-    assert done.returncode == 0, done.stdout + done.stderr
-    run(lab, "storage", ["mkdir", "-p", "/mnt/nfs/demo/data"])
-    run(lab, "storage", ["sh", "-c", 'cat > "$1"', "sh", "/mnt/nfs/demo/data/hello.txt"], input="hello v1\n")
-    run(lab, "storage", ["sh", "-c", 'head -c 20000 /dev/urandom > "$1"', "sh", "/mnt/nfs/demo/data/blob.bin"])
-    run(lab, "storage", ["chown", "-R", "git:dvc", "/mnt/nfs/demo/data"])
-    done = provision("bootstrap", "-i", str(lab.inventory_path), "--data", "data", "--tag", "v1.0", home=home)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 def onboard(lab: Lab, home: Path, *args: str) -> tuple[int, dict[str, Any]]:
     return provision_json("onboard", "-i", str(lab.inventory_path), *args, home=home)
 
 
-def changed(document: dict[str, Any]) -> int:
-    return sum(stats["changed"] for stats in document["stats"].values())
-
-
-def failures(document: dict[str, Any]) -> dict[str, list[str]]:
-    """Every task that did not end ok or changed, for assertion messages."""
-    return {host: [f"{t['name']}: {t['status']}: {t['msg']}" for t in result["tasks"]
-                   if t["status"] not in ("ok", "changed")]
-            for host, result in document["hosts"].items() if result["status"] not in ("ok", "changed")}
-
-
 def client_ssh(lab: Lab, user: str) -> list[str]:
     """OpenSSH from a client to storage with only the client key and the client's pins."""
-    return ["ssh", "-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
-            "-o", "UserKnownHostsFile=/root/.ssh/known_hosts", "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-i", KEY, "-p", str(lab.port("storage")), f"{user}@127.0.0.1"]
-
-
-def client_sftp(lab: Lab, user: str, key: str = KEY) -> list[str]:
-    return ["sftp", "-b", "-", "-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
-            "-o", "UserKnownHostsFile=/root/.ssh/known_hosts", "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-i", key, "-P", str(lab.port("storage")), f"{user}@127.0.0.1"]
+    return ["ssh", *client_ssh_options(), "-p", str(lab.port("storage")), f"{user}@127.0.0.1"]
 
 
 def read(lab: Lab, host: str, path: str) -> str:
@@ -86,20 +58,8 @@ def read(lab: Lab, host: str, path: str) -> str:
     return run(lab, host, ["cat", "--", path]).stdout
 
 
-def authorized_keys(lab: Lab, account: str) -> list[str]:
-    return lab.host_path("storage", f"/home/{account}/.ssh/authorized_keys").read_text().splitlines()
-
-
-def public_key(lab: Lab, host: str) -> str:
-    return " ".join(lab.host_path(host, f"{KEY}.pub").read_text().split()[:2])
-
-
 def fingerprint(lab: Lab, host: str) -> str:
     return run(lab, host, ["ssh-keygen", "-lf", f"{KEY}.pub"]).stdout.split()[1]
-
-
-def marked(lines: list[str], client: str) -> list[str]:
-    return [line for line in lines if line.endswith(f" provision:inventory:{client}")]
 
 
 # ------------------------------------------------------------------------ one lab, many assertions
@@ -120,17 +80,10 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """storage + ws1, ws2 and ws3 (`access: read`): bootstrapped, checked, onboarded with --pull, rerun."""
-    try:
-        require_prerequisites()
-    except ProvisionError as error:
-        pytest.fail(f"the integration tests need the lab: {error}", pytrace=False)
-    lab = Lab(tmp_path_factory.mktemp("onboard-lab"))
-    home = tmp_path_factory.mktemp("onboard-home")
-    try:
-        lab.up(["storage", "ws1", "ws2", "ws3"])
+    with own_lab(tmp_path_factory, "onboard", ["storage", "ws1", "ws2", "ws3"]) as (lab, home):
         (lab.dir / "host_vars").mkdir()
         (lab.dir / "host_vars" / "ws3.yml").write_text("access: read\n")
-        bootstrap(lab, home)
+        bootstrap_with_dataset(lab, home, blob=True)
         for account in ("dvc", "git"):
             path = f"/home/{account}/.ssh/authorized_keys"
             run(lab, "storage", ["sh", "-c", 'printf "%s\\n%s\\n" "$2" "$3" >> "$1"', "sh", path,
@@ -144,9 +97,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         first = onboard(lab, home, "--diff", "--pull", "--forks", "3")
         rerun = onboard(lab, home, "--pull")
         yield Site(lab, home, before, after, pins_before, pins_after, check, first, rerun)
-    finally:
-        if lab.exists:
-            lab.down()
 
 
 def test_check_changes_nothing_anywhere_and_lists_the_work(site: Site) -> None:
@@ -343,16 +293,8 @@ def test_offboard_revokes_removes_credentials_then_purges(site: Site) -> None:
 def test_unprivileged_admin_with_become_owns_its_key_and_checkout(site: Site) -> None:
     """ws2 reached as the lab's sudo admin, from a second inventory: its own key, lines and files."""
     lab, home = site.lab, site.home
-    data = yaml.safe_load(lab.inventory_path.read_text())
-    data["all"]["children"]["clients"]["hosts"]["ws2"].update({
-        "ansible_user": lab.admin_user, "ansible_become": True, "ansible_ssh_private_key_file": str(lab.admin_key)})
-    inventory = home / "admin.yml"
-    inventory.write_text(yaml.safe_dump(data))
-    shutil.copy(lab.known_hosts_path, home / "admin.known_hosts")
-    password_file = home / "vault-password"
-    password_file.write_text("correct horse battery staple\n")
-    password_file.chmod(0o600)
-    env = {"PROVISION_SECRETS_BACKEND": "vault", "PROVISION_VAULT_PASSWORD_FILE": str(password_file)}
+    inventory = admin_inventory(lab, home, {"ws2"})
+    env = vault_settings(home)
     done = provision("secrets", "set", "-i", str(inventory), "--scope", "all", "become_password", home=home, env=env,
                      stdin=lab.admin_password_file.read_text())
     assert done.returncode == 0, done.stderr
@@ -418,7 +360,7 @@ def test_eight_clients_at_once_then_two_processes_at_once_lose_no_line(make_lab,
 
 def test_shared_cache_client_checks_out_by_links(make_lab, tmp_path: Path) -> None:
     lab = make_lab(["storage", "ws1"], shared_nfs=True)
-    bootstrap(lab, tmp_path)
+    bootstrap_with_dataset(lab, tmp_path, blob=True)
     (lab.dir / "host_vars").mkdir()
     (lab.dir / "host_vars" / "ws1.yml").write_text("shared_cache: /mnt/nfs/cache\n")
     storage_gid = run(lab, "storage", ["getent", "group", "dvc"]).stdout.split(":")[2]
@@ -447,7 +389,7 @@ def test_shared_cache_client_checks_out_by_links(make_lab, tmp_path: Path) -> No
 
 def test_refused_storage_then_down_client_then_convergence(make_lab, tmp_path: Path) -> None:
     lab = make_lab(["storage", "ws1", "ws2"])
-    bootstrap(lab, tmp_path)
+    bootstrap_with_dataset(lab, tmp_path, blob=True)
     lab.rekey("storage")
     status, document = onboard(lab, tmp_path)
     assert status & 4

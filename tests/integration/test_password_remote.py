@@ -18,20 +18,28 @@ from typing import Any
 import paramiko
 import pytest
 
-from provision.errors import ProvisionError
-from provision.lab import Lab, require_prerequisites
+from provision.lab import Lab
 from provision.remote import as_user, script
 from provision.secrets import open_store
 from tests.integration.argv_watch import ArgvWatch
 from tests.integration.clirunner import provision
-from tests.integration.test_bootstrap import ALL_OBJECTS
-from tests.integration.test_foundation import host_snapshot
+from tests.integration.helpers import (
+    ALL_OBJECTS,
+    DVC,
+    KEY,
+    WORKDIR,
+    changed,
+    failures,
+    host_snapshot,
+    own_lab,
+    put_dataset,
+    sh,
+    task,
+    vault_settings,
+)
 
 pytestmark = pytest.mark.integration
 
-WORKDIR = "/root/demo"
-KEY = "/root/.ssh/id_ed25519_demo"
-DVC = "/usr/local/bin/dvc"
 DROP_IN = "/etc/ssh/sshd_config.d/10-provision-dvc-password.conf"
 PASSWORD_NAME = "inventory/all/storage_password"
 NEXT_NAME = "inventory/all/storage_password.next"
@@ -80,26 +88,6 @@ class Site:
                 self.passwords.add(value)
 
 
-def sh(lab: Lab, host: str, argv: list[str], *, input: str | None = None) -> str:
-    done = lab.exec(host, argv, input=input)
-    assert done.returncode == 0, f"{host}: {argv}: {done.stdout}{done.stderr}"
-    return done.stdout
-
-
-def failures(document: dict[str, Any]) -> dict[str, list[str]]:
-    return {host: [f"{t['name']}: {t['status']}: {t['msg']}" for t in result["tasks"]
-                   if t["status"] not in ("ok", "changed")]
-            for host, result in document["hosts"].items() if result["status"] not in ("ok", "changed")}
-
-
-def changed(document: dict[str, Any]) -> int:
-    return sum(stats["changed"] for stats in document["stats"].values())
-
-
-def task(document: dict[str, Any], host: str, name: str) -> dict[str, Any]:
-    return next(t for t in document["hosts"][host]["tasks"] if t["name"] == name)
-
-
 def connect(lab: Lab, user: str, password: str) -> paramiko.SSHClient:
     """A password login to storage from the controller, host key pinned, nothing but the password."""
     client = paramiko.SSHClient()
@@ -125,22 +113,10 @@ def config_local(lab: Lab, host: str) -> str:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """Bootstrapped (checked first, with a dataset, rerun) and onboarded (checked first, with --pull, rerun)."""
-    try:
-        require_prerequisites()
-    except ProvisionError as error:
-        pytest.fail(f"the integration tests need the lab: {error}", pytrace=False)
-    lab = Lab(tmp_path_factory.mktemp("password-lab"))
-    home = tmp_path_factory.mktemp("password-home")
-    password_file = home / "vault-password"
-    password_file.write_text(VAULT_PASSWORD + "\n")
-    password_file.chmod(0o600)
-    env = {"PROVISION_SECRETS_BACKEND": "vault", "PROVISION_VAULT_PASSWORD_FILE": str(password_file)}
-    watch = ArgvWatch().start()
-    try:
-        lab.up(["storage", "ws1", "ws2"])
+    with ArgvWatch() as watch, own_lab(tmp_path_factory, "password", ["storage", "ws1", "ws2"]) as (lab, home):
         (lab.dir / "host_vars").mkdir()
         (lab.dir / "host_vars" / "ws1.yml").write_text("auth: password\n")
-        site = Site(lab, home, env, watch)
+        site = Site(lab, home, vault_settings(home, VAULT_PASSWORD), watch)
         inventory = str(lab.inventory_path)
         site.runs["storage before check"] = (0, {"snapshot": host_snapshot(lab, "storage"),
                                                  "files": sorted(path.name for path in lab.dir.iterdir())})
@@ -148,9 +124,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         site.runs["storage after check"] = (0, {"snapshot": host_snapshot(lab, "storage"),
                                                 "files": sorted(path.name for path in lab.dir.iterdir())})
         site.run("bootstrap", "bootstrap", "-i", inventory, "--diff")
-        sh(lab, "storage", ["mkdir", "-p", "/mnt/nfs/demo/data"])
-        sh(lab, "storage", ["sh", "-c", 'cat > "$1"', "sh", "/mnt/nfs/demo/data/hello.txt"], input="hello v1\n")
-        sh(lab, "storage", ["chown", "-R", "git:dvc", "/mnt/nfs/demo/data"])
+        put_dataset(lab)
         site.run("bootstrap data", "bootstrap", "-i", inventory, "--data", "data", "--tag", "v1.0")
         site.run("bootstrap rerun", "bootstrap", "-i", inventory)
         site.runs["ws1 before check"] = (0, {"snapshot": host_snapshot(lab, "ws1")})
@@ -159,10 +133,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         site.run("onboard", "onboard", "-i", inventory, "--diff", "--pull")
         site.run("onboard rerun", "onboard", "-i", inventory, "--pull")
         yield site
-    finally:
-        watch.stop()
-        if lab.exists:
-            lab.down()
 
 
 def test_bootstrap_check_changes_nothing_and_stores_nothing(site: Site) -> None:

@@ -16,21 +16,31 @@ from typing import Any
 
 import pytest
 
-from provision.errors import ProvisionError
-from provision.lab import Lab, require_prerequisites
+from provision.lab import Lab
 from provision.remote import as_user, script
 from tests.integration.argv_watch import ArgvWatch
 from tests.integration.clirunner import provision
-from tests.integration.test_bootstrap import ALL_OBJECTS
-from tests.integration.test_foundation import host_snapshot
+from tests.integration.helpers import (
+    ALL_OBJECTS,
+    DVC,
+    KEY,
+    WORKDIR,
+    authorized_keys,
+    bootstrap_with_dataset,
+    client_sftp,
+    failures,
+    host_snapshot,
+    marked,
+    own_lab,
+    public_key,
+    sh,
+    task,
+)
 
 pytestmark = pytest.mark.integration
 
-KEY = "/root/.ssh/id_ed25519_demo"
 NEW_KEY = f"{KEY}.new"
 OLD_COPY = "/root/old_key"
-WORKDIR = "/root/demo"
-DVC = "/usr/local/bin/dvc"
 CLIENTS = ("ws1", "ws2")
 REVOKED_DROP_IN = "/etc/ssh/sshd_config.d/05-test-revoked-keys.conf"
 
@@ -61,37 +71,13 @@ class Fleet:
                     self.private_keys.add(file.read_text())
 
 
-def sh(lab: Lab, host: str, argv: list[str], *, input: str | None = None) -> str:
-    done = lab.exec(host, argv, input=input)
-    assert done.returncode == 0, f"{host}: {argv}: {done.stdout}{done.stderr}"
-    return done.stdout
-
-
-def failures(document: dict[str, Any]) -> dict[str, list[str]]:
-    return {host: [f"{t['name']}: {t['status']}: {t['msg']}" for t in result["tasks"]
-                   if t["status"] not in ("ok", "changed")]
-            for host, result in document["hosts"].items() if result["status"] not in ("ok", "changed")}
-
-
-def task(document: dict[str, Any], host: str, name: str) -> dict[str, Any]:
-    return next(t for t in document["hosts"][host]["tasks"] if t["name"] == name)
-
-
-def public_key(lab: Lab, host: str, path: str = KEY) -> str:
-    return " ".join(lab.host_path(host, f"{path}.pub").read_text().split()[:2])
-
-
 def lines(lab: Lab, account: str, host: str) -> list[str]:
-    text = lab.host_path("storage", f"/home/{account}/.ssh/authorized_keys").read_text()
-    return [line for line in text.splitlines() if line.endswith(f" provision:inventory:{host}")]
+    return marked(authorized_keys(lab, account), host)
 
 
 def sftp(lab: Lab, host: str, key: str, account: str = "dvc") -> Any:
     """sftp from a client to storage with only `key`, listing the DVC remote."""
-    argv = ["sftp", "-b", "-", "-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
-            "-o", "UserKnownHostsFile=/root/.ssh/known_hosts", "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-i", key, "-P", str(lab.port("storage")), f"{account}@127.0.0.1"]
-    return lab.exec(host, argv, input="ls /mnt/nfs/cache\n" if account == "dvc" else "ls /\n")
+    return lab.exec(host, client_sftp(lab, account, key), input="ls /mnt/nfs/cache\n" if account == "dvc" else "ls /\n")
 
 
 def keep_old_key(lab: Lab, host: str) -> str:
@@ -127,33 +113,16 @@ def assert_rotated(lab: Lab, host: str, old_public: str, *, read_only: bool) -> 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    try:
-        require_prerequisites()
-    except ProvisionError as error:
-        pytest.fail(f"the integration tests need the lab: {error}", pytrace=False)
-    lab = Lab(tmp_path_factory.mktemp("rotate-lab"))
-    home = tmp_path_factory.mktemp("rotate-home")
-    watch = ArgvWatch()
-    try:
-        lab.up(["storage", *CLIENTS])
+    with own_lab(tmp_path_factory, "rotate", ["storage", *CLIENTS]) as (lab, home):
         (lab.dir / "host_vars").mkdir()
         (lab.dir / "host_vars" / "ws2.yml").write_text("access: read\n")
-        inventory = str(lab.inventory_path)
-        assert provision("bootstrap", "-i", inventory, home=home).returncode == 0
-        sh(lab, "storage", ["mkdir", "-p", "/mnt/nfs/demo/data"])
-        sh(lab, "storage", ["sh", "-c", 'cat > "$1"', "sh", "/mnt/nfs/demo/data/hello.txt"], input="hello v1\n")
-        sh(lab, "storage", ["chown", "-R", "git:dvc", "/mnt/nfs/demo/data"])
-        done = provision("bootstrap", "-i", inventory, "--data", "data", "--tag", "v1.0", home=home)
+        bootstrap_with_dataset(lab, home)
+        done = provision("onboard", "-i", str(lab.inventory_path), "--pull", home=home)
         assert done.returncode == 0, done.stdout + done.stderr
-        done = provision("onboard", "-i", inventory, "--pull", home=home)
-        assert done.returncode == 0, done.stdout + done.stderr
-        fleet = Fleet(lab, home, watch.start())
-        fleet.remember_keys()
-        yield fleet
-    finally:
-        watch.stop()
-        if lab.exists:
-            lab.down()
+        with ArgvWatch() as watch:
+            fleet = Fleet(lab, home, watch)
+            fleet.remember_keys()
+            yield fleet
 
 
 def test_check_changes_nothing_and_lists_every_step(fleet: Fleet) -> None:

@@ -11,9 +11,10 @@ import yaml
 from packaging.version import Version
 
 from provision.errors import InputError, ProvisionError
+from provision.facts import FileState
 from provision.inventory import load_inventory
 from provision.plays.bootstrap import bootstrap_play, check_data_path, check_settings, check_tag, storage_tasks
-from provision.tasks.accounts import AccountState, PathInfo, account_problems
+from provision.tasks.accounts import AccountState, account_problems
 from provision.tasks.dvc_repo import DatasetState, EnsureDataset, dataset_steps, server_repo_steps
 from provision.tasks.git_repo import WorkTreeState
 from provision.tasks.packages import DvcState, decide_dvc, in_range, parse_version
@@ -82,7 +83,7 @@ PROBE = ("passwd git:x:995:995:provision git:/home/git:/usr/bin/git-shell\nhash 
 def test_account_probe_parses_and_a_right_account_needs_nothing() -> None:
     state = AccountState.parse(PROBE)
     assert (state.uid, state.home, state.shell, state.hash_is_star) == (995, "/home/git", "/usr/bin/git-shell", True)
-    assert state.paths[2] == PathInfo("root", "root", 0o644, "regular empty file")
+    assert state.paths[2] == FileState(True, "root", "root", 0o644, "regular empty file")
     assert account_problems(state, "dvc", "/usr/bin/git-shell") == []
     assert not AccountState.parse("absent").exists and not AccountState.parse(None).exists
 

@@ -11,9 +11,9 @@ import yaml
 from configobj import ConfigObj
 
 from provision.inventory import Settings, load_inventory
+from provision.render import dvc_value
 from provision.tasks.accounts import git_shell_commands
 from provision.tasks.dvc_repo import (
-    dvc_value,
     gc_guard,
     remote_url,
     render_committed_config,

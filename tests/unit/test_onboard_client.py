@@ -12,7 +12,7 @@ import paramiko
 import pytest
 
 from provision.errors import ProvisionError
-from provision.facts import Fact
+from provision.facts import Fact, FileState
 from provision.inventory import load_inventory
 from provision.remote import BatchOutput
 from provision.tasks.checkout import Checkout, CheckoutFact, CheckoutState, git_ssh_command, git_url
@@ -22,34 +22,21 @@ from provision.tasks.client_key import (
     ClientKeyPair,
     KeyState,
     KeyStateFact,
-    PathState,
     expand_home,
     key_marker,
     parse_public_key,
 )
 from provision.tasks.client_known_hosts import client_ssh_options, pinned_known_hosts
+from tests.unit.helpers import write_inventory
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL"
 INFO = ClientInfo("ws1", "alice", "alice", "/home/alice", "/home/alice/.ssh/id_ed25519_demo", "/home/alice/demo",
                   KEY, True)
 
 
-def _inventory(tmp_path: Path, extra: str = "") -> Path:
-    path = tmp_path / "site.yml"
-    path.write_text(f"""
-all:
-  vars:
-    project: demo
-{extra}
-  children:
-    storage:
-      hosts:
-        nas: {{ansible_host: 10.0.0.5, ansible_port: 2222}}
-    clients:
-      hosts:
-        ws1: {{ansible_host: 10.0.0.11, ansible_user: alice}}
-""")
-    return path
+def _inventory(tmp_path: Path, **variables: str) -> Path:
+    return write_inventory(tmp_path, {"hosts": {"ws1": {"ansible_host": "10.0.0.11", "ansible_user": "alice"}}},
+                           storage={"ansible_host": "10.0.0.5", "ansible_port": 2222}, **variables)
 
 
 def test_marker_names_inventory_and_client() -> None:
@@ -97,14 +84,14 @@ def test_key_state_parses_and_expands_on_the_host(tmp_path: Path) -> None:
     state = fact.parse(BatchOutput(done.returncode, done.stdout))
     assert state is not None
     assert state.key == str(ssh_dir / "id")
-    assert state.private == PathState("root", 0o600, "regular file")
-    assert state.public is not None and state.public_text == KEY + " c"
+    assert state.private == FileState(True, "root", "root", 0o600, "regular file")
+    assert state.public.exists and state.public_text == KEY + " c"
     assert fact.parse(BatchOutput(0, "no-such-user\n")) is None
     relative = KeyStateFact("root", "~/.ssh/id_x")
     done = subprocess.run(relative.argv(), capture_output=True, text=True, check=False)
     state = relative.parse(BatchOutput(done.returncode, done.stdout))
     assert state is not None and state.key.endswith("/.ssh/id_x") and not state.key.startswith("~")
-    assert state.private is None
+    assert not state.private.exists
 
 
 class KeyContext:
@@ -126,12 +113,18 @@ class KeyContext:
         self.notes.append(message)
 
 
+ABSENT = FileState(exists=False)
+
+
+def _alice(mode: int, kind: str) -> FileState:
+    return FileState(True, "alice", "alice", mode, kind)
+
+
 def _key_state(**changes: Any) -> KeyState:
     values: dict[str, Any] = {
         "home": "/home/alice", "group": "staff", "key": "/home/alice/.ssh/id_ed25519_demo",
-        "ssh_dir": PathState("alice", 0o700, "directory"),
-        "private": PathState("alice", 0o600, "regular file"),
-        "public": PathState("alice", 0o644, "regular file"), "public_text": KEY + " provision:site:ws1",
+        "ssh_dir": _alice(0o700, "directory"), "private": _alice(0o600, "regular file"),
+        "public": _alice(0o644, "regular file"), "public_text": KEY + " provision:site:ws1",
     }
     values.update(changes)
     return KeyState(**values)
@@ -146,10 +139,11 @@ def test_key_pair_in_place_exports_and_changes_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("changes", "summary"), [
-    ({"private": None, "public": None, "public_text": ""}, "generate ssh-ed25519 key /home/alice/.ssh/id_ed25519_demo"),
-    ({"ssh_dir": PathState("alice", 0o755, "directory")}, "/home/alice/.ssh 0700"),
-    ({"private": PathState("alice", 0o644, "regular file")}, "mode 0600 on /home/alice/.ssh/id_ed25519_demo"),
-    ({"public": None, "public_text": ""}, "derive /home/alice/.ssh/id_ed25519_demo.pub"),
+    ({"private": ABSENT, "public": ABSENT, "public_text": ""},
+     "generate ssh-ed25519 key /home/alice/.ssh/id_ed25519_demo"),
+    ({"ssh_dir": _alice(0o755, "directory")}, "/home/alice/.ssh 0700"),
+    ({"private": _alice(0o644, "regular file")}, "mode 0600 on /home/alice/.ssh/id_ed25519_demo"),
+    ({"public": ABSENT, "public_text": ""}, "derive /home/alice/.ssh/id_ed25519_demo.pub"),
 ])
 def test_key_pair_changes(tmp_path: Path, changes: dict[str, Any], summary: str) -> None:
     host = load_inventory(_inventory(tmp_path)).hosts["ws1"]
@@ -205,9 +199,9 @@ def test_git_url_for_a_path_remote(tmp_path: Path) -> None:
 
 
 def test_git_url_brackets_ipv6_and_keeps_urls(tmp_path: Path) -> None:
-    settings = load_inventory(_inventory(tmp_path, "    storage_address: '::1'")).hosts["ws1"].settings
+    settings = load_inventory(_inventory(tmp_path, storage_address="::1")).hosts["ws1"].settings
     assert git_url(settings) == "ssh://git@[::1]:2222/mnt/nfs/git/demo.git"
-    settings = load_inventory(_inventory(tmp_path, "    git_remote: https://git.example/demo.git")).hosts["ws1"].settings
+    settings = load_inventory(_inventory(tmp_path, git_remote="https://git.example/demo.git")).hosts["ws1"].settings
     assert git_url(settings) == "https://git.example/demo.git"
 
 

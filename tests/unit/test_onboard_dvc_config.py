@@ -21,28 +21,15 @@ from provision.tasks.dvc_client import (
     merge_config,
 )
 from provision.tasks.proofs import DataTotals, data_totals, workspace_changes
+from tests.unit.helpers import write_inventory
 
 INFO = ClientInfo("ws1", "alice", "alice", "/home/alice", "/home/alice/.ssh/id_ed25519_demo", "/home/alice/demo",
                   None)
 REMOTE = 'remote "data"'
 
 
-def _settings(tmp_path: Path, extra: str = "") -> Settings:
-    path = tmp_path / "site.yml"
-    path.write_text(f"""
-all:
-  vars:
-    project: demo
-{extra}
-  children:
-    storage:
-      hosts:
-        nas: {{ansible_host: 10.0.0.5}}
-    clients:
-      hosts:
-        ws1: {{}}
-""")
-    return load_inventory(path).hosts["ws1"].settings
+def _settings(tmp_path: Path, **variables: str) -> Settings:
+    return load_inventory(write_inventory(tmp_path, {"hosts": {"ws1": {}}}, **variables)).hosts["ws1"].settings
 
 
 def _as_dvc_reads_it(tmp_path: Path, text: str) -> dict[str, Any]:
@@ -84,7 +71,7 @@ def test_key_auth_drops_a_password_and_other_spellings(tmp_path: Path) -> None:
 
 
 def test_shared_cache_settings(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, "    shared_cache: /mnt/nfs/cache")
+    settings = _settings(tmp_path, shared_cache="/mnt/nfs/cache")
     text = merge_config(None, managed_settings(settings, INFO, "/mnt/nfs/cache"), {})
     assert text is not None
     assert _as_dvc_reads_it(tmp_path, text)["cache"] == \
@@ -139,7 +126,7 @@ def _states(content: str | None, mode: int = 0o600) -> dict[str, FileState]:
 
 
 def test_password_auth_sets_a_quoted_password_masked_in_the_diff(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, "    auth: password")
+    settings = _settings(tmp_path, auth="password")
     password = "p'w\"#1, x"
     ctx = ConfigContext(_states(None), secret=password)
     change = DvcClientConfig(INFO, settings, None).plan(ctx)  # type: ignore[arg-type]
@@ -156,7 +143,7 @@ def test_a_password_reads_back_as_dvc_reads_it(tmp_path: Path, password: str) ->
 
 def test_password_auth_without_secret_fails(tmp_path: Path) -> None:
     with pytest.raises(ProvisionError, match="storage_password"):
-        DvcClientConfig(INFO, _settings(tmp_path, "    auth: password"), None).plan(ConfigContext(_states(None)))  # type: ignore[arg-type]
+        DvcClientConfig(INFO, _settings(tmp_path, auth="password"), None).plan(ConfigContext(_states(None)))  # type: ignore[arg-type]
 
 
 def test_wrong_mode_alone_is_fixed(tmp_path: Path) -> None:

@@ -12,27 +12,13 @@ from provision.inventory import Inventory, load_inventory
 from provision.plays.onboard import offboard_play, onboard_play, select_clients
 from provision.tasks.authorized_keys import AuthorizeKeys
 from provision.tasks.client_key import CLIENT_EXPORT, ClientInfo
+from tests.unit.helpers import write_inventory
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL"
 
 
-def _inventory(tmp_path: Path, ws2_vars: str = "{}") -> Inventory:
-    path = tmp_path / "site.yml"
-    path.write_text(f"""
-all:
-  vars:
-    project: demo
-  children:
-    storage:
-      hosts:
-        nas: {{ansible_host: 10.0.0.5}}
-    clients:
-      hosts:
-        ws1: {{}}
-        ws2: {ws2_vars}
-        ws3: {{}}
-""")
-    return load_inventory(path)
+def _inventory(tmp_path: Path, ws2_vars: dict[str, str] | None = None) -> Inventory:
+    return load_inventory(write_inventory(tmp_path, {"hosts": {"ws1": {}, "ws2": ws2_vars or {}, "ws3": {}}}))
 
 
 def _names(hosts: list) -> list[str]:
@@ -62,7 +48,7 @@ def test_storage_and_unknown_hosts_are_refused(tmp_path: Path) -> None:
 
 def test_a_client_naming_other_storage_accounts_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="storage_user") as raised:
-        select_clients(_inventory(tmp_path, "{storage_user: other}"), (), None)
+        select_clients(_inventory(tmp_path, {"storage_user": "other"}), (), None)
     assert raised.value.exit_status == 1
 
 
@@ -75,7 +61,7 @@ def _state_with_keys(inventory: Inventory, names: list[str]) -> PlayState:
 
 
 def test_onboard_phases_and_storage_lines(tmp_path: Path) -> None:
-    inventory = _inventory(tmp_path, "{access: read}")
+    inventory = _inventory(tmp_path, {"access": "read"})
     clients = select_clients(inventory, (), None)
     play = onboard_play(inventory, clients, pins_path=tmp_path / "site.known_hosts", pull=False)
     assert [phase.name for phase in play.phases] == ["client key", "authorize", "client"]

@@ -33,6 +33,7 @@ from provision.tasks.key_rotation import (
     line_public_key,
     rotated_lines,
 )
+from tests.unit.helpers import FakeContext, write_inventory
 
 OLD = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL"
 NEW = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0rkuTaNhk7cH8WDqv3Ddh"
@@ -43,21 +44,7 @@ INFO = ClientInfo("ws1", "alice", "alice", "/home/alice", "/home/alice/.ssh/id_e
 
 
 def _inventory(tmp_path: Path) -> Path:
-    path = tmp_path / "site.yml"
-    path.write_text("""
-all:
-  vars:
-    project: demo
-  children:
-    storage:
-      hosts:
-        nas: {ansible_host: 10.0.0.5}
-    clients:
-      hosts:
-        ws1: {ansible_user: alice}
-        ws2: {access: read}
-""")
-    return path
+    return write_inventory(tmp_path, {"hosts": {"ws1": {"ansible_user": "alice"}, "ws2": {"access": "read"}}})
 
 
 def test_the_key_of_every_kind_of_line_is_found() -> None:
@@ -102,34 +89,10 @@ def test_rotation_state_is_read_from_the_private_keys() -> None:
     assert fact.parse(BatchOutput(0, "no-such-user\n")) is None
 
 
-class Context:
-    """What a task sees of its host, with the facts given up front."""
-
-    def __init__(self, host: str, facts: dict[Any, Any] | None = None, *, check: bool = False,
-                 state: PlayState | None = None) -> None:
-        self.host = type("HostName", (), {"name": host})()
-        self.facts = facts or {}
-        self.check = check
-        self.state = state or PlayState()
-        self.notes: list[str] = []
-
-    def fact(self, fact: Any) -> Any:
-        return self.facts[fact.key]
-
-    def forget(self, fact: Any) -> None:
-        self.facts.pop(fact.key, None)
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-
-    def export(self, key: str, value: Any) -> None:
-        self.state.report(self.host.name).exports[key] = value
-
-
-def _start(tmp_path: Path, keys: RotationKeys) -> tuple[StartKeyRotation, Context]:
+def _start(tmp_path: Path, keys: RotationKeys) -> tuple[StartKeyRotation, FakeContext]:
     inventory = load_inventory(_inventory(tmp_path))
     task = StartKeyRotation(inventory.hosts["ws1"])
-    ctx = Context("ws1", {task.fact.key: keys})
+    ctx = FakeContext("ws1", {task.fact.key: keys})
     ctx.export(CLIENT_EXPORT, INFO)
     return task, ctx
 
@@ -171,9 +134,9 @@ def test_states_a_rotation_cannot_continue_from_say_why(tmp_path: Path, keys: Ro
 
 
 def _lines_task(content: str, wanted: list[RotatedLines], *, revoke_old: bool,
-                check: bool = False) -> tuple[RotationKeyLines, Context]:
+                check: bool = False) -> tuple[RotationKeyLines, FakeContext]:
     task = RotationKeyLines("dvc", wanted, purpose="DVC over SFTP", revoke_old=revoke_old)
-    ctx = Context("nas", {task.fact.key: AuthorizedKeys("/home/dvc", "digest", content)}, check=check)
+    ctx = FakeContext("nas", {task.fact.key: AuthorizedKeys("/home/dvc", "digest", content)}, check=check)
     return task, ctx
 
 
@@ -207,7 +170,7 @@ def test_summary_names_the_clients_left_and_how_to_finish() -> None:
     state = PlayState()
     state.report("ws2").unreachable = True
     state.report("ws1")
-    ctx = Context("nas", state=state)
+    ctx = FakeContext("nas", state=state)
     RotationSummary("key rotation", ["ws1", "ws2"], ["ws3"], "provision rotate keys").plan(ctx)  # type: ignore[arg-type]
     assert ctx.notes == ["key rotation: not yet done: ws2 (unreachable), ws3 (not selected); to finish: "
                          "provision rotate keys --limit ws2,ws3"]
@@ -261,10 +224,9 @@ class Client:
         return CommandResult(tuple(argv), 0, "", "")
 
 
-class SwitchContext(Context):
+class SwitchContext(FakeContext):
     def __init__(self, client: Client) -> None:
-        super().__init__("ws1")
-        self.session = client
+        super().__init__("ws1", session=client)
 
     def fact(self, fact: Any) -> Any:
         client: Client = self.session  # type: ignore[assignment]

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from provision.connection import CommandResult
-from provision.engine import PlayState
 from provision.errors import InputError, ProvisionError
 from provision.facts import FileState
 from provision.inventory import Inventory, load_inventory
@@ -34,26 +33,13 @@ from provision.tasks.password_login import (
     set_password,
     sibling_name,
 )
+from tests.unit.helpers import FakeContext, write_inventory
 
 
-def _inventory(tmp_path: Path, ws1: str = "{auth: password}", ws2: str = "{}") -> Inventory:
-    path = tmp_path / "site.yml"
-    path.write_text(f"""
-all:
-  vars:
-    project: demo
-  children:
-    storage:
-      hosts:
-        nas: {{ansible_host: 10.0.0.5}}
-    clients:
-      children:
-        lab:
-          hosts:
-            ws1: {ws1}
-            ws2: {ws2}
-""")
-    return load_inventory(path)
+def _inventory(tmp_path: Path, ws1: dict[str, str] | None = None, ws2: dict[str, str] | None = None) -> Inventory:
+    """ws1 on `auth: password` unless told otherwise, both in the clients' subgroup `lab`."""
+    hosts = {"ws1": {"auth": "password"} if ws1 is None else ws1, "ws2": ws2 or {}}
+    return load_inventory(write_inventory(tmp_path, {"children": {"lab": {"hosts": hosts}}}))
 
 
 def test_drop_in_is_one_match_block_for_the_account_alone() -> None:
@@ -68,9 +54,9 @@ def test_drop_in_is_one_match_block_for_the_account_alone() -> None:
 def test_password_clients_and_read_only_clients_cannot_share_an_inventory(tmp_path: Path) -> None:
     assert [h.name for h in password_clients(_inventory(tmp_path))] == ["ws1"]
     check_password_access(_inventory(tmp_path))
-    check_password_access(_inventory(tmp_path, ws1="{}", ws2="{access: read}"))
+    check_password_access(_inventory(tmp_path, ws1={}, ws2={"access": "read"}))
     with pytest.raises(InputError, match=r"site\.yml:\d+: access: ws2 has access: read, but ws1 uses auth: password"):
-        check_password_access(_inventory(tmp_path, ws2="{access: read}"))
+        check_password_access(_inventory(tmp_path, ws2={"access": "read"}))
 
 
 class Store:
@@ -132,22 +118,11 @@ class Session:
         return CommandResult(tuple(argv), 0, "", "")
 
 
-class Context:
+class Context(FakeContext):
+    """Storage's context, with a session that records what would run."""
+
     def __init__(self, facts: dict[Any, Any] | None = None, *, check: bool = False) -> None:
-        self.session = Session()
-        self.facts = facts or {}
-        self.check = check
-        self.notes: list[str] = []
-        self.state = PlayState()
-
-    def fact(self, fact: Any) -> Any:
-        return self.facts[fact.key]
-
-    def forget(self, fact: Any) -> None:
-        self.facts.pop(fact.key, None)
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
+        super().__init__("nas", facts, check=check, session=Session())
 
 
 def test_chpasswd_reads_a_staged_file_and_no_argv_holds_the_password() -> None:
@@ -325,10 +300,10 @@ def _provision(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_refusals_come_before_any_host_is_contacted(tmp_path: Path) -> None:
-    inventory = _inventory(tmp_path, ws1="{}")
+    inventory = _inventory(tmp_path, ws1={})
     done = _provision("rotate", "password", "-i", str(inventory.path))
     assert done.returncode == 1 and "no client has auth: password" in done.stderr
-    inventory = _inventory(tmp_path, ws2="{access: read}")
+    inventory = _inventory(tmp_path, ws2={"access": "read"})
     for command in (["bootstrap"], ["onboard"], ["rotate", "password"]):
         done = _provision(*command, "-i", str(inventory.path))
         assert done.returncode == 1, done.stderr

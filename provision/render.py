@@ -1,0 +1,45 @@
+"""The one Jinja2 environment for the files under templates/: strict, no HTML escaping, text kept as written.
+
+Block tags take their own line with them (`trim_blocks`, `lstrip_blocks`) and a template's final newline
+stays (`keep_trailing_newline`), so a rendered file is byte for byte what its template shows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from provision.paths import templates_dir
+
+# configobj (DVC's config parser) reads an unquoted comma as a list separator and '#' as a comment.
+_NEEDS_QUOTES = re.compile(r"[,#]|^\s|\s$")
+
+
+def dvc_value(value: object) -> str:
+    """A value as DVC's configobj reads it back unchanged: quoted when it holds a comma."""
+    text = str(value)
+    return f'"{text}"' if _NEEDS_QUOTES.search(text) else text
+
+
+def yaml_str(value: object) -> str:
+    """A YAML double-quoted scalar: a JSON string is one, whatever characters a path holds."""
+    return json.dumps(str(value))
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), undefined=jinja2.StrictUndefined,
+                                     autoescape=False, trim_blocks=True, lstrip_blocks=True,
+                                     keep_trailing_newline=True)
+    environment.filters["dvc_value"] = dvc_value
+    environment.filters["yaml_str"] = yaml_str
+    return environment
+
+
+def render(template: str, **context: Any) -> str:
+    """`template` (a path under templates/, e.g. "dvc/config.j2") rendered with `context`."""
+    return _environment().get_template(template).render(**context)

@@ -1,0 +1,157 @@
+"""What several lab test modules share: labs of their own, commands in lab hosts, the tool's JSON documents."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from provision.errors import ProvisionError
+from provision.lab import Lab, require_prerequisites
+from tests.integration.clirunner import provision
+
+#: Where the lab inventory's defaults put a client's key, checkout and dvc (clients log in as root).
+KEY = "/root/.ssh/id_ed25519_demo"
+WORKDIR = "/root/demo"
+DVC = "/usr/local/bin/dvc"
+SNAPSHOT_DIRS = ["/etc", "/root", "/home", "/tmp", "/var/tmp", "/opt", "/usr/local", "/mnt/nfs"]
+# Every object of a repository, printed, to look for credentials in any of them.
+ALL_OBJECTS = """
+set -eu
+cd "$1"
+git rev-list --all --objects | cut -d' ' -f1 | while read -r object; do
+  printf '@@ %s %s\\n' "$object" "$(git cat-file -t "$object")"
+  git cat-file -p "$object"
+done
+"""
+
+
+def require_lab() -> None:
+    """Integration tests must run (DESIGN.md, Tests): a machine that cannot host the lab is a failure."""
+    try:
+        require_prerequisites()
+    except ProvisionError as error:
+        pytest.fail(f"the integration tests need the lab: {error}", pytrace=False)
+
+
+@contextmanager
+def own_lab(tmp_path_factory: pytest.TempPathFactory, name: str, hosts: Sequence[str]) -> Iterator[tuple[Lab, Path]]:
+    """A module's own lab of `hosts` and a HOME for the tool; the lab is torn down afterwards."""
+    require_lab()
+    lab = Lab(tmp_path_factory.mktemp(f"{name}-lab"))
+    home = tmp_path_factory.mktemp(f"{name}-home")
+    try:
+        lab.up(list(hosts))
+        yield lab, home
+    finally:
+        if lab.exists:
+            lab.down()
+
+
+def host_snapshot(lab: Lab, host: str) -> str:
+    """Every file's path, owner, mode and checksum in a host's private directories."""
+    listing = lab.exec(host, ["find", *SNAPSHOT_DIRS, "-xdev", "-printf", "%p %u %g %m %s %T@\\n"]).stdout
+    sums = lab.exec(host, ["find", *SNAPSHOT_DIRS, "-xdev", "-type", "f", "-exec", "sha256sum", "{}", "+"]).stdout
+    return listing + sums
+
+
+def admin_inventory(lab: Lab, tmp_path: Path, hosts: set[str]) -> Path:
+    """The lab's inventory with `hosts` reached as the unprivileged admin through sudo."""
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    for group in data["all"]["children"].values():
+        for name, host_vars in group["hosts"].items():
+            if name in hosts:
+                host_vars.update({"ansible_user": lab.admin_user, "ansible_become": True,
+                                  "ansible_ssh_private_key_file": str(lab.admin_key)})
+    inventory = tmp_path / "admin.yml"
+    inventory.write_text(yaml.safe_dump(data))
+    shutil.copy(lab.known_hosts_path, tmp_path / "admin.known_hosts")
+    return inventory
+
+
+def vault_settings(directory: Path, password: str = "correct horse battery staple") -> dict[str, str]:
+    """The environment that makes the tool keep its secrets in the vault, opened with `password`."""
+    password_file = directory / "vault-password"
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
+    return {"PROVISION_SECRETS_BACKEND": "vault", "PROVISION_VAULT_PASSWORD_FILE": str(password_file)}
+
+
+def run(lab: Lab, host: str, argv: Sequence[str], *, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """argv inside a lab host as root; fails the test when it fails."""
+    done = lab.exec(host, list(argv), input=input)
+    assert done.returncode == 0, f"{host}: {argv}: {done.stdout}{done.stderr}"
+    return done
+
+
+def sh(lab: Lab, host: str, argv: Sequence[str], *, input: str | None = None) -> str:
+    """The output of `run`."""
+    return run(lab, host, argv, input=input).stdout
+
+
+def put_dataset(lab: Lab, *, blob: bool = False) -> None:
+    """The dataset `data` in the server repository, owned by git: hello.txt (and 20000 random bytes)."""
+    sh(lab, "storage", ["mkdir", "-p", "/mnt/nfs/demo/data"])
+    sh(lab, "storage", ["sh", "-c", 'cat > "$1"', "sh", "/mnt/nfs/demo/data/hello.txt"], input="hello v1\n")
+    if blob:
+        sh(lab, "storage", ["sh", "-c", 'head -c 20000 /dev/urandom > "$1"', "sh", "/mnt/nfs/demo/data/blob.bin"])
+    sh(lab, "storage", ["chown", "-R", "git:dvc", "/mnt/nfs/demo/data"])
+
+
+def bootstrap_with_dataset(lab: Lab, home: Path, *, blob: bool = False) -> None:
+    """The storage as `provision bootstrap` makes it, with a first dataset tagged v1.0."""
+    done = provision("bootstrap", "-i", str(lab.inventory_path), home=home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    put_dataset(lab, blob=blob)
+    done = provision("bootstrap", "-i", str(lab.inventory_path), "--data", "data", "--tag", "v1.0", home=home)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def changed(document: dict[str, Any]) -> int:
+    """Changed tasks over all hosts of a `--json` document."""
+    return sum(stats["changed"] for stats in document["stats"].values())
+
+
+def failures(document: dict[str, Any]) -> dict[str, list[str]]:
+    """Every task that did not end ok or changed, for assertion messages."""
+    return {host: [f"{t['name']}: {t['status']}: {t['msg']}" for t in result["tasks"]
+                   if t["status"] not in ("ok", "changed")]
+            for host, result in document["hosts"].items() if result["status"] not in ("ok", "changed")}
+
+
+def task(document: dict[str, Any], host: str, name: str) -> dict[str, Any]:
+    """One host's task of that name in a `--json` document."""
+    return next(t for t in document["hosts"][host]["tasks"] if t["name"] == name)
+
+
+def client_ssh_options(key: str = KEY) -> list[str]:
+    """OpenSSH options on a client that use only `key` and check storage against the client's pins."""
+    return ["-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+            "-o", "UserKnownHostsFile=/root/.ssh/known_hosts", "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes", "-i", key]
+
+
+def client_sftp(lab: Lab, user: str, key: str = KEY) -> list[str]:
+    """sftp from a client to storage as `user` with only `key`; the batch comes on stdin."""
+    return ["sftp", "-b", "-", *client_ssh_options(key), "-P", str(lab.port("storage")), f"{user}@127.0.0.1"]
+
+
+def authorized_keys(lab: Lab, account: str) -> list[str]:
+    """The lines of a storage account's authorized_keys."""
+    return lab.host_path("storage", f"/home/{account}/.ssh/authorized_keys").read_text().splitlines()
+
+
+def marked(lines: list[str], client: str) -> list[str]:
+    """The lines of the lab inventory's `client`."""
+    return [line for line in lines if line.endswith(f" provision:inventory:{client}")]
+
+
+def public_key(lab: Lab, host: str, path: str = KEY) -> str:
+    """`type base64` of a client's public key file."""
+    return " ".join(lab.host_path(host, f"{path}.pub").read_text().split()[:2])

@@ -1,0 +1,49 @@
+"""What several unit test modules share: a small inventory on disk, and a host context without a host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provision.engine import PlayState
+
+
+def write_inventory(tmp_path: Path, clients: dict[str, Any], *, storage: dict[str, Any] | None = None,
+                    **variables: Any) -> Path:
+    """tmp_path/site.yml: project demo (and `variables`) for all, storage host `nas`, and the `clients` group.
+
+    `clients` is the group's body: {"hosts": {...}}, or {"children": {...}} for clients in subgroups.
+    """
+    data = {"all": {"vars": {"project": "demo", **variables},
+                    "children": {"storage": {"hosts": {"nas": storage or {"ansible_host": "10.0.0.5"}}},
+                                 "clients": clients}}}
+    path = tmp_path / "site.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class FakeContext:
+    """The slice of HostContext that tasks use, with the facts given up front by key."""
+
+    def __init__(self, host: str, facts: dict[Any, Any] | None = None, *, check: bool = False,
+                 state: PlayState | None = None, session: Any = None) -> None:
+        self.host = type("HostName", (), {"name": host})()
+        self.facts = facts or {}
+        self.check = check
+        self.state = state or PlayState()
+        self.session = session
+        self.notes: list[str] = []
+
+    def fact(self, fact: Any) -> Any:
+        return self.facts[fact.key]
+
+    def forget(self, fact: Any) -> None:
+        self.facts.pop(fact.key, None)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def export(self, key: str, value: Any) -> None:
+        self.state.report(self.host.name).exports[key] = value

@@ -72,14 +72,14 @@ def _talking_to(backend: KeyringBackend, action: str) -> Iterator[None]:
 
     Deliberately broad: backends raise their own libraries' exceptions (secretstorage, jeepney,
     the macOS and Windows bindings), not only KeyringError, and none of them may reach the user as a
-    traceback. The exception's type stays in the message; its chain is dropped because a backend's
-    message is not known to be free of the value being stored.
+    traceback. Only the exception's type goes into the message; its text and chain are dropped
+    because a backend's message is not known to be free of the value being stored.
     """
     try:
         yield
     except Exception as error:
         raise SecretsError(f"keyring ({backend_label(backend)}) could not {action}: "
-                           f"{type(error).__name__}: {error}; unlock the keyring or set "
+                           f"{type(error).__name__}; unlock the keyring or set "
                            "PROVISION_SECRETS_BACKEND=vault") from None
 
 

@@ -66,6 +66,26 @@ esac
 # $1 staged file holding `user:password`: chpasswd reads it as stdin; the file goes whatever happens.
 _CHPASSWD = 'chpasswd < "$1"; status=$?; rm -f -- "$1"; exit "$status"'
 
+# $1 staged drop-in, $2 its path: installed root:root 0644 atomically, then `sshd -t`; a configuration
+# sshd refuses is rolled back ON the host in the same command, so a lost connection can never leave
+# an unchecked drop-in for the next reload or boot.
+_INSTALL_DROP_IN = """
+set -u
+staged=$1 target=$2 dir=$(dirname -- "$2")
+backup=""
+if [ -e "$target" ]; then
+  backup=$(mktemp -p "$dir" .provision-backup.XXXXXXXX) && cp -p -- "$target" "$backup" || exit 1
+fi
+tmp=$(mktemp -p "$dir" .provision.XXXXXXXX) || exit 1
+chmod 0644 "$tmp" && chown root:root "$tmp" && cat -- "$staged" > "$tmp" && sync -- "$tmp" \
+  && mv -f -- "$tmp" "$target" || { rm -f -- "$tmp" "$staged" "$backup"; exit 1; }
+rm -f -- "$staged"
+if checked=$(sshd -t 2>&1); then rm -f -- "$backup"; exit 0; fi
+if [ -n "$backup" ]; then mv -f -- "$backup" "$target"; else rm -f -- "$target"; fi
+printf 'sshd -t refused the configuration: %s\n' "$checked" >&2
+exit 3
+"""
+
 # $1 drop-in: removed, then sshd must still accept its configuration.
 _REMOVE_DROP_IN = 'set -eu; rm -f -- "$1"; sshd -t'
 
@@ -349,8 +369,11 @@ class SshdPasswordLogin(Task):
         return Change(f"reload sshd: it does not offer password login to {self.user} yet", lambda: self._reload(ctx))
 
     def _install(self, ctx: HostContext, before: FileState) -> None:
-        write_file(ctx.session, self.path, self.content.encode(), owner="root", group="root", mode=0o644)
+        staged = ctx.session.stage(self.content.encode())
+        installed = ctx.session.run(script(_INSTALL_DROP_IN, staged, self.path), privileged=True)
         ctx.forget(self.fact)
+        if not installed.ok:
+            raise ProvisionError(f"{installed.detail}; {self.path} was put back as it was")
         problem = self._validate(ctx)
         if problem:
             self._restore(ctx, before)
@@ -358,10 +381,7 @@ class SshdPasswordLogin(Task):
         self._reload(ctx)
 
     def _validate(self, ctx: HostContext) -> str:
-        """'' when sshd accepts the configuration and applies the Match block to the account."""
-        checked = ctx.session.run(["sshd", "-t"], privileged=True)
-        if not checked.ok:
-            return f"sshd -t refused the configuration: {checked.detail}"
+        """'' when sshd applies the Match block to the account (`sshd -t` already passed)."""
         spec = f"user={self.user},host=localhost,addr=127.0.0.1"
         effective = ctx.session.run(["sshd", "-T", "-C", spec], privileged=True)
         if not effective.ok:

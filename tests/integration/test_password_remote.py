@@ -313,6 +313,26 @@ def test_without_password_clients_bootstrap_takes_the_password_login_away(site: 
     assert status == 0 and changed(document) == 0, failures(document)
 
 
+def test_a_drop_in_sshd_refuses_is_rolled_back_on_the_host(site: Site) -> None:
+    lab, inventory = site.lab, str(site.lab.inventory_path)
+    (lab.dir / "host_vars" / "ws1.yml").write_text("auth: password\n")
+    broken = "/etc/ssh/sshd_config.d/00-broken.conf"
+    lab.exec("storage", ["sh", "-c", 'echo "NoSuchKeyword yes" > "$1"', "sh", broken])
+    try:
+        status, document = site.run("bootstrap, sshd refuses", "bootstrap", "-i", inventory)
+        assert status == 2
+        message = task(document, "storage", "sshd password login for dvc")["msg"]
+        assert "sshd -t refused the configuration" in message and "put back" in message
+        assert lab.exec("storage", ["test", "-e", DROP_IN]).returncode == 1
+        leftovers = sh(lab, "storage", ["ls", "-a", "/etc/ssh/sshd_config.d"]).split()
+        assert sorted(leftovers) == [".", "..", "00-broken.conf"]
+    finally:
+        lab.exec("storage", ["rm", "-f", broken])
+    status, document = site.run("bootstrap, sshd accepts again", "bootstrap", "-i", inventory)
+    assert status == 0, failures(document)
+    assert password_works(lab, site.secret(PASSWORD_NAME) or "")
+
+
 def test_no_secret_in_any_argv_output_log_or_git_object(site: Site) -> None:
     """Runs last: every password the store held, searched for everywhere it must never be."""
     lab = site.lab

@@ -926,8 +926,9 @@ class Inventory:
         """Every host not in group `storage`."""
         return [host for host in self.hosts.values() if "storage" not in host.groups]
 
-    def to_ansible_list(self) -> dict[str, Any]:
-        """The document `ansible-inventory -i FILE --list` prints, as a dict."""
+    def to_ansible_list(self, limit: str | None = None) -> dict[str, Any]:
+        """The document `ansible-inventory -i FILE --list` prints, as a dict (`--limit`: hostvars of those hosts)."""
+        wanted = {host.name for host in self.select(limit)}
         result: dict[str, Any] = {}
         for name in self._reachable_groups():
             group = self.groups[name]
@@ -940,6 +941,8 @@ class Inventory:
                 result[name] = entry
         hostvars = {}
         for host in self.hosts.values():
+            if host.name not in wanted:
+                continue
             shown = {k: _as_json(v) for k, v in host.vars.items() if k not in _ANSIBLE_INTERNAL_VARS}
             if shown:
                 hostvars[host.name] = shown

@@ -67,12 +67,7 @@ def inventory_list(inventory: str | None, limit: str | None, json_output: bool) 
     loaded = load_inventory(inventory)
     hosts = loaded.select(limit)
     if json_output:
-        document = loaded.to_ansible_list()
-        if limit:
-            wanted = {h.name for h in hosts}
-            document["_meta"]["hostvars"] = {k: v for k, v in document["_meta"]["hostvars"].items()
-                                             if k in wanted}
-        print_json(document)
+        print_json(loaded.to_ansible_list(limit))
         return
     out = console()
     for host in hosts:

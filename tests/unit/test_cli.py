@@ -89,3 +89,14 @@ def test_wheel_ships_templates(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "provision/templates/remote/install_file.sh" in names
     assert any(n.startswith("provision/templates/lab/") for n in names)
+
+
+def test_inventory_list_json_honours_limit() -> None:
+    import json
+
+    example = str(REPO / "inventories" / "example.yml")
+    everything = json.loads(run("inventory", "list", "-i", example, "--json").stdout)
+    limited = json.loads(run("inventory", "list", "-i", example, "--json", "--limit", "storage").stdout)
+    assert set(limited["_meta"]["hostvars"]) != set(everything["_meta"]["hostvars"])
+    assert limited["_meta"]["hostvars"]
+    assert set(limited["_meta"]["hostvars"]) <= set(everything["_meta"]["hostvars"])

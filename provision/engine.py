@@ -183,19 +183,26 @@ class HostContext:
         return self._engine.session(self.host)
 
     def gather(self, facts: Iterable[Fact]) -> None:
-        """Read every fact not yet known in one remote command."""
+        """Read every fact not yet known: one remote command per privilege level (two at most).
+
+        Probes are batched by privilege so that an unprivileged probe (e.g. of a file the connecting
+        user controls) never runs as root because a privileged one shares its round trip.
+        """
         wanted: dict[Hashable, Fact] = {}
         for fact in facts:
             if fact.key not in self._facts:
                 wanted.setdefault(fact.key, fact)
-        if not wanted:
-            return
-        batch = ProbeBatch([f.argv() for f in wanted.values()])
-        privileged = any(f.privileged for f in wanted.values())
+        for privileged in (False, True):
+            level = [fact for fact in wanted.values() if fact.privileged is privileged]
+            if level:
+                self._gather_batch(level, privileged=privileged)
+
+    def _gather_batch(self, facts: Sequence[Fact], *, privileged: bool) -> None:
+        batch = ProbeBatch([f.argv() for f in facts])
         result = self.session.run_line(batch.command(), privileged=privileged)
         if result.rc != 0:
             raise command_error("reading host state", result)
-        for fact, output in zip(wanted.values(), batch.parse(result.stdout), strict=True):
+        for fact, output in zip(facts, batch.parse(result.stdout), strict=True):
             self._facts[fact.key] = fact.parse(output)
 
     def fact(self, fact: Fact) -> Any:

@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,7 +32,7 @@ import paramiko
 from provision.errors import ProvisionError
 from provision.hostkeys import DEFAULT_KNOWN_HOSTS, changed_key_message, fingerprint, known_hosts_name, pin_keys
 from provision.inventory import Host
-from provision.remote import privileged_line, quote_argv
+from provision.remote import privileged_line, quote_argv, script
 
 # paramiko logs expected refusals (e.g. a key type the server lacks) with tracebacks to stderr when
 # nothing else handles its logger; the tool reports failures itself, in one line.
@@ -309,24 +309,68 @@ class Become:
         return _Escalation(privileged_line(command, prompt, self.user), prompt, self.password + "\n")
 
 
+STAGING_PATTERN = "/tmp/.provision-stage.XXXXXXXX"
+
+#: Makes a staging directory, prints its path, then holds a lock on it until stdin closes, which
+#: happens when the session ends however it ends (closed, connection lost, tool killed): the lock
+#: is how STALE_STAGING tells a live run's directory from a dead one's. $1 the mktemp pattern.
+HOLD_STAGING = """
+dir=$(mktemp -d "$1") || exit 1
+printf '%s\\n' "$dir"
+exec flock -x "$dir" cat >/dev/null
+"""
+
+#: $1 `remove` or `list`: the connecting user's staging directories that no live run holds (not
+#: locked) and that are over a minute old (a run locks its own within moments of making it).
+#: Prints each one removed (or that would be).
+STALE_STAGING = """
+for dir in /tmp/.provision-stage.*; do
+  [ -d "$dir" ] && [ ! -L "$dir" ] && [ -O "$dir" ] || continue
+  [ -n "$(find "$dir" -maxdepth 0 -mmin +1)" ] || continue
+  if [ "$1" = remove ]; then
+    flock -n -x "$dir" rm -rf -- "$dir" && printf '%s\\n' "$dir"
+  else
+    flock -n -x "$dir" true && printf '%s\\n' "$dir"
+  fi
+done
+exit 0
+"""
+
+
 class _Staging:
-    """A private `mktemp -d` per session for files on their way to a privileged install."""
+    """A private `mktemp -d` per session for files on their way to a privileged install.
+
+    The session holds a lock on it while it lives, so a run that was killed or lost its connection
+    leaves an unlocked directory that the next connection removes (`remove_stale_staging`).
+    """
 
     def __init__(self) -> None:
         self.directory: str | None = None
+        self._release: Callable[[], None] | None = None
 
-    def path(self, session: Session) -> str:
+    def path(self, session: _SessionBase) -> str:
         if self.directory is None:
-            made = session.run(["mktemp", "-d", "/tmp/.provision-stage.XXXXXXXX"])
-            if not made.ok:
-                raise ProvisionError(f"{session.label}: cannot make a staging directory: {made.detail}")
-            self.directory = made.stdout.strip()
+            self.directory, self._release = session.hold(script(HOLD_STAGING, STAGING_PATTERN))
+            if not self.directory.startswith(STAGING_PATTERN.rstrip("X")):
+                self._release()
+                self.directory, self._release = None, None
+                raise ProvisionError(f"{session.label}: cannot make a staging directory in /tmp")
         return f"{self.directory}/{secrets.token_hex(8)}"
 
-    def remove(self, session: Session) -> None:
-        if self.directory is not None:
-            session.run(["rm", "-rf", "--", self.directory])
-            self.directory = None
+    def remove(self, session: _SessionBase) -> None:
+        try:
+            if self.directory is not None:
+                session.run(["rm", "-rf", "--", self.directory])
+        finally:
+            if self._release is not None:
+                self._release()
+            self.directory, self._release = None, None
+
+
+def remove_stale_staging(session: Session, *, check: bool) -> list[str]:
+    """Staging directories of this user that runs which are gone left behind, removed unless `check`."""
+    result = session.run(script(STALE_STAGING, "list" if check else "remove"))
+    return result.stdout.split() if result.ok else []
 
 
 class _SessionBase(ABC):
@@ -345,6 +389,11 @@ class _SessionBase(ABC):
     @abstractmethod
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
         """Write bytes to a new path as the connecting user (mode set before any byte lands)."""
+
+    @abstractmethod
+    def hold(self, argv: Sequence[str]) -> tuple[str, Callable[[], None]]:
+        """Start argv as the connecting user with an open stdin; its first line of output, and how
+        to end it (closing its stdin). It also ends when the session ends, however that happens."""
 
     def run(self, argv: Sequence[str], *, privileged: bool = False,
             timeout: float | None = None) -> CommandResult:
@@ -462,6 +511,18 @@ class SSHSession(_SessionBase):
             sftp.chmod(path, mode)
             handle.write(data)
 
+    def hold(self, argv: Sequence[str]) -> tuple[str, Callable[[], None]]:
+        if not self.connection.is_connected:
+            self.open()
+        try:
+            channel = self.connection.transport.open_session(timeout=self.timeout)
+            channel.settimeout(self.timeout)
+            channel.exec_command(quote_argv(argv))
+            line = channel.makefile("r").readline().strip()
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            raise UnreachableError(f"{self.label}: connection lost ({_describe(error)})") from None
+        return line, channel.close
+
     def tunnel(self, target: SSHTarget, timeout: float) -> paramiko.Channel:
         """A direct-tcpip channel from this host to `target` (this session being its last jump host)."""
         return self.connection.transport.open_channel("direct-tcpip", (target.hostname, target.port),
@@ -498,6 +559,18 @@ class LocalSession(_SessionBase):
             raise CommandTimeout(f"localhost: a command ran longer than {limit:g}s") from None
         stderr = escalation.stderr(self.label, done.returncode, done.stderr.decode(errors="replace"))
         return CommandResult((), done.returncode, done.stdout.decode(errors="surrogateescape"), stderr)
+
+    def hold(self, argv: Sequence[str]) -> tuple[str, Callable[[], None]]:
+        process = subprocess.Popen(["sh", "-c", quote_argv(argv)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert process.stdin is not None and process.stdout is not None
+        line = process.stdout.readline().decode(errors="replace").strip()
+
+        def release() -> None:
+            process.stdin.close()
+            process.wait(timeout=self.timeout)
+
+        return line, release
 
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)

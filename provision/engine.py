@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from provision.connection import HostKeyOptions, Session, UnreachableError, open_session
+from provision.connection import HostKeyOptions, Session, UnreachableError, open_session, remove_stale_staging
 from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
 from provision.inventory import Host, Inventory
@@ -247,8 +247,13 @@ class Engine:
         return self._secrets(host, key) if self._secrets else None
 
     def _open_session(self, host: Host) -> Session:
+        """Connect, then clear staging directories that runs which died on this host left behind."""
         become_password = self.secret(host, "become_password") if host.become else None
-        return open_session(host, self.keys, timeout=self.options.timeout, become_password=become_password)
+        session = open_session(host, self.keys, timeout=self.options.timeout, become_password=become_password)
+        verb = "would remove" if self.options.check else "removed"
+        for directory in remove_stale_staging(session, check=self.options.check):
+            self.reporter.notice(f"{host.name}: {verb} staging directory {directory} left by an interrupted run")
+        return session
 
     def session(self, host: Host) -> Session:
         """The host's session, opened once per play."""

@@ -127,6 +127,18 @@ class KnownHosts:
             raise
 
 
+def trusted_keys(pins_path: Path, hostname: str, port: int) -> tuple[Path, dict[str, paramiko.PKey]]:
+    """The keys connections verify a host with, by key type, and the file they come from.
+
+    The inventory's pins, else ~/.ssh/known_hosts (hashed entries too), as paramiko looks them up.
+    """
+    for path in (pins_path, DEFAULT_KNOWN_HOSTS.expanduser()):
+        keys = KnownHosts(path).lookup(hostname, port)
+        if keys:
+            return path, keys
+    return pins_path, {}
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[KnownHosts]:
     """The pins file loaded under a lock held against other threads and processes until saved."""

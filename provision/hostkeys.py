@@ -22,6 +22,8 @@ from pathlib import Path
 import paramiko
 from paramiko.hostkeys import HostKeyEntry
 
+from provision.render import one_line
+
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 
 _PATH_LOCKS: dict[Path, threading.Lock] = {}
@@ -100,7 +102,7 @@ class KnownHosts:
 
     def add(self, hostname: str, port: int, key: paramiko.PKey) -> None:
         """Pin a key (in memory; `save` writes it)."""
-        entry = HostKeyEntry([known_hosts_name(hostname, port)], key)
+        entry = HostKeyEntry([one_line(known_hosts_name(hostname, port), "a pinned host name")], key)
         self._lines.append((entry.to_line().rstrip("\n"), entry))
 
     def remove(self, hostname: str, port: int) -> bool:

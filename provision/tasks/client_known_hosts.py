@@ -20,6 +20,7 @@ from provision.errors import ProvisionError
 from provision.facts import Fact, FileFact, FileState
 from provision.hostkeys import known_hosts_name, trusted_keys
 from provision.inventory import Host
+from provision.render import one_line
 from provision.tasks.client_key import ClientInfo, shorten_keys
 from provision.tasks.files import unified_diff, write_file
 
@@ -50,6 +51,7 @@ def _name_matches(pattern: str, name: str) -> bool:
 
 def pinned_known_hosts(content: str, name: str, keys: Sequence[paramiko.PKey]) -> str:
     """`content` with exactly `keys` for `name`: other hosts' entries, comments and markers kept."""
+    one_line(name, "the storage host's known_hosts name")
     wanted = [(key.get_name(), key.get_base64()) for key in keys]
     present: set[tuple[str, str]] = set()
     result: list[str] = []

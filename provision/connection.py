@@ -311,13 +311,12 @@ class Become:
 
 STAGING_PATTERN = "/tmp/.provision-stage.XXXXXXXX"
 
-#: Makes a staging directory, prints its path, then holds a lock on it until stdin closes, which
-#: happens when the session ends however it ends (closed, connection lost, tool killed): the lock
-#: is how STALE_STAGING tells a live run's directory from a dead one's. $1 the mktemp pattern.
+#: Makes a staging directory, locks it, prints its path, then holds the lock until stdin closes,
+#: which happens when the session ends however it ends (closed, connection lost, tool killed): the
+#: lock is how STALE_STAGING tells a live run's directory from a dead one's. $1 the mktemp pattern.
 HOLD_STAGING = """
 dir=$(mktemp -d "$1") || exit 1
-printf '%s\\n' "$dir"
-exec flock -x "$dir" cat >/dev/null
+exec flock -x "$dir" sh -c 'printf "%s\\n" "$1"; exec cat >/dev/null' hold "$dir"
 """
 
 #: $1 `remove` or `list`: the connecting user's staging directories that no live run holds (not
@@ -354,7 +353,8 @@ class _Staging:
             if not self.directory.startswith(STAGING_PATTERN.rstrip("X")):
                 self._release()
                 self.directory, self._release = None, None
-                raise ProvisionError(f"{session.label}: cannot make a staging directory in /tmp")
+                raise ProvisionError(f"{session.label}: cannot make and lock a staging directory in /tmp "
+                                     "(needs mktemp and flock)")
         return f"{self.directory}/{secrets.token_hex(8)}"
 
     def remove(self, session: _SessionBase) -> None:

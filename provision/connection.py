@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,7 +32,7 @@ import paramiko
 from provision.errors import ProvisionError
 from provision.hostkeys import DEFAULT_KNOWN_HOSTS, changed_key_message, fingerprint, known_hosts_name, pin_keys
 from provision.inventory import Host
-from provision.remote import privileged_line, quote_argv
+from provision.remote import privileged_line, quote_argv, script
 
 # paramiko logs expected refusals (e.g. a key type the server lacks) with tracebacks to stderr when
 # nothing else handles its logger; the tool reports failures itself, in one line.
@@ -269,24 +269,108 @@ class Session(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class _Escalation:
+    """A command line as it runs, with sudo's prompt for this one command and what goes to its stdin."""
+
+    line: str
+    prompt: str | None = None
+    stdin: str | None = None
+
+    def stderr(self, label: str, rc: int, stderr: str) -> str:
+        """The command's stderr without sudo's prompt; a password sudo asked for twice was refused."""
+        if self.prompt is None:
+            return stderr
+        if rc != 0 and stderr.count(self.prompt) > 1:
+            raise ProvisionError(f"{label}: sudo refused the become password")
+        return stderr.replace(self.prompt, "")
+
+
+@dataclass(frozen=True)
+class Become:
+    """`ansible_become`: privileged commands go through sudo, with the become password if known.
+
+    The password goes to sudo's stdin, followed by end of file, under a fresh random prompt per
+    command; sudo reads it before anything runs (`-k`), and the command itself starts with stdin on
+    /dev/null (see provision.remote.privileged_line). No output is ever answered, so a command that
+    prints the prompt (on stdout or stderr) cannot obtain the password.
+    """
+
+    enabled: bool = False
+    user: str = "root"
+    password: str | None = None
+
+    def escalate(self, command: str, privileged: bool) -> _Escalation:
+        if not (privileged and self.enabled):
+            return _Escalation(command)
+        if self.password is None:
+            return _Escalation(privileged_line(command, None, self.user))
+        prompt = f"[provision sudo {secrets.token_hex(8)}] "
+        return _Escalation(privileged_line(command, prompt, self.user), prompt, self.password + "\n")
+
+
+STAGING_PATTERN = "/tmp/.provision-stage.XXXXXXXX"
+
+#: Makes a staging directory, locks it, prints its path, then holds the lock until stdin closes,
+#: which happens when the session ends however it ends (closed, connection lost, tool killed): the
+#: lock is how STALE_STAGING tells a live run's directory from a dead one's. $1 the mktemp pattern.
+HOLD_STAGING = """
+dir=$(mktemp -d "$1") || exit 1
+exec flock -x "$dir" sh -c 'printf "%s\\n" "$1"; exec cat >/dev/null' hold "$dir"
+"""
+
+#: $1 `remove` or `list`: the connecting user's staging directories that no live run holds (not
+#: locked) and that are over a minute old (a run locks its own within moments of making it).
+#: Prints each one removed (or that would be).
+STALE_STAGING = """
+for dir in /tmp/.provision-stage.*; do
+  [ -d "$dir" ] && [ ! -L "$dir" ] && [ -O "$dir" ] || continue
+  [ -n "$(find "$dir" -maxdepth 0 -mmin +1)" ] || continue
+  if [ "$1" = remove ]; then
+    flock -n -x "$dir" rm -rf -- "$dir" && printf '%s\\n' "$dir"
+  else
+    flock -n -x "$dir" true && printf '%s\\n' "$dir"
+  fi
+done
+exit 0
+"""
+
+
 class _Staging:
-    """A private `mktemp -d` per session for files on their way to a privileged install."""
+    """A private `mktemp -d` per session for files on their way to a privileged install.
+
+    The session holds a lock on it while it lives, so a run that was killed or lost its connection
+    leaves an unlocked directory that the next connection removes (`remove_stale_staging`).
+    """
 
     def __init__(self) -> None:
         self.directory: str | None = None
+        self._release: Callable[[], None] | None = None
 
-    def path(self, session: Session) -> str:
+    def path(self, session: _SessionBase) -> str:
         if self.directory is None:
-            made = session.run(["mktemp", "-d", "/tmp/.provision-stage.XXXXXXXX"])
-            if not made.ok:
-                raise ProvisionError(f"{session.label}: cannot make a staging directory: {made.detail}")
-            self.directory = made.stdout.strip()
+            self.directory, self._release = session.hold(script(HOLD_STAGING, STAGING_PATTERN))
+            if not self.directory.startswith(STAGING_PATTERN.rstrip("X")):
+                self._release()
+                self.directory, self._release = None, None
+                raise ProvisionError(f"{session.label}: cannot make and lock a staging directory in /tmp "
+                                     "(needs mktemp and flock)")
         return f"{self.directory}/{secrets.token_hex(8)}"
 
-    def remove(self, session: Session) -> None:
-        if self.directory is not None:
-            session.run(["rm", "-rf", "--", self.directory])
-            self.directory = None
+    def remove(self, session: _SessionBase) -> None:
+        try:
+            if self.directory is not None:
+                session.run(["rm", "-rf", "--", self.directory])
+        finally:
+            if self._release is not None:
+                self._release()
+            self.directory, self._release = None, None
+
+
+def remove_stale_staging(session: Session, *, check: bool) -> list[str]:
+    """Staging directories of this user that runs which are gone left behind, removed unless `check`."""
+    result = session.run(script(STALE_STAGING, "list" if check else "remove"))
+    return result.stdout.split() if result.ok else []
 
 
 class _SessionBase(ABC):
@@ -306,6 +390,11 @@ class _SessionBase(ABC):
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
         """Write bytes to a new path as the connecting user (mode set before any byte lands)."""
 
+    @abstractmethod
+    def hold(self, argv: Sequence[str]) -> tuple[str, Callable[[], None]]:
+        """Start argv as the connecting user with an open stdin; its first line of output, and how
+        to end it (closing its stdin). It also ends when the session ends, however that happens."""
+
     def run(self, argv: Sequence[str], *, privileged: bool = False,
             timeout: float | None = None) -> CommandResult:
         """Run an argv list; `privileged` goes through sudo when the host uses ansible_become."""
@@ -323,16 +412,12 @@ class SSHSession(_SessionBase):
     """A Fabric connection with verified host keys, retries and privilege escalation."""
 
     def __init__(self, target: SSHTarget, keys: HostKeyOptions, *, timeout: float,
-                 become: bool = False, become_user: str = "root",
-                 become_password: str | None = None) -> None:
+                 become: Become = Become()) -> None:
         super().__init__()
         self.target = target
         self.label = target.label
         self.timeout = timeout
-        self.become = become
-        self.become_user = become_user
-        self._become_password = become_password
-        self._sudo_prompt = f"[provision sudo {secrets.token_hex(6)}] "
+        self._become = become
         self._keys = keys
         self._hops: list[fabric.Connection] = []
         self.connection = self._chain(target)
@@ -405,23 +490,16 @@ class SSHSession(_SessionBase):
         """Run a command line built by provision.remote (already quoted)."""
         if not self.connection.is_connected:
             self.open()
-        watchers = []
-        if privileged and self.become:
-            prompt = self._sudo_prompt if self._become_password is not None else None
-            command = privileged_line(command, prompt, self.become_user)
-            if self._become_password is not None:
-                watchers.append(_SudoPromptAnswer(self._sudo_prompt, self._become_password))
+        escalation = self._become.escalate(command, privileged)
+        stdin = io.StringIO(escalation.stdin) if escalation.stdin is not None else False
         limit = timeout or self.timeout
         try:
-            result = self.connection.run(command, hide=True, warn=True, in_stream=False,
-                                         watchers=watchers, timeout=limit)
+            result = self.connection.run(escalation.line, hide=True, warn=True, in_stream=stdin, timeout=limit)
         except invoke.exceptions.CommandTimedOut:
             raise CommandTimeout(f"{self.label}: a command ran longer than {limit:g}s") from None
-        except invoke.exceptions.Failure:
-            raise ProvisionError(f"{self.label}: sudo refused the become password") from None
         except (OSError, EOFError, paramiko.SSHException) as error:
             raise UnreachableError(f"{self.label}: connection lost ({_describe(error)})") from None
-        stderr = result.stderr.replace(self._sudo_prompt, "")
+        stderr = escalation.stderr(self.label, result.exited, result.stderr)
         return CommandResult((), result.exited, result.stdout, stderr)
 
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
@@ -432,6 +510,18 @@ class SSHSession(_SessionBase):
         with sftp.open(path, "wx") as handle:
             sftp.chmod(path, mode)
             handle.write(data)
+
+    def hold(self, argv: Sequence[str]) -> tuple[str, Callable[[], None]]:
+        if not self.connection.is_connected:
+            self.open()
+        try:
+            channel = self.connection.transport.open_session(timeout=self.timeout)
+            channel.settimeout(self.timeout)
+            channel.exec_command(quote_argv(argv))
+            line = channel.makefile("r").readline().strip()
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            raise UnreachableError(f"{self.label}: connection lost ({_describe(error)})") from None
+        return line, channel.close
 
     def tunnel(self, target: SSHTarget, timeout: float) -> paramiko.Channel:
         """A direct-tcpip channel from this host to `target` (this session being its last jump host)."""
@@ -447,64 +537,40 @@ class SSHSession(_SessionBase):
             self._close_hops()
 
 
-class _SudoPromptAnswer(invoke.watchers.StreamWatcher):
-    """Answers sudo's own random prompt with the password, once; nothing else reaches stdin."""
-
-    def __init__(self, prompt: str, password: str) -> None:
-        super().__init__()
-        self.prompt = prompt
-        self.password = password
-        self.answered = False
-
-    def submit(self, stream: str) -> list[str]:
-        if not self.answered and self.prompt in stream:
-            self.answered = True
-            return [self.password + "\n"]
-        if self.answered and stream.count(self.prompt) > 1:
-            raise invoke.exceptions.ResponseNotAccepted("sudo refused the become password")
-        return []
-
-
 class LocalSession(_SessionBase):
-    """`ansible_connection: local`: the same interface, run on this machine.
+    """`ansible_connection: local`: the same interface, run on this machine."""
 
-    With a become password, sudo first validates it alone (`sudo -v` reads it at its own prompt and
-    runs nothing); commands then run with `sudo -n`, so the password can never reach a command's stdin.
-    """
-
-    def __init__(self, *, timeout: float, become: bool = False, become_user: str = "root",
-                 become_password: str | None = None) -> None:
+    def __init__(self, *, timeout: float, become: Become = Become()) -> None:
         super().__init__()
         self.label = "localhost"
         self.timeout = timeout
-        self.become = become
-        self.become_user = become_user
-        self._become_password = become_password
-        self._validated = False
-
-    def _validate_sudo(self) -> None:
-        if self._validated or self._become_password is None:
-            return
-        prompt = f"[provision sudo {secrets.token_hex(6)}] "
-        done = subprocess.run(["sudo", "-S", "-p", prompt, "-v"], input=(self._become_password + "\n").encode(),
-                              capture_output=True, timeout=self.timeout, check=False)
-        if done.returncode != 0:
-            raise ProvisionError("localhost: sudo refused the become password")
-        self._validated = True
+        self._become = become
 
     def run_line(self, command: str, *, privileged: bool = False,
                  timeout: float | None = None) -> CommandResult:
-        argv = ["sh", "-c", command]
-        if privileged and self.become:
-            self._validate_sudo()
-            argv = ["sh", "-c", privileged_line(command, None, self.become_user)]
+        escalation = self._become.escalate(command, privileged)
+        stdin = escalation.stdin.encode() if escalation.stdin is not None else None
         limit = timeout or self.timeout
         try:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=limit, check=False)
+            done = subprocess.run(["sh", "-c", escalation.line], input=stdin,
+                                  stdin=None if stdin is not None else subprocess.DEVNULL,
+                                  capture_output=True, timeout=limit, check=False)
         except subprocess.TimeoutExpired:
             raise CommandTimeout(f"localhost: a command ran longer than {limit:g}s") from None
-        return CommandResult((), done.returncode, done.stdout.decode(errors="surrogateescape"),
-                             done.stderr.decode(errors="replace"))
+        stderr = escalation.stderr(self.label, done.returncode, done.stderr.decode(errors="replace"))
+        return CommandResult((), done.returncode, done.stdout.decode(errors="surrogateescape"), stderr)
+
+    def hold(self, argv: Sequence[str]) -> tuple[str, Callable[[], None]]:
+        process = subprocess.Popen(["sh", "-c", quote_argv(argv)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert process.stdin is not None and process.stdout is not None
+        line = process.stdout.readline().decode(errors="replace").strip()
+
+        def release() -> None:
+            process.stdin.close()
+            process.wait(timeout=self.timeout)
+
+        return line, release
 
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -531,11 +597,10 @@ def _describe(error: BaseException | None) -> str:
 def open_session(host: Host, keys: HostKeyOptions, *, timeout: float,
                  become_password: str | None = None) -> Session:
     """A connected session to an inventory host."""
+    become = Become(host.become, host.become_user, become_password)
     if host.connection == "local":
-        return LocalSession(timeout=timeout, become=host.become, become_user=host.become_user,
-                            become_password=become_password)
-    session = SSHSession(resolve_target(host), keys, timeout=timeout, become=host.become,
-                         become_user=host.become_user, become_password=become_password)
+        return LocalSession(timeout=timeout, become=become)
+    session = SSHSession(resolve_target(host), keys, timeout=timeout, become=become)
     session.open()
     return session
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from provision.connection import HostKeyOptions, Session, UnreachableError, open_session
+from provision.connection import HostKeyOptions, Session, UnreachableError, open_session, remove_stale_staging
 from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
 from provision.inventory import Host, Inventory
@@ -183,19 +183,26 @@ class HostContext:
         return self._engine.session(self.host)
 
     def gather(self, facts: Iterable[Fact]) -> None:
-        """Read every fact not yet known in one remote command."""
+        """Read every fact not yet known: one remote command per privilege level (two at most).
+
+        Probes are batched by privilege so that an unprivileged probe (e.g. of a file the connecting
+        user controls) never runs as root because a privileged one shares its round trip.
+        """
         wanted: dict[Hashable, Fact] = {}
         for fact in facts:
             if fact.key not in self._facts:
                 wanted.setdefault(fact.key, fact)
-        if not wanted:
-            return
-        batch = ProbeBatch([f.argv() for f in wanted.values()])
-        privileged = any(f.privileged for f in wanted.values())
+        for privileged in (False, True):
+            level = [fact for fact in wanted.values() if fact.privileged is privileged]
+            if level:
+                self._gather_batch(level, privileged=privileged)
+
+    def _gather_batch(self, facts: Sequence[Fact], *, privileged: bool) -> None:
+        batch = ProbeBatch([f.argv() for f in facts])
         result = self.session.run_line(batch.command(), privileged=privileged)
         if result.rc != 0:
             raise command_error("reading host state", result)
-        for fact, output in zip(wanted.values(), batch.parse(result.stdout), strict=True):
+        for fact, output in zip(facts, batch.parse(result.stdout), strict=True):
             self._facts[fact.key] = fact.parse(output)
 
     def fact(self, fact: Fact) -> Any:
@@ -240,8 +247,13 @@ class Engine:
         return self._secrets(host, key) if self._secrets else None
 
     def _open_session(self, host: Host) -> Session:
+        """Connect, then clear staging directories that runs which died on this host left behind."""
         become_password = self.secret(host, "become_password") if host.become else None
-        return open_session(host, self.keys, timeout=self.options.timeout, become_password=become_password)
+        session = open_session(host, self.keys, timeout=self.options.timeout, become_password=become_password)
+        verb = "would remove" if self.options.check else "removed"
+        for directory in remove_stale_staging(session, check=self.options.check):
+            self.reporter.notice(f"{host.name}: {verb} staging directory {directory} left by an interrupted run")
+        return session
 
     def session(self, host: Host) -> Session:
         """The host's session, opened once per play."""

@@ -22,6 +22,8 @@ from pathlib import Path
 import paramiko
 from paramiko.hostkeys import HostKeyEntry
 
+from provision.render import one_line
+
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 
 _PATH_LOCKS: dict[Path, threading.Lock] = {}
@@ -100,7 +102,7 @@ class KnownHosts:
 
     def add(self, hostname: str, port: int, key: paramiko.PKey) -> None:
         """Pin a key (in memory; `save` writes it)."""
-        entry = HostKeyEntry([known_hosts_name(hostname, port)], key)
+        entry = HostKeyEntry([one_line(known_hosts_name(hostname, port), "a pinned host name")], key)
         self._lines.append((entry.to_line().rstrip("\n"), entry))
 
     def remove(self, hostname: str, port: int) -> bool:
@@ -125,6 +127,18 @@ class KnownHosts:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def trusted_keys(pins_path: Path, hostname: str, port: int) -> tuple[Path, dict[str, paramiko.PKey]]:
+    """The keys connections verify a host with, by key type, and the file they come from.
+
+    The inventory's pins, else ~/.ssh/known_hosts (hashed entries too), as paramiko looks them up.
+    """
+    for path in (pins_path, DEFAULT_KNOWN_HOSTS.expanduser()):
+        keys = KnownHosts(path).lookup(hostname, port)
+        if keys:
+            return path, keys
+    return pins_path, {}
 
 
 @contextmanager

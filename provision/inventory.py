@@ -166,6 +166,7 @@ _PATH_RE = re.compile(r"[A-Za-z0-9._/+@%,:=-]+\Z")
 _URL_RE = re.compile(r"[A-Za-z0-9._/~+@%,:=\[\]-]+\Z")
 _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}\Z){_HOST_LABEL}(?:\.{_HOST_LABEL})*\Z")
+_SCOPE_ID_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _SCP_LIKE_RE = re.compile(r"(?:[A-Za-z0-9._-]+@)?([A-Za-z0-9._-]+):([^/:][^:]*|/[^:]*)\Z")
 _URL_SCHEMES = ("ssh", "https", "git", "file")
 _CACHE_TYPES = ("reflink", "symlink", "hardlink", "copy")
@@ -292,9 +293,16 @@ def _choice(*options: str) -> Callable[[Any], str]:
 def _host_address(value: Any) -> str:
     address = _text(value, "a hostname or IP address")
     try:
-        return str(ipaddress.ip_address(address))
+        parsed = ipaddress.ip_address(address)
     except ValueError:
         pass
+    else:
+        # ipaddress takes any text after `%` (spaces, quotes, newlines) as an IPv6 scope id.
+        scope_id = getattr(parsed, "scope_id", None)
+        if scope_id is not None and not _SCOPE_ID_RE.fullmatch(scope_id):
+            raise _Invalid(f"{address!r} has an IPv6 scope id of other characters than letters, digits "
+                           "and . _ -: expected e.g. fe80::1%eth0")
+        return str(parsed)
     if not _HOSTNAME_RE.match(address):
         raise _Invalid(f"{address!r} is not a hostname or IP address")
     return address

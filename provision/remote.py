@@ -30,20 +30,25 @@ def script(body: str, *args: str, name: str = "provision") -> list[str]:
 
 
 def sudo_prefix(prompt: str | None, user: str = "root") -> list[str]:
-    """sudo that reads its password from stdin at the given (random) prompt.
+    """sudo that reads its password from stdin at the given (random) prompt, every time.
 
-    Without a prompt (no become password known), sudo runs non-interactively and fails at once
-    where a password would be needed, instead of waiting on a prompt nobody answers.
+    `-k` makes sudo ignore (and not update) a cached credential, so whenever the policy wants a
+    password sudo reads it itself before anything runs. Without a prompt (no become password known),
+    sudo runs non-interactively and fails at once where a password would be needed.
     """
-    argv = ["sudo", "-S", "-p", prompt] if prompt else ["sudo", "-n"]
+    argv = ["sudo", "-k", "-S", "-p", prompt] if prompt else ["sudo", "-n"]
     if user != "root":
         argv += ["-H", "-u", user]
     return [*argv, "--"]
 
 
 def privileged_line(command: str, prompt: str | None, user: str = "root") -> str:
-    """A command line (already quoted) run through sudo; `sh -c` keeps compound lines whole."""
-    return quote_argv([*sudo_prefix(prompt, user), "sh", "-c", command])
+    """A command line (already quoted) run through sudo; `sh -c` keeps compound lines whole.
+
+    The command's stdin is /dev/null before any of it runs: whatever the session's stdin carried for
+    sudo (the become password) can be read by sudo alone, never by the command or its children.
+    """
+    return quote_argv([*sudo_prefix(prompt, user), "sh", "-c", f"exec </dev/null; {command}"])
 
 
 def as_user(user: str, argv: Sequence[str]) -> list[str]:

@@ -2,6 +2,11 @@
 
 Block tags take their own line with them (`trim_blocks`, `lstrip_blocks`) and a template's final newline
 stays (`keep_trailing_newline`), so a rendered file is byte for byte what its template shows.
+
+Every value the tool writes into a file passes `one_line`: a line break or NUL inside a value would
+add lines of the attacker's choosing to a line-based format (known_hosts, authorized_keys, DVC's
+config, chpasswd input). Templates check each `{{ value }}` through the environment's `finalize`;
+code that writes values into files without a template calls `one_line` itself.
 """
 
 from __future__ import annotations
@@ -13,7 +18,28 @@ from typing import Any
 
 import jinja2
 
+from provision.errors import ProvisionError
 from provision.paths import templates_dir
+
+_LINE_BREAKS = ("\n", "\r", "\0")
+
+
+class MultiLineValue(ProvisionError):
+    """A value bound for a file holds a line break or NUL (the message never shows the value)."""
+
+
+def one_line(value: str, what: str) -> str:
+    """`value` unchanged, or MultiLineValue naming `what` when it holds a newline, CR or NUL."""
+    if any(c in value for c in _LINE_BREAKS):
+        raise MultiLineValue(f"{what} holds a line break or NUL character; refusing to write it into a file")
+    return value
+
+
+def _finalize(value: object) -> object:
+    """Each `{{ expression }}` of a template: its text must stay on one line."""
+    if isinstance(value, str):
+        one_line(value, "a value")
+    return value
 
 # configobj (DVC's config parser) reads an unquoted comma as a list separator and '#' as a comment.
 _NEEDS_QUOTES = re.compile(r"[,#]|^\s|\s$")
@@ -34,7 +60,7 @@ def yaml_str(value: object) -> str:
 def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), undefined=jinja2.StrictUndefined,
                                      autoescape=False, trim_blocks=True, lstrip_blocks=True,
-                                     keep_trailing_newline=True)
+                                     keep_trailing_newline=True, finalize=_finalize)
     environment.filters["dvc_value"] = dvc_value
     environment.filters["yaml_str"] = yaml_str
     return environment
@@ -42,4 +68,8 @@ def _environment() -> jinja2.Environment:
 
 def render(template: str, **context: Any) -> str:
     """`template` (a path under templates/, e.g. "dvc/config.j2") rendered with `context`."""
-    return _environment().get_template(template).render(**context)
+    try:
+        return _environment().get_template(template).render(**context)
+    except MultiLineValue:
+        raise MultiLineValue(f"{template}: a value holds a line break or NUL character; refusing to write "
+                             "it into a file") from None

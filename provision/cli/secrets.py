@@ -14,7 +14,7 @@ from provision.inventory import Inventory, load_inventory
 from provision.secrets import MASK, SecretsError, SecretStore, generate_secret, open_store, qualify
 from provision.secrets.base import ALL_SCOPE, split_name
 from provision.secrets.index import SecretsIndex
-from provision.secrets.keyring_store import read_vault_password, store_vault_password
+from provision.secrets.keyring_store import BACKEND_KIND, keyring_service, read_vault_password, store_vault_password
 from provision.secrets.store import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, prompt_password, read_password_file
 from provision.secrets.vault import VaultStore
 
@@ -110,7 +110,7 @@ def get_command(inventory: str | None, scope: str | None, reveal: bool, name: st
 @secrets.command("list")
 @inventory_option
 def list_command(inventory: str | None) -> None:
-    """List secret names and backends, never values.
+    """List secret names and backends, never values, and the inventory's keyring service.
 
     Reads the value-free index beside the inventory, so no password is needed.
 
@@ -128,6 +128,8 @@ def list_command(inventory: str | None) -> None:
     width = max(len(name) for name, _ in entries)
     for name, backend in entries:
         click.echo(f"{name:<{width}}  {backend}")
+    if any(backend == BACKEND_KIND for _, backend in entries):
+        click.echo(f"keyring service: {keyring_service(loaded.name, loaded.path)}")
 
 
 @secrets.command("delete")
@@ -199,12 +201,13 @@ def rekey_command(inventory: str | None, new_password_file: Path | None) -> None
     if not store.vault.exists():
         raise SecretsError(f"{store.vault.path}: no vault to rekey")
     current = store.password()
-    in_keyring = read_vault_password(loaded.name) == current.decode("utf-8", "replace")
+    service = keyring_service(loaded.name, loaded.path)
+    in_keyring = read_vault_password(service) == current.decode("utf-8", "replace")
     if new_password_file is not None:
         new_password = read_password_file(new_password_file)
     else:
-        new_password = prompt_password(store.vault.path, loaded.name, confirm=True, label="New vault password")
+        new_password = prompt_password(store.vault.path, service, confirm=True, label="New vault password")
     store.rekey(new_password)
     click.echo(f"rekeyed {store.vault.path}")
-    if in_keyring and store_vault_password(loaded.name, new_password.decode("utf-8")):
+    if in_keyring and store_vault_password(service, new_password.decode("utf-8")):
         click.echo("updated the vault password kept in the OS keyring")

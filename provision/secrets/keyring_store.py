@@ -8,7 +8,9 @@ vault, so only the backends below count.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import keyring
 from keyring.backend import KeyringBackend
@@ -21,6 +23,7 @@ from provision.secrets.redact import REDACTOR
 
 BACKEND_KIND = "keyring"
 VAULT_PASSWORD_ENTRY = "vault-password"
+SERVICE_DIGEST_LENGTH = 12
 
 # Modules of keyring's own backends that keep secrets in the OS's protected store.
 _REAL_BACKENDS = {
@@ -61,8 +64,18 @@ def find_os_keyring() -> KeyringBackend | None:
     return None
 
 
-def keyring_service(inventory_name: str) -> str:
-    """The keyring service holding one inventory's entries."""
+def keyring_service(inventory_name: str, inventory_path: Path) -> str:
+    """The keyring service holding one inventory's entries: `provision/<name>/<path digest>`.
+
+    The digest of the inventory file's absolute path keeps two inventories of the same name (say
+    prod/site.yml and staging/site.yml) apart, so neither can receive the other's passwords.
+    """
+    digest = hashlib.sha256(str(inventory_path.resolve()).encode()).hexdigest()[:SERVICE_DIGEST_LENGTH]
+    return f"provision/{inventory_name}/{digest}"
+
+
+def legacy_keyring_service(inventory_name: str) -> str:
+    """Where entries were kept before the service named the inventory's path: shared by same names."""
     return f"provision/{inventory_name}"
 
 
@@ -84,12 +97,12 @@ def _talking_to(backend: KeyringBackend, action: str) -> Iterator[None]:
 
 
 class KeyringStore:
-    """Entries `<scope>/<key>` under service `provision/<inventory_name>`; names kept in the index."""
+    """Entries `<scope>/<key>` under the inventory's service (`keyring_service`); names kept in the index."""
 
-    def __init__(self, backend: KeyringBackend, inventory_name: str, index: SecretsIndex) -> None:
+    def __init__(self, backend: KeyringBackend, inventory_name: str, service: str, index: SecretsIndex) -> None:
         self._backend = backend
         self._inventory_name = inventory_name
-        self._service = keyring_service(inventory_name)
+        self.service = service
         self._index = index
         self.backend_name = f"keyring ({backend_label(backend) or describe_backend(backend)})"
 
@@ -101,10 +114,22 @@ class KeyringStore:
         """The value of `name`, or None."""
         username = self._username(name)
         with _talking_to(self._backend, f"read {name}"):
-            value = self._backend.get_password(self._service, username)
+            value = self._backend.get_password(self.service, username)
         if value is not None:
             REDACTOR.register(value)
+        elif name in self._index.names(BACKEND_KIND):
+            raise SecretsError(self._missing_message(name, username))
         return value
+
+    def _missing_message(self, name: str, username: str) -> str:
+        """Why a name the index records is not in the keyring, and how to bring the value over."""
+        legacy = legacy_keyring_service(self._inventory_name)
+        return (f"{name} is recorded in {self._index.path.name} but keyring service {self.service} does "
+                f"not hold it: values stored by older versions are under {legacy}, shared by every "
+                f"inventory named {self._inventory_name!r} (and a moved inventory has a new service). "
+                f"If that value is this inventory's, move it: `keyring get {legacy} {username} | "
+                f"provision secrets set -i INVENTORY {username}`, then `keyring del {legacy} {username}`; "
+                f"else `provision secrets delete -i INVENTORY {username}`")
 
     def set(self, name: str, value: str) -> None:
         """Store `value` as `name` and record the name in the index."""
@@ -112,7 +137,7 @@ class KeyringStore:
         check_value(name, value)
         REDACTOR.register(value)
         with _talking_to(self._backend, f"store {name}"):
-            self._backend.set_password(self._service, username, value)
+            self._backend.set_password(self.service, username, value)
         self._index.record(name, BACKEND_KIND)
 
     def delete(self, name: str) -> bool:
@@ -120,7 +145,7 @@ class KeyringStore:
         username = self._username(name)
         with _talking_to(self._backend, f"delete {name}"):
             try:
-                self._backend.delete_password(self._service, username)
+                self._backend.delete_password(self.service, username)
                 deleted = True
             except PasswordDeleteError:
                 deleted = False
@@ -132,20 +157,20 @@ class KeyringStore:
         return self._index.names(BACKEND_KIND)
 
 
-def read_vault_password(inventory_name: str) -> str | None:
-    """The vault password kept in a real OS keyring, if there is one."""
+def read_vault_password(service: str) -> str | None:
+    """The vault password kept under the inventory's service in a real OS keyring, if there is one."""
     backend = find_os_keyring()
     if backend is None:
         return None
     with _talking_to(backend, "read the vault password"):
-        return backend.get_password(keyring_service(inventory_name), VAULT_PASSWORD_ENTRY)
+        return backend.get_password(service, VAULT_PASSWORD_ENTRY)
 
 
-def store_vault_password(inventory_name: str, password: str) -> bool:
+def store_vault_password(service: str, password: str) -> bool:
     """Keep the vault password in the OS keyring; False when there is no real backend."""
     backend = find_os_keyring()
     if backend is None:
         return False
     with _talking_to(backend, "store the vault password"):
-        backend.set_password(keyring_service(inventory_name), VAULT_PASSWORD_ENTRY, password)
+        backend.set_password(service, VAULT_PASSWORD_ENTRY, password)
     return True

@@ -75,13 +75,12 @@ def _has_terminal() -> bool:
     return True
 
 
-def prompt_password(vault: Path, inventory_name: str, *, confirm: bool, label: str = "Vault password"
-                    ) -> bytes:
+def prompt_password(vault: Path, service: str, *, confirm: bool, label: str = "Vault password") -> bytes:
     """Ask on the terminal (twice when `confirm`); without one, say how else to supply it."""
     if not _has_terminal():
         raise SecretsError(f"{vault}: the vault password is needed and there is no terminal to ask on; "
                            f"set {PASSWORD_FILE_ENV} to a 0600 file holding it, or keep it in the OS "
-                           f"keyring (service {keyring_service(inventory_name)}, "
+                           f"keyring (service {service}, "
                            f"entry {VAULT_PASSWORD_ENTRY})")
     first = getpass.getpass(f"{label} for {vault}: ")
     if confirm and getpass.getpass(f"{label} again: ") != first:
@@ -89,8 +88,9 @@ def prompt_password(vault: Path, inventory_name: str, *, confirm: bool, label: s
     return first.encode("utf-8")
 
 
-def vault_password_source(inventory_name: str, vault: Path, explicit: bytes | None) -> PasswordSource:
-    """Where the vault password comes from: the caller, the password file, the OS keyring, a prompt."""
+def vault_password_source(service: str, vault: Path, explicit: bytes | None) -> PasswordSource:
+    """Where the vault password comes from: the caller, the password file, the OS keyring (under the
+    inventory's `service`), a prompt."""
 
     def source(creating: bool) -> bytes:
         if explicit is not None:
@@ -98,10 +98,10 @@ def vault_password_source(inventory_name: str, vault: Path, explicit: bytes | No
         password_file = os.environ.get(PASSWORD_FILE_ENV)
         if password_file:
             return read_password_file(Path(password_file))
-        from_keyring = read_vault_password(inventory_name)
+        from_keyring = read_vault_password(service)
         if from_keyring:
             return from_keyring.encode("utf-8")
-        return prompt_password(vault, inventory_name, confirm=creating)
+        return prompt_password(vault, service, confirm=creating)
 
     return source
 
@@ -125,14 +125,14 @@ def open_store(inventory_path: Path, inventory_name: str, *, backend: str | None
     check_name_part(inventory_name, "inventory name")
     choice = chosen_backend(backend)
     index = SecretsIndex(inventory_path)
+    service = keyring_service(inventory_name, inventory_path)
     if choice != "vault":
         os_keyring = find_os_keyring()
         if os_keyring is not None:
-            return KeyringStore(os_keyring, inventory_name, index)
+            return KeyringStore(os_keyring, inventory_name, service, index)
         if choice == "keyring":
             raise SecretsError(f"secrets backend 'keyring' was asked for, but keyring offers no OS keyring "
                                f"(it has {configured_backend()}); start a Secret "
                                f"Service (e.g. gnome-keyring) or set {BACKEND_ENV}=vault")
     vault = vault_path(inventory_path)
-    return VaultStore(vault, inventory_name, index, vault_password_source(inventory_name, vault,
-                                                                          vault_password))
+    return VaultStore(vault, inventory_name, index, vault_password_source(service, vault, vault_password))

@@ -18,8 +18,9 @@ from provision.connection import resolve_target
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError
 from provision.facts import Fact, FileFact, FileState
-from provision.hostkeys import DEFAULT_KNOWN_HOSTS, KnownHosts, known_hosts_name
+from provision.hostkeys import known_hosts_name, trusted_keys
 from provision.inventory import Host
+from provision.render import one_line
 from provision.tasks.client_key import ClientInfo, shorten_keys
 from provision.tasks.files import unified_diff, write_file
 
@@ -27,10 +28,9 @@ from provision.tasks.files import unified_diff, write_file
 def storage_host_keys(pins_path: Path, storage: Host) -> list[paramiko.PKey]:
     """The keys the controller verifies storage with: its pins, else ~/.ssh/known_hosts (as connections do)."""
     target = resolve_target(storage)
-    for path in (pins_path, DEFAULT_KNOWN_HOSTS.expanduser()):
-        keys = KnownHosts(path).lookup(target.hostname, target.port)
-        if keys:
-            return [keys[kind] for kind in sorted(keys)]
+    _, keys = trusted_keys(pins_path, target.hostname, target.port)
+    if keys:
+        return [keys[kind] for kind in sorted(keys)]
     raise ProvisionError(f"no host key of {storage.name} ({target.label}) pinned in {pins_path}: "
                          "run `provision hostkeys scan` first")
 
@@ -51,6 +51,7 @@ def _name_matches(pattern: str, name: str) -> bool:
 
 def pinned_known_hosts(content: str, name: str, keys: Sequence[paramiko.PKey]) -> str:
     """`content` with exactly `keys` for `name`: other hosts' entries, comments and markers kept."""
+    one_line(name, "the storage host's known_hosts name")
     wanted = [(key.get_name(), key.get_base64()) for key in keys]
     present: set[tuple[str, str]] = set()
     result: list[str] = []

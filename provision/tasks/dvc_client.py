@@ -18,7 +18,7 @@ from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
 from provision.inventory import Settings
-from provision.render import render
+from provision.render import one_line, render
 from provision.secrets import MASK
 from provision.tasks.checkout import checkout_file_facts
 from provision.tasks.client_key import ClientInfo
@@ -64,6 +64,7 @@ def _section(config: ConfigObj, name: str, *, create: bool) -> dict | None:
 
 def _set(section: dict, key: str, value: str) -> bool:
     """Set key (DVC lowercases keys: other spellings go); says whether anything changed."""
+    one_line(value, f"{key} for .dvc/config.local")
     changed = False
     for existing in [k for k in section.scalars if k.lower() == key and k != key]:
         del section[existing]

@@ -6,11 +6,14 @@ from pathlib import Path
 
 from provision.connection import HostKeyOptions, UnreachableError, resolve_target, scan_host_keys
 from provision.engine import Change, HostContext, Task
-from provision.hostkeys import KnownHosts, changed_key_message, fingerprint, pin_keys
+from provision.hostkeys import changed_key_message, fingerprint, pin_keys, trusted_keys
 
 
 class PinHostKeys(Task):
     """Pin the keys of a host seen for the first time; a pinned host is only verified.
+
+    A host the inventory's pins do not name but ~/.ssh/known_hosts does is pinned there: connections
+    trust those entries, so a scan verifies against them too and refuses a mismatch.
 
     Once a host has pins, every pinned key type must still be offered, unchanged; key types it did not
     have when pinned are not added (one scan cannot tell them apart from a man in the middle that
@@ -28,7 +31,7 @@ class PinHostKeys(Task):
         offered = {key.get_name(): key for key in scan_host_keys(ctx.host, self.keys, timeout=self.timeout)}
         for key in offered.values():
             ctx.note(f"{key.get_name()} {fingerprint(key)}")
-        pinned = KnownHosts(self.keys.pins_path).lookup(target.hostname, target.port)
+        source, pinned = trusted_keys(self.keys.pins_path, target.hostname, target.port)
         for key_type, old in pinned.items():
             new = offered.get(key_type)
             if new is None:
@@ -38,6 +41,9 @@ class PinHostKeys(Task):
             if new != old:
                 raise UnreachableError(changed_key_message(target.label, old, new, ctx.host.name))
         if pinned:
+            if source != self.keys.pins_path:
+                ctx.note(f"verified against {source}, which connections trust for this host "
+                         f"(not copied into {self.keys.pins_path.name})")
             unpinned = sorted(set(offered) - set(pinned))
             if unpinned:
                 ctx.note(f"not pinned: {', '.join(unpinned)} (forget and scan again to pin them)")

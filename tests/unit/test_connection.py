@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
 import paramiko
 import pytest
 
-from provision.connection import _lookup, _parse_jump, _TargetSlots
+from provision.connection import LocalSession, _lookup, _parse_jump, _TargetSlots
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
@@ -68,3 +69,17 @@ def test_target_slots_cap_and_shed() -> None:
     slots.shed()
     slots.shed()
     assert slots.limit == 1
+
+
+def test_local_staging_directory_is_locked_while_its_session_lives() -> None:
+    """The lock tells the next run's sweep that this directory is in use; closing removes it."""
+    session = LocalSession(timeout=10)
+    staged = Path(session.stage(b"user:password\n"))
+    try:
+        assert staged.read_bytes() == b"user:password\n"
+        assert oct(staged.stat().st_mode & 0o777) == "0o600"
+        taken = subprocess.run(["flock", "-n", str(staged.parent), "true"], check=False)
+        assert taken.returncode == 1, "a live session's staging directory must be locked"
+    finally:
+        session.close()
+    assert not staged.parent.exists()

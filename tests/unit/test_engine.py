@@ -39,6 +39,7 @@ class MemorySession:
         self.label = label
         self.files = files
         self.lines: list[str] = []
+        self.privileged: list[bool] = []
 
     def run(self, argv: Sequence[str], *, privileged: bool = False,
             timeout: float | None = None) -> CommandResult:
@@ -47,6 +48,7 @@ class MemorySession:
     def run_line(self, command: str, *, privileged: bool = False,
                  timeout: float | None = None) -> CommandResult:
         self.lines.append(command)
+        self.privileged.append(privileged)
         done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
         return CommandResult((), done.returncode, done.stdout, done.stderr)
 
@@ -195,6 +197,28 @@ def test_phase_facts_read_in_one_round_trip(inventory) -> None:
                             lambda h, s: [SetValue(files, "x", "1"), SetValue(files, "y", "2")])])
     make_engine(inventory, RunOptions(check=True), sessions).run(play)
     assert len(sessions["a"].lines) == 1
+
+
+def test_probes_batched_by_privilege(inventory) -> None:
+    """An unprivileged probe never rides along in a privileged batch (it would run as root)."""
+    sessions: dict[str, MemorySession] = {}
+
+    class Probes(Task):
+        name = "probes"
+
+        def facts(self) -> Sequence[Fact]:
+            return (CommandFact(("echo", "mine")), CommandFact(("echo", "root"), privileged=True),
+                    CommandFact(("echo", "also mine")))
+
+        def plan(self, ctx: HostContext) -> Change | None:
+            return None
+
+    play = Play("t", [Phase("p", lambda s: inventory.clients[:1], lambda h, s: [Probes()])])
+    make_engine(inventory, RunOptions(check=True), sessions).run(play)
+    session = sessions["a"]
+    assert session.privileged == [False, True]
+    assert "mine" in session.lines[0] and "also mine" in session.lines[0] and "root" not in session.lines[0]
+    assert "root" in session.lines[1] and "mine" not in session.lines[1]
 
 
 def test_forks_bound_parallelism(inventory) -> None:

@@ -19,10 +19,12 @@ from keyring.backends.chainer import ChainerBackend
 from keyring.testing.backend import BackendBasicTests
 from keyrings.alt.file import PlaintextKeyring
 
+from provision.inventory import load_inventory
 from provision.secrets import REDACTOR, SecretsError, lookup, open_store
-from provision.secrets.index import index_path
-from provision.secrets.keyring_store import KeyringStore, find_os_keyring
+from provision.secrets.index import SecretsIndex, index_path
+from provision.secrets.keyring_store import KeyringStore, find_os_keyring, keyring_service
 from provision.secrets.vault import VaultStore, vault_path
+from provision.secrets_lookup import SecretLookupForInventory
 from tests.keyring_session import SecretServiceSession, secret_service_session
 
 
@@ -75,8 +77,8 @@ def test_store_is_the_os_keyring_and_round_trips(inventory: Path) -> None:
     assert store.backend_name == "keyring (SecretService)"
     store.set("site/all/storage_password", "pw-round-trip-1")
     assert store.get("site/all/storage_password") == "pw-round-trip-1"
-    assert {"service": "provision/site", "username": "all/storage_password"}.items() <= \
-        _items("provision/site")[0].items()
+    assert {"service": keyring_service("site", inventory), "username": "all/storage_password"}.items() <= \
+        _items(keyring_service("site", inventory))[0].items()
     assert store.delete("site/all/storage_password") is True
     assert store.get("site/all/storage_password") is None
     assert store.delete("site/all/storage_password") is False
@@ -102,7 +104,7 @@ def test_values_are_registered_for_masking(inventory: Path) -> None:
     store = open_store(inventory, "site")
     store.set("site/all/become_password", "masked-on-write")
     assert REDACTOR.mask("x masked-on-write y") == "x ******** y"
-    SecretService.Keyring().set_password("provision/site", "h1/become_password", "written-elsewhere")
+    SecretService.Keyring().set_password(keyring_service("site", inventory), "h1/become_password", "written-elsewhere")
     assert store.get("site/h1/become_password") == "written-elsewhere"
     assert REDACTOR.mask("written-elsewhere") == "********"
 
@@ -131,6 +133,45 @@ def test_inventories_do_not_share_entries(inventory: Path) -> None:
         other.get("site/all/storage_password")
 
 
+def test_same_named_inventories_in_two_directories_do_not_share_entries(
+        tmp_path: Path, secret_service: SecretServiceSession) -> None:
+    """prod/site.yml and staging/site.yml are both inventory `site`: staging never gets prod's password."""
+    inventories = {}
+    for stage in ("prod", "staging"):
+        (tmp_path / stage).mkdir()
+        inventories[stage] = tmp_path / stage / "site.yml"
+        inventories[stage].write_text("all:\n  vars: {project: demo}\n  children: {storage: {hosts: {st1: {}}}}\n")
+    stored = _provision(secret_service, inventories["prod"], "set", "become_password", stdin="prod-only-sudo-pw\n")
+    assert stored.returncode == 0, stored.stderr
+    loaded = load_inventory(inventories["staging"])
+    assert loaded.name == "site"
+    assert SecretLookupForInventory(loaded)(loaded.hosts["st1"], "become_password") is None
+    missing = _provision(secret_service, inventories["staging"], "get", "--reveal", "become_password")
+    assert missing.returncode == 1 and "prod-only-sudo-pw" not in missing.stdout + missing.stderr
+    prod = load_inventory(inventories["prod"])
+    assert SecretLookupForInventory(prod)(prod.hosts["st1"], "become_password") == "prod-only-sudo-pw"
+    services = {stage: keyring_service("site", path) for stage, path in inventories.items()}
+    assert services["prod"] != services["staging"]
+    assert all(service.startswith("provision/site/") for service in services.values())
+    listed = _provision(secret_service, inventories["prod"], "list").stdout
+    assert f"keyring service: {services['prod']}" in listed
+    assert [item["username"] for item in _items(services["prod"])] == ["all/become_password"]
+    assert _items(services["staging"]) == []
+
+
+def test_entries_under_the_old_shared_service_are_never_read_silently(inventory: Path) -> None:
+    """A value an older version kept under `provision/site` is not used; the error says how to move it."""
+    SecretService.Keyring().set_password("provision/site", "all/storage_password", "old-shared-value")
+    SecretsIndex(inventory).record("site/all/storage_password", "keyring")
+    store = open_store(inventory, "site")
+    with pytest.raises(SecretsError) as raised:
+        store.get("site/all/storage_password")
+    message = str(raised.value)
+    assert "old-shared-value" not in message and "\n" not in message
+    assert "keyring get provision/site all/storage_password | provision secrets set" in message
+    assert store.get("site/all/become_password") is None
+
+
 def test_chainer_is_looked_into_for_the_real_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     """A chainer over a plaintext keyring and the Secret Service: only the Secret Service is used."""
     real = SecretService.Keyring()
@@ -148,13 +189,14 @@ def test_forced_vault_takes_its_password_from_the_keyring(inventory: Path,
 
     monkeypatch.setattr(vault, "_SCRYPT_LOG2N", vault.MIN_LOG2N)
     monkeypatch.delenv("PROVISION_VAULT_PASSWORD_FILE", raising=False)
-    SecretService.Keyring().set_password("provision/site", "vault-password", "vault-pw-in-keyring")
+    SecretService.Keyring().set_password(keyring_service("site", inventory), "vault-password", "vault-pw-in-keyring")
     store = open_store(inventory, "site", backend="vault")
     assert isinstance(store, VaultStore)
     store.set("site/all/storage_password", "kept-in-vault")
     reopened = open_store(inventory, "site", backend="vault", vault_password=b"vault-pw-in-keyring")
     assert reopened.get("site/all/storage_password") == "kept-in-vault"
-    assert "site/all/storage_password" not in {item.get("username") for item in _items("provision/site")}
+    in_keyring = {item.get("username") for item in _items(keyring_service("site", inventory))}
+    assert "site/all/storage_password" not in in_keyring
 
 
 @pytest.mark.usefixtures("secret_service")
@@ -244,22 +286,23 @@ def test_cli_uses_the_keyring(inventory: Path, secret_service: SecretServiceSess
                         stdin="cli-keyring-value\n")
     assert stored.returncode == 0, stored.stderr
     assert stored.stdout.strip() == "stored site/h1/become_password in keyring (SecretService)"
-    assert SecretService.Keyring().get_password("provision/site", "h1/become_password") == "cli-keyring-value"
+    service = keyring_service("site", inventory)
+    assert SecretService.Keyring().get_password(service, "h1/become_password") == "cli-keyring-value"
     assert _provision(secret_service, inventory, "get", "--reveal", "h1/become_password").stdout == \
         "cli-keyring-value\n"
     listed = _provision(secret_service, inventory, "list").stdout
-    assert listed.split() == ["site/h1/become_password", "keyring"]
+    assert listed.splitlines() == ["site/h1/become_password  keyring", f"keyring service: {service}"]
     refused = _provision(secret_service, inventory, "rekey")
     assert refused.returncode == 1
     assert "this inventory uses keyring (SecretService)" in refused.stderr
     assert _provision(secret_service, inventory, "delete", "h1/become_password").returncode == 0
-    assert SecretService.Keyring().get_password("provision/site", "h1/become_password") is None
+    assert SecretService.Keyring().get_password(keyring_service("site", inventory), "h1/become_password") is None
 
 
 def test_cli_rekey_updates_the_vault_password_kept_in_the_keyring(
         inventory: Path, secret_service: SecretServiceSession, tmp_path: Path) -> None:
     backend = SecretService.Keyring()
-    backend.set_password("provision/site", "vault-password", "old vault password")
+    backend.set_password(keyring_service("site", inventory), "vault-password", "old vault password")
     assert _provision(secret_service, inventory, "set", "storage_password", stdin="in-the-vault",
                       PROVISION_SECRETS_BACKEND="vault").returncode == 0
     new_file = tmp_path / "new.pass"
@@ -269,7 +312,7 @@ def test_cli_rekey_updates_the_vault_password_kept_in_the_keyring(
                          PROVISION_SECRETS_BACKEND="vault")
     assert rekeyed.returncode == 0, rekeyed.stderr
     assert "updated the vault password kept in the OS keyring" in rekeyed.stdout
-    assert backend.get_password("provision/site", "vault-password") == "new vault password"
+    assert backend.get_password(keyring_service("site", inventory), "vault-password") == "new vault password"
     assert _provision(secret_service, inventory, "get", "--reveal", "storage_password",
                       PROVISION_SECRETS_BACKEND="vault").stdout == "in-the-vault\n"
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 import pytest
 
-from provision.remote import ProbeBatch, as_user, quote_argv, script, sudo_prefix
+from provision.remote import ProbeBatch, as_user, privileged_line, quote_argv, script, sudo_prefix
 
 
 def run_sh(command: str) -> str:
@@ -55,4 +56,14 @@ def test_as_user_quotes_nested_command() -> None:
 
 def test_sudo_prefix_without_password_never_prompts() -> None:
     assert sudo_prefix(None) == ["sudo", "-n", "--"]
-    assert sudo_prefix("[p] ", "git") == ["sudo", "-S", "-p", "[p] ", "-H", "-u", "git", "--"]
+    assert sudo_prefix("[p] ", "git") == ["sudo", "-k", "-S", "-p", "[p] ", "-H", "-u", "git", "--"]
+
+
+def test_privileged_command_never_reads_the_sessions_stdin() -> None:
+    """What sudo leaves unread on stdin (the become password) never reaches the command."""
+    line = privileged_line(quote_argv(["cat"]), "[p] ")
+    argv = shlex.split(line)
+    assert argv[:argv.index("--") + 1] == sudo_prefix("[p] ")
+    command = argv[argv.index("--") + 1:]
+    done = subprocess.run(command, input="the become password\n", capture_output=True, text=True, check=True)
+    assert done.stdout == ""

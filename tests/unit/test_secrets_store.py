@@ -31,7 +31,7 @@ from provision.secrets import (
     vault,
 )
 from provision.secrets.index import SecretsIndex, index_path
-from provision.secrets.keyring_store import KeyringStore, find_os_keyring
+from provision.secrets.keyring_store import KeyringStore, find_os_keyring, keyring_service
 from provision.secrets.store import SECRET_ALPHABET
 from provision.secrets.vault import VaultStore, vault_path
 
@@ -442,7 +442,7 @@ def test_cli_without_terminal_says_how_to_supply_the_password(tmp_path: Path, in
     assert result.stderr.strip().splitlines() == [
         f"error: {vault_path(inventory)}: the vault password is needed and there is no terminal to ask on; "
         "set PROVISION_VAULT_PASSWORD_FILE to a 0600 file holding it, or keep it in the OS keyring "
-        "(service provision/site, entry vault-password)"]
+        f"(service {keyring_service('site', inventory)}, entry vault-password)"]
 
 
 @pytest.mark.parametrize("command", ["set", "get", "list", "delete", "generate", "rekey"])

@@ -3,8 +3,9 @@
 The same file must give the same hosts, groups and vars here as in `ansible-inventory -i FILE --list`,
 so parsing and precedence follow ansible-core (yaml inventory plugin, host_group_vars vars plugin,
 VariableManager). PyYAML is used, as Ansible does, so YAML 1.1 scalars (`yes`, `on`) mean the same in
-both. Every var keeps the file and line it came from, and every value of ours is validated at load,
-before any host is contacted, so errors name where to fix them.
+both. Where Ansible warns and goes on, this warns the same way; where it refuses, this refuses. Every var
+keeps the file and line it came from; our vars are validated when a command is about to use them, for
+the hosts it works on, before any host is contacted, so errors name where to fix them.
 """
 
 from __future__ import annotations
@@ -13,22 +14,16 @@ import os
 from pathlib import Path
 
 from provision.errors import InputError
-from provision.inventory.model import Group, Host, Inventory, _storage_problem
+from provision.inventory.loader import Warnings, _Vars
+from provision.inventory.model import Group, Host, Inventory, storage_problem
 from provision.inventory.parser import _Parser
-from provision.inventory.vars import (
-    _BAD_STEM,
-    CONNECTION_VARS,
-    OUR_VARS,
-    Settings,
-    _converted,
-    _Invalid,
-    _name,
-    _settings,
-)
+from provision.inventory.vars import CONNECTION_VARS, OUR_VARS, Settings, _Invalid, _name, _settings
 
 __all__ = ["CONNECTION_VARS", "INVENTORY_ENV", "OUR_VARS", "Group", "Host", "Inventory", "Settings", "load_inventory"]
 
 INVENTORY_ENV = "PROVISION_INVENTORY"
+TYPO_HINTS_ENV = "PROVISION_NO_TYPO_HINTS"
+TYPO_HINTS_VAR = "provision_typo_hints"
 _INVENTORY_SUFFIXES = ("", ".yml", ".yaml", ".json")
 
 
@@ -40,7 +35,10 @@ def _stem_name(path: Path) -> str | None:
 
 
 def load_inventory(path: str | Path | None) -> Inventory:
-    """Load and validate an inventory; None means $PROVISION_INVENTORY."""
+    """Load an inventory as Ansible does (None means $PROVISION_INVENTORY); warnings go to stderr.
+
+    Our vars are not checked here: a command checks the ones it uses, for the hosts it works on.
+    """
     if path is None or str(path) == "":
         path = os.environ.get(INVENTORY_ENV)
         if not path:
@@ -54,30 +52,26 @@ def load_inventory(path: str | Path | None) -> Inventory:
     if file_path.suffix not in _INVENTORY_SUFFIXES:
         raise InputError(f"unsupported inventory type {file_path.suffix!r}: expected a YAML file "
                          "(.yml, .yaml, .json or no extension)", file=display_path)
-    parser = _Parser(file_path, display_path)
+    warnings = Warnings()
+    parser = _Parser(file_path, display_path, warnings)
     parser.parse()
+    all_vars = parser.groups["all"].inline | parser.groups["all"].files
+    if _typo_hints_wanted(all_vars):
+        for key, (near, origin) in parser.typo_hints.items():
+            warnings.add(f"{key!r} is not a provision var but resembles {near!r}: if it is meant for provision, "
+                         f"rename it (silence these hints with {TYPO_HINTS_ENV}=1 or {TYPO_HINTS_VAR}: false)",
+                         origin)
+    warnings.emit()
 
-    merged_by_host = {name: parser.host_vars(state) for name, state in parser.hosts.items()}
-    storage_members = [name for name, state in parser.hosts.items()
-                       if "storage" in parser.memberships(state)]
-    storage: tuple[str, int] | None = None
-    if len(storage_members) == 1:
-        storage_vars = merged_by_host[storage_members[0]][0]
-        address = (_converted("ansible_host", storage_vars["ansible_host"])
-                   if "ansible_host" in storage_vars else storage_members[0])
-        port = (_converted("ansible_port", storage_vars["ansible_port"])
-                if "ansible_port" in storage_vars else 22)
-        storage = (address, port)
-    stem_name = _stem_name(file_path)
     hosts: dict[str, Host] = {}
-    for name, (merged, groups) in merged_by_host.items():
-        settings = _settings(merged, stem_name, storage, _storage_problem(storage_members), display_path)
+    for name, state in parser.hosts.items():
+        merged, groups = parser.host_vars(state)
         hosts[name] = Host(
             name=name,
             vars={key: setting.value for key, setting in merged.items()},
             groups=groups,
-            settings=settings,
             sources={key: (s.origin.file, s.origin.line) for key, s in merged.items()},
+            origin=(state.origin.file, state.origin.line),
         )
     groups = {
         name: Group(name=name, hosts=list(state.hosts), children=list(state.children),
@@ -85,27 +79,28 @@ def load_inventory(path: str | Path | None) -> Inventory:
                     parents=list(state.parents), depth=state.depth, priority=state.priority)
         for name, state in parser.groups.items()
     }
-    return Inventory(path=file_path, name=_inventory_name(parser, hosts, stem_name, display_path),
-                     hosts=hosts, groups=groups, display_path=display_path)
+    inventory = Inventory(path=file_path, hosts=hosts, groups=groups, display_path=display_path,
+                          name_setting=all_vars.get("inventory_name"), stem_name=_stem_name(file_path))
 
+    def storage_address() -> tuple[str, int]:
+        members = inventory.storage_members()
+        if len(members) != 1:
+            raise InputError(f"{storage_problem(members)} (or set storage_address)", file=display_path)
+        storage = inventory.hosts[members[0]]
+        return storage.address, storage.port or 22
 
-def _inventory_name(parser: _Parser, hosts: dict[str, Host], stem_name: str | None,
-                    display_path: str) -> str:
-    """One inventory_name for the whole inventory: it scopes secrets and pins."""
-    first: Host | None = None
+    def resolve_settings(host: Host) -> Settings:
+        merged = {key: host.sourced(key) for key in host.vars if isinstance(key, str)}
+        return _settings(merged, inventory.name, storage_address, display_path)
+
     for host in hosts.values():
-        if first is None:
-            first = host
-        elif host.settings.inventory_name != first.settings.inventory_name:
-            file, line = host.source("inventory_name") or first.source("inventory_name") or (display_path, 0)
-            raise InputError(f"hosts {first.name!r} and {host.name!r} have different inventory_name values: "
-                             "set it once, under all: vars:", file=file, line=line or None,
-                             key="inventory_name")
-    if first is not None:
-        return first.settings.inventory_name
-    all_vars = parser.groups["all"].inline | parser.groups["all"].files
-    if "inventory_name" in all_vars:
-        return _converted("inventory_name", all_vars["inventory_name"])
-    if stem_name is None:
-        raise InputError(_BAD_STEM, file=display_path, key="inventory_name")
-    return stem_name
+        host.resolve_settings = resolve_settings
+    return inventory
+
+
+def _typo_hints_wanted(all_vars: _Vars) -> bool:
+    """Hints unless PROVISION_NO_TYPO_HINTS=1 or `provision_typo_hints: false` under `all`."""
+    if os.environ.get(TYPO_HINTS_ENV, "") not in ("", "0"):
+        return False
+    setting = all_vars.get(TYPO_HINTS_VAR)
+    return setting is None or str(setting.value).strip().lower() not in ("false", "no", "off", "0")

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import datetime
+import functools
+import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from provision.errors import InputError
-from provision.inventory.loader import _Origin, _SourcedValue
-from provision.inventory.vars import Settings, _converted
+from provision.inventory.loader import UnsafeText, VaultedValue, Warnings, _Origin, _SourcedValue
+from provision.inventory.vars import (
+    BAD_STEM,
+    CONNECTION_VARS,
+    DEFAULTS,
+    Settings,
+    _converted,
+    _host_address,
+    _Invalid,
+    marker_name,
+)
 from provision.patterns import match_hosts
 
 # ansible-inventory drops these from host vars: Ansible computes them itself.
@@ -25,25 +37,43 @@ _ANSIBLE_INTERNAL_VARS = frozenset({
 })
 
 
+#: Ansible's password vars: provision never reads them, but a vaulted one on a host it must reach means the
+#: password is meant for it, and it can only come from `provision secrets`.
+_PASSWORD_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_become_password", "ansible_become_pass")
+
+
 @dataclass
 class Host:
-    """One inventory host: Ansible's merged vars, its groups, and our settings."""
+    """One inventory host: Ansible's merged vars, its groups, and our settings (checked when first read)."""
 
     name: str
-    vars: dict[str, Any]
+    vars: dict[Any, Any]
     groups: list[str]
-    settings: Settings
-    sources: dict[str, tuple[str, int]] = field(default_factory=dict, repr=False)
+    sources: dict[Any, tuple[str, int]] = field(default_factory=dict, repr=False)
+    origin: tuple[str, int] = ("", 0)
+    resolve_settings: Callable[[Host], Settings] | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        """Our vars with defaults applied, each checked: InputError (file, line, var) on the first read."""
+        if self.resolve_settings is None:
+            raise InputError(f"host {self.name} belongs to no inventory")
+        return self.resolve_settings(self)
 
     def source(self, key: str) -> tuple[str, int] | None:
         """File and line where the winning value of `key` was set, None when unset."""
         return self.sources.get(key)
 
-    def _var(self, key: str) -> Any:
-        if key not in self.vars:
-            return None
+    def sourced(self, key: str) -> _SourcedValue:
         file, line = self.sources[key]
-        return _converted(key, _SourcedValue(self.vars[key], _Origin(file, line)))
+        return _SourcedValue(self.vars[key], _Origin(file, line))
+
+    def _var(self, key: str) -> Any:
+        return _converted(key, self.sourced(key)) if key in self.vars else None
+
+    def setting(self, key: str) -> Any:
+        """One of our vars that has a fixed default, checked, without needing the others (e.g. `project`)."""
+        return self._var(key) if key in self.vars else DEFAULTS[key]
 
     @property
     def address(self) -> str:
@@ -75,6 +105,38 @@ class Host:
     def become_user(self) -> str:
         return self._var("ansible_become_user") or "root"
 
+    def _refuse(self, why: str, key: str | None = None) -> InputError:
+        file, line = self.source(key) if key and key in self.sources else self.origin
+        return InputError(f"host {self.name}: {why}", file=file or None, line=line or None, key=key)
+
+    def check_reachable(self) -> None:
+        """Refuse, before anything is touched, a host provision must connect to but cannot handle safely."""
+        connection = self.vars.get("ansible_connection", "ssh")
+        if connection not in ("ssh", "local"):
+            raise self._refuse(f"ansible_connection is {connection!r}, and provision connects only with ssh "
+                               "(or local): set ansible_connection: ssh for it, or leave it out with --limit",
+                               "ansible_connection")
+        if "ansible_host" not in self.vars:
+            try:
+                _host_address(self.name)
+            except _Invalid:
+                raise self._refuse("its name is not a hostname or IP address that ssh can reach: set "
+                                   "ansible_host to its address") from None
+        for key in CONNECTION_VARS:
+            self._var(key)
+        for key in _PASSWORD_VARS:
+            if isinstance(self.vars.get(key), VaultedValue):
+                raise self._refuse(f"{key} is encrypted with ansible-vault, which provision cannot read: remove it "
+                                   "and store the password with `provision secrets set --scope HOST "
+                                   "become_password`", key)
+
+    def check_marker(self) -> None:
+        """A client's name becomes part of its key lines' marker: it must be a plain name."""
+        why = marker_name(self.name)
+        if why is not None:
+            raise self._refuse(f"its name cannot mark its key lines on storage ({why}): give the host a plain "
+                               "name and its address in ansible_host")
+
 
 @dataclass
 class Group:
@@ -92,13 +154,23 @@ class Group:
 
 @dataclass
 class Inventory:
-    """A loaded, validated inventory."""
+    """A loaded inventory: Ansible's structure and vars; our vars are checked when a command reads them."""
 
     path: Path
-    name: str
     hosts: dict[str, Host]
     groups: dict[str, Group]
     display_path: str = ""
+    name_setting: _SourcedValue | None = None
+    stem_name: str | None = None
+
+    @functools.cached_property
+    def name(self) -> str:
+        """inventory_name (set under `all`) or the file's stem: it scopes secrets, pins and key markers."""
+        if self.name_setting is not None:
+            return _converted("inventory_name", self.name_setting)
+        if self.stem_name is None:
+            raise InputError(BAD_STEM, file=self.display_path, key="inventory_name")
+        return self.stem_name
 
     @property
     def known_hosts_path(self) -> Path:
@@ -114,28 +186,46 @@ class Inventory:
             index += 1
         return list(dict.fromkeys(host for name in order for host in self.groups[name].hosts))
 
-    def select(self, pattern: str | None) -> list[Host]:
-        """Hosts matching an Ansible pattern (`--limit`), in inventory order."""
+    def match(self, pattern: str | None) -> list[Host]:
+        """Hosts matching an Ansible pattern (`--limit`), in inventory order; none is a warning, as in Ansible."""
         if pattern is None or pattern == "all":
             return list(self.hosts.values())
         if pattern.startswith("@"):
             raise InputError(f"--limit {pattern!r}: limit files are not supported; list the hosts")
+        warnings = Warnings()
         selected = set(match_hosts(pattern, list(self.hosts),
-                                   {name: self.group_hosts(name) for name in self.groups}))
+                                   {name: self.group_hosts(name) for name in self.groups}, warnings.add))
+        warnings.emit()
+        return [host for name, host in self.hosts.items() if name in selected]
+
+    def select(self, pattern: str | None) -> list[Host]:
+        """Hosts a play works on: as `match`, but selecting none is an error."""
+        selected = self.match(pattern)
         if not selected:
             raise InputError(f"no host matches --limit {pattern!r} in {self.display_path}: "
                              "use host names, groups, globs or ~regex")
-        return [host for name, host in self.hosts.items() if name in selected]
+        return selected
 
-    def _storage_hosts(self) -> list[str]:
+    def check_targets(self, hosts: Iterable[Host], *, clients: Iterable[Host] = ()) -> None:
+        """Refuse, before anything is touched, hosts a play must reach but cannot handle safely.
+
+        `clients` also get key lines on storage, so their names must make markers.
+        """
+        for host in hosts:
+            host.check_reachable()
+        for host in clients:
+            host.check_marker()
+
+    def storage_members(self) -> list[str]:
+        """Hosts of group `storage` (there must be exactly one)."""
         return self.group_hosts("storage") if "storage" in self.groups else []
 
     @property
     def storage(self) -> Host:
         """The one host of group `storage`."""
-        members = self._storage_hosts()
+        members = self.storage_members()
         if len(members) != 1:
-            raise InputError(_storage_problem(members), file=self.display_path)
+            raise InputError(storage_problem(members), file=self.display_path)
         return self.hosts[members[0]]
 
     @property
@@ -144,14 +234,15 @@ class Inventory:
         return [host for host in self.hosts.values() if "storage" not in host.groups]
 
     def to_ansible_list(self, limit: str | None = None) -> dict[str, Any]:
-        """The document `ansible-inventory -i FILE --list` prints, as a dict (`--limit`: hostvars of those hosts)."""
-        wanted = {host.name for host in self.select(limit)}
+        """The document `ansible-inventory -i FILE --list [--limit PATTERN]` prints, as a dict."""
+        wanted = {host.name for host in self.match(limit)}
         result: dict[str, Any] = {}
         for name in self._reachable_groups():
             group = self.groups[name]
             entry: dict[str, Any] = {}
-            if name != "all" and group.hosts:
-                entry["hosts"] = list(group.hosts)
+            hosts = [host for host in group.hosts if host in wanted]
+            if name != "all" and hosts:
+                entry["hosts"] = hosts
             if group.children:
                 entry["children"] = list(group.children)
             if entry:
@@ -160,7 +251,7 @@ class Inventory:
         for host in self.hosts.values():
             if host.name not in wanted:
                 continue
-            shown = {k: _as_json(v) for k, v in host.vars.items() if k not in _ANSIBLE_INTERNAL_VARS}
+            shown = _as_json({k: v for k, v in host.vars.items() if k not in _ANSIBLE_INTERNAL_VARS})
             if shown:
                 hostvars[host.name] = shown
         result["_meta"] = {"hostvars": hostvars, "profile": "inventory_legacy"}
@@ -188,10 +279,16 @@ class Inventory:
 
 
 def _as_json(value: Any) -> Any:
-    """YAML dates and times as ansible-inventory prints them (ISO 8601 strings)."""
+    """A value as ansible-inventory prints it: dates in ISO 8601, sets as lists, `!unsafe` and `!vault` marked,
+    non-string keys as JSON writes them."""
+    if isinstance(value, UnsafeText):
+        return {"__ansible_unsafe": str(value)}
+    if isinstance(value, VaultedValue):
+        return {"__ansible_vault": value.ciphertext}
     if isinstance(value, dict):
-        return {key: _as_json(item) for key, item in value.items()}
-    if isinstance(value, list):
+        return {key if isinstance(key, str) else json.dumps(key, default=str).strip('"'): _as_json(item)
+                for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
         return [_as_json(item) for item in value]
     if isinstance(value, datetime.date):
         return value.isoformat()
@@ -202,7 +299,7 @@ def _graph_line(text: str, depth: int) -> str:
     return "  |" * depth + "--" + text if depth else text
 
 
-def _storage_problem(members: list[str]) -> str:
+def storage_problem(members: list[str]) -> str:
     if not members:
         return "no host in group 'storage': put exactly one host there"
     return f"group 'storage' must hold exactly one host, found {len(members)}: {', '.join(members)}"

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from provision.errors import InputError
-from provision.inventory.loader import _line, _Origin, _read_yaml, _Vars
-from provision.inventory.vars import _check_entity_name, _check_var, _Invalid, _priority
+from provision.inventory.loader import Warnings, _line, _Origin, _read_yaml, _SourcedValue, _Vars
+from provision.inventory.vars import _describe, probable_typo
 from provision.patterns import expand_hostname_range, parse_address
 
 _VARS_FILE_SUFFIXES = (".yml", ".yaml", ".json")
+#: Characters Ansible warns about in group names (it keeps the names as they are).
+_INVALID_GROUP_CHARS = re.compile(r"^[\d\W]|[^\w]")
+#: Identifiers that Ansible still refuses as var names (Jinja's constants).
+_JINJA_KEYWORDS = frozenset({"False", "None", "True", "false", "none", "not", "true"})
 
 
 @dataclass
@@ -31,6 +36,7 @@ class _GroupState:
 @dataclass
 class _HostState:
     name: str
+    origin: _Origin
     groups: list[str] = field(default_factory=list)
     inline: _Vars = field(default_factory=dict)
     files: _Vars = field(default_factory=dict)
@@ -52,13 +58,20 @@ def _vars_dir_files(directory: Path) -> list[Path]:
 
 
 class _Parser:
-    """Builds groups and hosts from the YAML inventory the way Ansible's yaml plugin does."""
+    """Builds groups and hosts from the YAML inventory the way Ansible's yaml plugin does.
 
-    def __init__(self, path: Path, display_path: str) -> None:
+    Where Ansible warns and skips (a group that is not a mapping, an unknown key in a group, a var
+    name that is no identifier), this warns in Ansible's words and skips; where Ansible refuses, this
+    refuses with the file and line.
+    """
+
+    def __init__(self, path: Path, display_path: str, warnings: Warnings) -> None:
         self.path = path
         self.display_path = display_path
+        self.warnings = warnings
         self.groups: dict[str, _GroupState] = {}
         self.hosts: dict[str, _HostState] = {}
+        self.typo_hints: dict[str, tuple[str, _Origin]] = {}
         for name in ("all", "ungrouped"):
             self.groups[name] = _GroupState(name)
         self._add_child("all", "ungrouped", _Origin(display_path, 1))
@@ -67,7 +80,7 @@ class _Parser:
         return _Origin(self.display_path, line)
 
     def parse(self) -> None:
-        data = _read_yaml(self.path, self.display_path)
+        data = _read_yaml(self.path, self.display_path, self.warnings)
         if not data:
             raise InputError("the inventory is empty: expected a mapping starting with 'all:'",
                              file=self.display_path)
@@ -82,48 +95,89 @@ class _Parser:
         self._reconcile()
         self._load_vars_files()
 
-    def _parse_group(self, name: Any, body: Any, line: int) -> str:
-        origin = self.origin(line)
-        name = _check_entity_name(name, "group", origin)
-        if body is not None and not isinstance(body, dict):
-            raise InputError(f"group {name!r} must be a mapping of hosts, vars and children, "
-                             f"got {type(body).__name__}", file=origin.file, line=line)
+    def _add_group(self, name: Any, origin: _Origin) -> str:
+        if not isinstance(name, str):
+            raise InputError(f"Invalid group name supplied, expected a string but got {type(name)} for {name}",
+                             file=origin.file, line=origin.line)
+        if not name:
+            raise InputError("Invalid empty/false group name provided", file=origin.file, line=origin.line)
+        if _INVALID_GROUP_CHARS.search(name):
+            self.warnings.add("Invalid characters were found in group names but not replaced, use -vvvv to see "
+                              f"details (group {name!r})", origin)
         self.groups.setdefault(name, _GroupState(name))
-        for section, content in (body or {}).items():
-            section_line = _line(body, section, line)
-            if section not in ("hosts", "vars", "children"):
-                raise InputError(f"unexpected key in group {name!r}: only hosts, vars and children are "
-                                 "valid", file=origin.file, line=section_line, key=str(section))
+        return name
+
+    def _parse_group(self, name: Any, body: Any, line: int) -> Any:
+        origin = self.origin(line)
+        if body is not None and not isinstance(body, dict):
+            self.warnings.add(f"Skipping '{name}' as this is not a valid group definition", origin)
+            return name
+        name = self._add_group(name, origin)
+        if body is None:
+            return name
+        sections = {}
+        for section in ("vars", "children", "hosts"):
+            if section not in body:
+                continue
+            content = body[section]
             if isinstance(content, str):
                 content = {content: None}
-            if content is None:
+            if content is not None and not isinstance(content, dict):
+                raise InputError(f'Invalid "{section}" entry for "{name}" group, requires a dictionary, found '
+                                 f'"{type(content)}" instead.', file=origin.file, line=_line(body, section, line))
+            sections[section] = content
+        for key, content in body.items():
+            key_origin = self.origin(_line(body, key, line))
+            content = sections.get(key, content)
+            if content is not None and not isinstance(content, dict):
+                self.warnings.add(f"Skipping key ({key}) in group ({name}) as it is not a mapping, it is a "
+                                  f"{type(content)}", key_origin)
+            elif content is None:
                 continue
-            if not isinstance(content, dict):
-                raise InputError(f"{section} of group {name!r} must be a mapping, got "
-                                 f"{type(content).__name__}", file=origin.file, line=section_line)
-            for key, value in content.items():
-                key_line = _line(content, key, section_line)
-                if section == "vars":
-                    self._set_group_var(name, key, value, self.origin(key_line))
-                elif section == "children":
-                    child = self._parse_group(key, value, key_line)
-                    self._add_child(name, child, self.origin(key_line))
-                else:
-                    self._parse_hosts(name, key, value, self.origin(key_line))
+            elif key == "vars":
+                for var, value in content.items():
+                    self._set_group_var(name, var, value, self.origin(_line(content, var, key_origin.line)))
+            elif key == "children":
+                for child_name, child_body in content.items():
+                    child_origin = self.origin(_line(content, child_name, key_origin.line))
+                    child = self._parse_group(child_name, child_body, child_origin.line)
+                    self._add_child(name, child, child_origin)
+            elif key == "hosts":
+                for pattern, host_vars in content.items():
+                    self._parse_hosts(name, pattern, host_vars, self.origin(_line(content, pattern, key_origin.line)))
+            else:
+                self.warnings.add(f'Skipping unexpected key ({key}) in group ({name}), only "vars", "children" and '
+                                  '"hosts" are valid', key_origin)
         return name
 
     def _set_group_var(self, group: str, key: Any, value: Any, origin: _Origin) -> None:
+        self._check_var_name(key, origin)
         if key == "ansible_group_priority":
             try:
-                self.groups[group].priority = _priority(value)
-            except _Invalid as error:
-                raise InputError(str(error), file=origin.file, line=origin.line, key=key) from None
+                self.groups[group].priority = int(value)
+            except (TypeError, ValueError):
+                raise InputError(f"expected an integer, got {_describe(value)}", file=origin.file,
+                                 line=origin.line, key=key) from None
             return
-        self.groups[group].inline[key] = _check_var(key, value, origin)
+        self.groups[group].inline[key] = self._sourced(key, value, origin)
+
+    def _check_var_name(self, key: Any, origin: _Origin) -> None:
+        """Ansible accepts any scalar as a var name but deprecates names that are no identifiers."""
+        if not (isinstance(key, str) and key.isidentifier() and key.isascii() and key not in _JINJA_KEYWORDS):
+            self.warnings.add(f"Accepting inventory variable with invalid name {key!r}.", origin,
+                              kind="DEPRECATION WARNING")
+
+    def _sourced(self, key: Any, value: Any, origin: _Origin) -> _SourcedValue:
+        """The value with where it was set; a name close to one of ours is remembered for a typo hint."""
+        if isinstance(key, str) and key not in self.typo_hints:
+            near = probable_typo(key)
+            if near is not None:
+                self.typo_hints[key] = (near, origin)
+        return _SourcedValue(value, origin)
 
     def _parse_hosts(self, group: str, pattern: Any, host_vars: Any, origin: _Origin) -> None:
         if not isinstance(pattern, str):
-            raise InputError(f"host name {pattern!r} must be a string: quote it",
+            raise InputError(f"Host pattern {pattern} must be a string. Enclose integers/floats in quotation marks.",
                              file=origin.file, line=origin.line)
         try:
             base, port = parse_address(pattern)
@@ -133,23 +187,25 @@ class _Parser:
             names = expand_hostname_range(base)
         except ValueError as error:
             raise InputError(f"bad host range: {error}", file=origin.file, line=origin.line) from None
-        if host_vars is None:
-            host_vars = {}
+        host_vars = host_vars or {}
         if not isinstance(host_vars, dict):
-            raise InputError(f"vars of host {pattern!r} must be a mapping, got {type(host_vars).__name__}",
+            raise InputError(f"Invalid data from file, expected dictionary and got: {host_vars!r}",
                              file=origin.file, line=origin.line)
         for name in names:
-            name = _check_entity_name(name, "host", origin)
+            if not name:
+                raise InputError("Invalid empty host name provided", file=origin.file, line=origin.line)
             host = self.hosts.get(name)
             if host is None:
-                host = self.hosts[name] = _HostState(name)
+                host = self.hosts[name] = _HostState(name, origin=origin)
                 if port:
-                    host.inline["ansible_port"] = _check_var("ansible_port", port, origin)
+                    host.inline["ansible_port"] = _SourcedValue(port, origin)
             if name not in self.groups[group].hosts:
                 self.groups[group].hosts.append(name)
                 host.groups.append(group)
             for key, value in host_vars.items():
-                host.inline[key] = _check_var(key, value, self.origin(_line(host_vars, key, origin.line)))
+                key_origin = self.origin(_line(host_vars, key, origin.line))
+                self._check_var_name(key, key_origin)
+                host.inline[key] = self._sourced(key, value, key_origin)
 
     def ancestors(self, group: str) -> set[str]:
         found: set[str] = set()
@@ -161,11 +217,21 @@ class _Parser:
                 pending.extend(self.groups[parent].parents)
         return found
 
-    def _add_child(self, parent: str, child: str, origin: _Origin) -> None:
+    def _add_host_child(self, parent: str, child: Any, origin: _Origin) -> None:
+        """A child that is no group (its definition was skipped) may still name a host, as in Ansible."""
+        if child not in self.hosts:
+            raise InputError(f"{child} is not a known host nor group", file=origin.file, line=origin.line)
+        if child not in self.groups[parent].hosts:
+            self.groups[parent].hosts.append(child)
+            self.hosts[child].groups.append(parent)
+
+    def _add_child(self, parent: str, child: Any, origin: _Origin) -> None:
         if parent == child or child in self.ancestors(parent):
-            raise InputError(f"making {child!r} a child of {parent!r} creates a loop of groups",
+            raise InputError(f"Adding group '{child}' as child to '{parent}' creates a recursive dependency loop.",
                              file=origin.file, line=origin.line)
-        if child not in self.groups[parent].children:
+        if child not in self.groups:
+            self._add_host_child(parent, child, origin)
+        elif child not in self.groups[parent].children:
             self.groups[parent].children.append(child)
             if parent not in self.groups[child].parents:
                 self.groups[child].parents.append(parent)
@@ -214,10 +280,11 @@ class _Parser:
     def _vars_files(self, subdir: str, name: str) -> _Vars:
         """Vars of group_vars/NAME or host_vars/NAME: a file (NAME, .yml, .yaml, .json) or a directory."""
         base = self.path.parent / subdir
-        if not base.exists():
+        if not base.exists() or name.startswith("/"):
             return {}
         if not base.is_dir():
-            raise InputError(f"{subdir} must be a directory of vars files", file=self._display(base))
+            self.warnings.add(f"Found {subdir} that is not a directory, skipping: {self._display(base)}")
+            return {}
         files: list[Path] = []
         for suffix in ("", *_VARS_FILE_SUFFIXES):
             candidate = base / f"{name}{suffix}"
@@ -227,14 +294,14 @@ class _Parser:
         merged: _Vars = {}
         for path in files:
             display = self._display(path)
-            data = _read_yaml(path, display)
+            data = _read_yaml(path, display, self.warnings)
             if not data:
                 continue
             if not isinstance(data, dict):
                 raise InputError(f"expected a mapping of variable names to values, got {type(data).__name__}",
                                  file=display, line=1)
             for key, value in data.items():
-                merged[key] = _check_var(key, value, _Origin(display, _line(data, key, 1)))
+                merged[key] = self._sourced(key, value, _Origin(display, _line(data, key, 1)))
         return merged
 
     def sorted_groups(self, names: Iterable[str]) -> list[str]:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from provision.errors import InputError
-from provision.inventory.loader import _Origin, _SourcedValue, _Vars
+from provision.inventory.loader import VaultedValue, _SourcedValue, _Vars
 
 _TRUE_WORDS = frozenset({"y", "yes", "on", "1", "true", "t"})
 _FALSE_WORDS = frozenset({"n", "no", "off", "0", "false", "f"})
@@ -297,8 +297,13 @@ def _edit_distance(left: str, right: str) -> int:
     return rows[-1][-1]
 
 
-def _probable_typo(key: str) -> str | None:
-    """One of our vars that `key` is within two edits of (one edit for short names like `auth`)."""
+def probable_typo(key: str) -> str | None:
+    """One of our vars that `key` is within two edits of (one edit for short names like `auth`).
+
+    Names of Ansible's own (`ansible_*`) and our own vars are no typos.
+    """
+    if key in _CHECKS or key.startswith("ansible_"):
+        return None
     for ours in sorted(OUR_VARS):
         limit = 1 if min(len(ours), len(key)) <= 5 else 2
         if _edit_distance(key, ours) <= limit:
@@ -308,34 +313,23 @@ def _probable_typo(key: str) -> str | None:
 
 def _converted(key: str, setting: _SourcedValue) -> Any:
     """The checked, normalized value of one of our vars; InputError naming where it was set."""
+    if isinstance(setting.value, VaultedValue):
+        raise InputError("is encrypted with ansible-vault (!vault), which provision cannot read: write the value "
+                         "itself, and keep secrets in `provision secrets`", file=setting.origin.file,
+                         line=setting.origin.line, key=key)
     try:
         return _CHECKS[key](setting.value)
     except _Invalid as error:
         raise InputError(str(error), file=setting.origin.file, line=setting.origin.line, key=key) from None
 
 
-def _check_var(key: Any, value: Any, origin: _Origin) -> _SourcedValue:
-    """Validate one occurrence of a var, wherever it is written, so that errors point at it."""
-    if not isinstance(key, str):
-        raise InputError(f"variable names must be strings, got {_describe(key)}: quote it",
-                         file=origin.file, line=origin.line)
-    setting = _SourcedValue(value, origin)
-    if key in _CHECKS:
-        _converted(key, setting)
-    elif not key.startswith("ansible_"):
-        near = _probable_typo(key)
-        if near is not None:
-            raise InputError(f"unknown variable, probable typo of {near}: rename it (or pick a name "
-                             "further from provision's vars)", file=origin.file, line=origin.line, key=key)
-    return setting
-
-
-def _check_entity_name(name: Any, kind: str, origin: _Origin) -> str:
+def marker_name(name: str) -> str | None:
+    """Why a host name cannot be part of a key line's marker `provision:<inventory>:<host>`, or None."""
     try:
-        return _name(name)
+        _name(name)
     except _Invalid as error:
-        raise InputError(f"bad {kind} name: {error}", file=origin.file, line=origin.line) from None
-
+        return str(error)
+    return None
 
 
 @dataclass(frozen=True)
@@ -381,9 +375,9 @@ class Settings:
 
 # ---------------------------------------------------------------- settings
 
-_BAD_STEM = ("the inventory file's name is not a valid inventory_name: set inventory_name "
+BAD_STEM = ("the inventory file's name is not a valid inventory_name: set inventory_name "
              "(letters, digits, . _ -)")
-_DEFAULTS: dict[str, Any] = {
+DEFAULTS: dict[str, Any] = {
     "dvc_remote": "data",
     "nfs_root": "/mnt/nfs",
     "server_cache": "separate",
@@ -401,31 +395,40 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def _settings(merged: _Vars, stem_name: str | None, storage: tuple[str, int] | None,
-              storage_problem: str, display_path: str) -> Settings:
+def _settings(merged: _Vars, inventory_name: str, storage: Callable[[], tuple[str, int]], display_path: str
+              ) -> Settings:
+    """Our vars for one host; `storage` gives the storage host's address and port (InputError when there is
+    no single storage host) and is only asked when storage_address is not set."""
     def value(key: str, default: Any = None) -> Any:
         return _converted(key, merged[key]) if key in merged else default
 
     if "project" not in merged:
         raise InputError("required: set project (the repository name), e.g. under all: vars:",
                          file=display_path, key="project")
-    if "storage_address" not in merged and storage is None:
-        raise InputError(f"{storage_problem} (or set storage_address)", file=display_path)
-    inventory_name = value("inventory_name", stem_name)
-    if inventory_name is None:
-        raise InputError(_BAD_STEM, file=display_path, key="inventory_name")
+    own_name = value("inventory_name", inventory_name)
+    if own_name != inventory_name:
+        origin = merged["inventory_name"].origin
+        raise InputError(f"{own_name!r} differs from the inventory's name {inventory_name!r}: set inventory_name "
+                         "once, under all: vars:", file=origin.file, line=origin.line, key="inventory_name")
+    if "storage_address" in merged:
+        storage_address = value("storage_address")
+        try:
+            storage_port = storage()[1]
+        except InputError:  # no single storage host: its port cannot be the default
+            storage_port = 22
+    else:
+        storage_address, storage_port = storage()
     project = value("project")
-    nfs_root = value("nfs_root", _DEFAULTS["nfs_root"]).rstrip("/")
+    nfs_root = value("nfs_root", DEFAULTS["nfs_root"]).rstrip("/")
     return Settings(
-        **{key: value(key, default) for key, default in _DEFAULTS.items()},
+        **{key: value(key, default) for key, default in DEFAULTS.items()},
         inventory_name=inventory_name,
         project=project,
         dvc_storage=value("dvc_storage", f"{nfs_root}/cache"),
         git_remote=value("git_remote", f"{nfs_root}/git/{project}.git"),
         server_repo=value("server_repo", f"{nfs_root}/{project}"),
-        storage_address=value("storage_address", storage[0] if storage else None),
-        storage_port=value("storage_port", storage[1] if storage else 22),
+        storage_address=storage_address,
+        storage_port=value("storage_port", storage_port),
         workdir=value("workdir", f"~/{project}"),
         client_key=value("client_key", f"~/.ssh/id_ed25519_{project}"),
     )
-

@@ -145,10 +145,11 @@ def _split_subscript(pattern: str, warn: Warn) -> tuple[str, tuple[int, int | No
 
 
 def _match_one(pattern: str, host_names: Sequence[str], group_hosts: Mapping[str, Sequence[str]],
-               warn: Warn) -> list[str]:
+               localhost: str | None, warn: Warn) -> list[str]:
     """Hosts of every group the pattern names, plus hosts it names when it is a glob or regex.
 
-    As in Ansible, the subscript applies to that list before duplicates are removed.
+    As in Ansible, the subscript applies to that list before duplicates are removed, and `localhost`,
+    `127.0.0.1` or `::1` name the inventory's first localhost-like host when nothing else matches.
     """
     expression, subscript = _split_subscript(pattern, warn)
     regex = _compile(expression)
@@ -158,6 +159,8 @@ def _match_one(pattern: str, host_names: Sequence[str], group_hosts: Mapping[str
         matched.extend(group_hosts[group])
     if not groups or expression.startswith("~") or any(c in expression for c in ".?*["):
         matched.extend(name for name in host_names if regex.match(name))
+    if not matched and expression in LOCALHOST_NAMES and localhost is not None:
+        matched.append(localhost)
     if not matched and not groups and expression != "all" and expression not in LOCALHOST_NAMES:
         warn(f"Could not match supplied host pattern, ignoring: {expression}")
     if subscript is None or not matched:
@@ -172,11 +175,13 @@ def _match_one(pattern: str, host_names: Sequence[str], group_hosts: Mapping[str
 
 
 def match_hosts(pattern: str, host_names: Sequence[str],
-                group_hosts: Mapping[str, Sequence[str]], warn: Warn = lambda message: None) -> list[str]:
+                group_hosts: Mapping[str, Sequence[str]], warn: Warn = lambda message: None,
+                localhost: str | None = None) -> list[str]:
     """Host names selected by an Ansible pattern, in the order Ansible evaluates them.
 
     `group_hosts` maps each group (`all` and `ungrouped` included) to its hosts, descendants included;
-    `warn` receives Ansible's warnings (a part that matches nothing, a removed subscript form).
+    `warn` receives Ansible's warnings (a part that matches nothing, a removed subscript form);
+    `localhost` is the inventory's first host named like the local machine, if any.
     """
     known = set(host_names)
     selected: dict[str, None] = {}
@@ -184,7 +189,7 @@ def match_hosts(pattern: str, host_names: Sequence[str],
         if part in known:
             selected.setdefault(part)
             continue
-        matched = _match_one(part[1:] if part[0] in "!&" else part, host_names, group_hosts, warn)
+        matched = _match_one(part[1:] if part[0] in "!&" else part, host_names, group_hosts, localhost, warn)
         if part[0] == "!":
             excluded = set(matched)
             selected = {name: None for name in selected if name not in excluded}

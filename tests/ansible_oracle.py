@@ -2,10 +2,11 @@
 
 Run as a script with the venv's Python (ansible-core is a dev dependency): it reads a JSON list of jobs
 `{"path": FILE, "limits": [PATTERN or null, ...]}` from stdin and prints a JSON list of results
-`{"error": TEXT or null, "lists": [DOCUMENT, ...], "warnings": [TEXT, ...]}`. The inventory is parsed
-once per job (as ansible-inventory's _play_prereqs does) and each limit is applied with ansible-inventory's own code (InventoryCLI.json_inventory
-and dump), which is what the CLI runs, without paying ~1 s of start-up per call. A source that the
-yaml plugin cannot parse is an error here (ansible-inventory would only warn and list nothing).
+`{"error": TEXT or null, "lists": [DOCUMENT, ...], "warnings": [TEXT, ...]}`. Each inventory is parsed
+once (as ansible-inventory's _play_prereqs does) and each limit is applied with ansible-inventory's own
+code (InventoryCLI.json_inventory and dump), which is what the CLI runs, without paying ~1 s of start-up
+per call. A source that the yaml plugin cannot parse is an error here (ansible-inventory would only warn
+and list nothing).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def run(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
-    from ansible.vars.manager import VariableManager
     from ansible.utils.display import Display
+    from ansible.vars.manager import VariableManager
 
     warnings: list[str] = []
 

@@ -89,10 +89,9 @@ class _MarkedLoader(yaml.SafeLoader):
     def construct_marked_map(self, node: yaml.MappingNode) -> Iterable[_MarkedDict]:
         mapping = _MarkedDict()
         yield mapping
+        self.flatten_mapping(node)
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             try:
@@ -104,7 +103,6 @@ class _MarkedLoader(yaml.SafeLoader):
                 self.warnings.add(f"Found duplicate mapping key {key!r}. Using last defined value only.",
                                   _Origin(self.display_path, line))
             seen.add(key)
-        self.flatten_mapping(node)
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             mapping[key] = self.construct_object(value_node, deep=False)

@@ -23,7 +23,7 @@ from provision.inventory.vars import (
     _Invalid,
     marker_name,
 )
-from provision.patterns import match_hosts
+from provision.patterns import LOCALHOST_NAMES, match_hosts
 
 # ansible-inventory drops these from host vars: Ansible computes them itself.
 _ANSIBLE_INTERNAL_VARS = frozenset({
@@ -40,6 +40,20 @@ _ANSIBLE_INTERNAL_VARS = frozenset({
 #: Ansible's password vars: provision never reads them, but a vaulted one on a host it must reach means the
 #: password is meant for it, and it can only come from `provision secrets`.
 _PASSWORD_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_become_password", "ansible_become_pass")
+
+#: Playbook keywords and Jinja globals that ansible-core (2.19) reserves: ansible-inventory warns about vars
+#: named so (`vars` excepted).
+_RESERVED_NAMES = frozenset({
+    "action", "always", "any_errors_fatal", "args", "async", "async_val", "become", "become_exe", "become_flags",
+    "become_method", "become_user", "block", "changed_when", "check_mode", "collections", "connection", "cycler",
+    "debugger", "delay", "delegate_facts", "delegate_to", "dict", "diff", "environment", "fact_path", "failed_when",
+    "force_handlers", "gather_facts", "gather_timeout", "handlers", "hosts", "ignore_errors", "ignore_unreachable",
+    "joiner", "lipsum", "local_action", "lookup", "loop", "loop_control", "loop_with", "max_fail_percentage",
+    "module_defaults", "name", "namespace", "no_log", "notify", "now", "omit", "order", "poll", "port", "post_tasks",
+    "pre_tasks", "q", "query", "range", "register", "remote_user", "rescue", "retries", "roles", "run_once",
+    "serial", "strategy", "tags", "tasks", "throttle", "timeout", "undef", "until", "vars_files", "vars_prompt",
+    "when", "with_",
+})
 
 
 @dataclass
@@ -193,8 +207,9 @@ class Inventory:
         if pattern.startswith("@"):
             raise InputError(f"--limit {pattern!r}: limit files are not supported; list the hosts")
         warnings = Warnings()
-        selected = set(match_hosts(pattern, list(self.hosts),
-                                   {name: self.group_hosts(name) for name in self.groups}, warnings.add))
+        localhost = next((name for name in self.hosts if name in LOCALHOST_NAMES), None)
+        selected = set(match_hosts(pattern, list(self.hosts), {name: self.group_hosts(name) for name in self.groups},
+                                   warnings.add, localhost))
         warnings.emit()
         return [host for name, host in self.hosts.items() if name in selected]
 
@@ -248,13 +263,19 @@ class Inventory:
             if entry:
                 result[name] = entry
         hostvars = {}
+        warnings = Warnings()
         for host in self.hosts.values():
             if host.name not in wanted:
                 continue
+            for key in host.vars:
+                if key in _RESERVED_NAMES:
+                    file, line = host.sources[key]
+                    warnings.add(f"Found variable using reserved name {key!r}.", _Origin(file, line))
             shown = _as_json({k: v for k, v in host.vars.items() if k not in _ANSIBLE_INTERNAL_VARS})
             if shown:
                 hostvars[host.name] = shown
         result["_meta"] = {"hostvars": hostvars, "profile": "inventory_legacy"}
+        warnings.emit()
         return result
 
     def _reachable_groups(self) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 from provision.errors import InputError
 from provision.inventory.loader import Warnings, _line, _Origin, _read_yaml, _SourcedValue, _Vars
 from provision.inventory.vars import _describe, probable_typo
-from provision.patterns import expand_hostname_range, parse_address
+from provision.patterns import LOCALHOST_NAMES, expand_hostname_range, parse_address
 
 _VARS_FILE_SUFFIXES = (".yml", ".yaml", ".json")
 #: Characters Ansible warns about in group names (it keeps the names as they are).
@@ -197,6 +197,7 @@ class _Parser:
             host = self.hosts.get(name)
             if host is None:
                 host = self.hosts[name] = _HostState(name, origin=origin)
+                self._note_localhost(name, origin)
                 if port:
                     host.inline["ansible_port"] = _SourcedValue(port, origin)
             if name not in self.groups[group].hosts:
@@ -206,6 +207,14 @@ class _Parser:
                 key_origin = self.origin(_line(host_vars, key, origin.line))
                 self._check_var_name(key, key_origin)
                 host.inline[key] = self._sourced(key, value, key_origin)
+
+    def _note_localhost(self, name: str, origin: _Origin) -> None:
+        if name not in LOCALHOST_NAMES:
+            return
+        first = next(host for host in self.hosts if host in LOCALHOST_NAMES)
+        if first != name:
+            self.warnings.add(f"A duplicate localhost-like entry was found ({name}). First found localhost was "
+                              f"{first}", origin)
 
     def ancestors(self, group: str) -> set[str]:
         found: set[str] = set()

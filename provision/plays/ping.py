@@ -11,5 +11,5 @@ from provision.tasks.host_info import ReportHostInfo
 
 def ping_play(hosts: Sequence[Host]) -> Play:
     return Play("ping", [
-        Phase("ping", lambda state: hosts, lambda host, state: [ReportHostInfo(host.settings.dvc_venv)]),
+        Phase("ping", lambda state: hosts, lambda host, state: [ReportHostInfo(host.setting("dvc_venv"))]),
     ])

@@ -2,7 +2,8 @@
 
 Run as a script with the venv's Python (ansible-core is a dev dependency): it reads a JSON list of jobs
 `{"path": FILE, "limits": [PATTERN or null, ...]}` from stdin and prints a JSON list of results
-`{"error": TEXT or null, "lists": [DOCUMENT, ...], "warnings": [TEXT, ...]}`. Each inventory is parsed
+`{"error": TEXT or null, "lists": [DOCUMENT or {"error": TEXT}, ...], "warnings": [TEXT, ...]}`.
+Each inventory is parsed
 once (as ansible-inventory's _play_prereqs does) and each limit is applied with ansible-inventory's own
 code (InventoryCLI.json_inventory and dump), which is what the CLI runs, without paying ~1 s of start-up
 per call. A source that the yaml plugin cannot parse is an error here (ansible-inventory would only warn
@@ -62,8 +63,11 @@ def run(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for limit in job["limits"]:
                 cli.inventory.subset(limit)
                 cli.inventory.clear_pattern_cache()
-                document = cli.json_inventory(cli._get_group("all"))
-                result["lists"].append(json.loads(cli.dump(document)))
+                try:
+                    document = json.loads(cli.dump(cli.json_inventory(cli._get_group("all"))))
+                except AnsibleError as error:  # e.g. a subscript beyond the hosts a pattern matched
+                    document = {"error": str(error)}
+                result["lists"].append(document)
         except Exception as error:
             result["error"] = f"{type(error).__name__}: {error}"
         result["warnings"] = list(dict.fromkeys(warnings))

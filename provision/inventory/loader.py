@@ -78,7 +78,11 @@ class _MarkedDict(dict):
         self.lines: dict[Any, int] = {}
 
 
-class _MarkedLoader(yaml.SafeLoader):
+#: libyaml's parser when PyYAML has it (as Ansible prefers it too), else PyYAML's own.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _MarkedLoader(_SafeLoader):  # type: ignore[misc, valid-type]
     """SafeLoader (Ansible's YAML 1.1 semantics) that records key lines and warns about duplicate keys."""
 
     def __init__(self, stream: str, display_path: str, warnings: Warnings) -> None:

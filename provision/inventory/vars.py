@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import shlex
@@ -297,6 +298,7 @@ def _edit_distance(left: str, right: str) -> int:
     return rows[-1][-1]
 
 
+@functools.cache
 def probable_typo(key: str) -> str | None:
     """One of our vars that `key` is within two edits of (one edit for short names like `auth`).
 
@@ -306,7 +308,7 @@ def probable_typo(key: str) -> str | None:
         return None
     for ours in sorted(OUR_VARS):
         limit = 1 if min(len(ours), len(key)) <= 5 else 2
-        if _edit_distance(key, ours) <= limit:
+        if abs(len(ours) - len(key)) <= limit and _edit_distance(key, ours) <= limit:
             return ours
     return None
 

@@ -43,7 +43,7 @@ Warn = Callable[[str], None]
 LOCALHOST_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
-def is_ip_address(name: str) -> bool:
+def _is_ip_address(name: str) -> bool:
     """True for an IPv4 or IPv6 address as Ansible recognises one (ranges allowed)."""
     return bool(_IPV4_RE.match(name) or _IPV6_RE.match(name))
 
@@ -59,7 +59,7 @@ def parse_address(address: str) -> tuple[str, int | None]:
         match = port_re.match(address)
         if match:
             address, port = match.group(1), int(match.group(2))
-    if not (is_ip_address(address) or _HOSTNAME_RE.match(address)):
+    if not (_is_ip_address(address) or _HOSTNAME_RE.match(address)):
         raise ValueError(f"not a valid network hostname: {address}")
     return address, port
 

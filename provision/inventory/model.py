@@ -130,7 +130,7 @@ class Host:
             raise self._refuse(f"ansible_connection is {connection!r}, and provision connects only with ssh "
                                "(or local): set ansible_connection: ssh for it, or leave it out with --limit",
                                "ansible_connection")
-        if "ansible_host" not in self.vars:
+        if connection == "ssh" and "ansible_host" not in self.vars:
             try:
                 _host_address(self.name)
             except _Invalid:
@@ -228,6 +228,8 @@ class Inventory:
         """
         for host in hosts:
             host.check_reachable()
+            if host.become:
+                _ = self.name  # its become_password secret is looked up under the inventory's name
         for host in clients:
             host.check_marker()
 

@@ -137,15 +137,6 @@ def _gid(value: Any) -> int | None:
     return gid
 
 
-def _priority(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise _Invalid(f"expected an integer, got {_describe(value)}")
-    try:
-        return int(value)
-    except ValueError:
-        raise _Invalid(f"expected an integer, got {_describe(value)}") from None
-
-
 def _choice(*options: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in options:

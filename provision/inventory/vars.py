@@ -327,7 +327,7 @@ def marker_name(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
-    """Our vars for one host, defaults applied and validated (DESIGN.md's vars table)."""
+    """Our vars for one host, defaults applied and validated (the table OUR_VARS)."""
 
     inventory_name: str
     project: str

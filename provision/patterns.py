@@ -2,86 +2,100 @@
 
 Behaviour follows ansible-core's InventoryManager (split on `,` or `:`, unions first, then `&`
 intersections, then `!` exclusions; a name matching a group selects all of its hosts, globs and `~regex`
-also match host names; `group[0]`/`group[1:3]` subscripts) so that `--limit` selects what Ansible would.
+also match host names; `group[0]`/`group[1:3]` subscripts) so that `--limit` selects what Ansible would,
+and warns where Ansible warns.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from provision.errors import InputError
 
-_RANGE = r"\[(?:[a-z]:[a-z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
-_LABEL = rf"(?:\w|{_RANGE})(?:[\w-]|{_RANGE})*(?<![_-])"
-_HOSTNAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z", re.IGNORECASE)
-_IPV4_PART = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]{1,2}|\[[0-9]+:[0-9]+(?::[0-9]+)?\])"
-_IPV4_RE = re.compile(rf"(?:{_IPV4_PART}\.){{3}}{_IPV4_PART}\Z")
+_NUMERIC_RANGE = r"\[(?:[0-9]+:[0-9]+)(?::[0-9]+)?\]"
+_HEX_RANGE = r"\[(?:[0-9a-f]+:[0-9a-f]+)(?::[0-9]+)?\]"
+_ALNUM_RANGE = r"\[(?:[a-z]:[a-z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
+_IPV6_PART = rf"(?:[0-9a-f]{{1,4}}|{_HEX_RANGE})"
+_IPV4_PART = rf"(?:[01]?[0-9]{{1,2}}|2[0-4][0-9]|25[0-5]|{_NUMERIC_RANGE})"
+_LABEL = rf"(?:\w|{_ALNUM_RANGE})(?:[\w_-]|{_ALNUM_RANGE})*(?<![_-])"
 _BRACKETED_PORT_RE = re.compile(r"\[(.+)\]:([0-9]+)\Z")
 _HOST_PORT_RE = re.compile(r"((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)\Z")
+_IPV4_RE = re.compile(rf"(?:{_IPV4_PART}\.){{3}}{_IPV4_PART}\Z", re.IGNORECASE)
+_IPV6_RE = re.compile("(?:" + "|".join([
+    rf"(?:{_IPV6_PART}:){{7}}{_IPV6_PART}",
+    rf"(?:{_IPV6_PART}:){{1,6}}:",
+    *(rf"(?:{_IPV6_PART}:){{{left}}}(?::{_IPV6_PART}){{1,{7 - left}}}" for left in range(1, 6)),
+    rf"(?:{_IPV6_PART}:){{6}}(?::{_IPV6_PART})",
+    rf":(?::{_IPV6_PART}){{1,6}}",
+    rf"{_IPV6_PART}?::",
+    rf"(?:0:){{6}}(?:{_IPV6_PART}\.){{3}}{_IPV6_PART}",
+    rf"::(?:ffff:)?(?:{_IPV6_PART}\.){{3}}{_IPV6_PART}",
+    rf"(?:0:){{5}}ffff:(?:{_IPV6_PART}\.){{3}}{_IPV6_PART}",
+]) + r")\Z", re.IGNORECASE)
+_HOSTNAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z", re.IGNORECASE)
 _PATTERN_PART_RE = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
-_SUBSCRIPT_RE = re.compile(r"(.+)\[(?:(-?[0-9]+)|([0-9]+)[:-]([0-9]*))\]\Z")
+_SUBSCRIPT_RE = re.compile(r"(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]\Z")
+Warn = Callable[[str], None]
+#: Names Ansible treats as the implicit localhost: a pattern naming one is never "unmatched".
+LOCALHOST_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
-def _is_address(host: str) -> bool:
-    """True for an IPv4/IPv6 address or a hostname, each possibly holding `[x:y]` ranges."""
-    if _IPV4_RE.match(host) or _HOSTNAME_RE.match(host):
-        return True
-    try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    return True
+def _is_ip_address(name: str) -> bool:
+    """True for an IPv4 or IPv6 address as Ansible recognises one (ranges allowed)."""
+    return bool(_IPV4_RE.match(name) or _IPV6_RE.match(name))
 
 
 def parse_address(address: str) -> tuple[str, int | None]:
-    """Split `host`, `host:port` or `[host]:port`; ValueError when it is no host identifier."""
+    """Split `host`, `host:port` or `[host]:port`; ValueError when it is no host identifier.
+
+    ansible-core's parse_address with ranges allowed: IPv4, IPv6 and hostnames, each possibly
+    holding `[x:y]` ranges.
+    """
     port: int | None = None
     for port_re in (_BRACKETED_PORT_RE, _HOST_PORT_RE):
         match = port_re.match(address)
         if match:
             address, port = match.group(1), int(match.group(2))
-    if not _is_address(address):
+    if not (_is_ip_address(address) or _HOSTNAME_RE.match(address)):
         raise ValueError(f"not a valid network hostname: {address}")
     return address, port
 
 
 def expand_hostname_range(pattern: str) -> list[str]:
-    """`ws[01:03]` -> ws01, ws02, ws03; `[a:c]` letters; `[0:10:5]` steps; several ranges multiply."""
+    """`ws[01:03]` -> ws01, ws02, ws03; `[a:c]` letters; `[0:10:5]` steps; several ranges multiply.
+
+    ansible-core's algorithm, quirks included, so that the same hosts exist here as there: a
+    bound of several letters is looked up as a substring of a-zA-Z (`[ab:cd]` is a, b, c) and a
+    negative step gives no hosts.
+    """
     if "[" not in pattern:
         return [pattern]
-    head, _, rest = pattern.partition("[")
-    inside, closed, tail = rest.partition("]")
-    if not closed:
-        raise ValueError(f"host range in {pattern!r} has no closing ']'")
+    if "]" not in pattern:
+        raise ValueError("host range has no closing ']'")
+    head, inside, tail = pattern.replace("[", "|", 1).replace("]", "|", 1).split("|", 2)
     bounds = inside.split(":")
     if len(bounds) not in (2, 3):
-        raise ValueError(f"host range [{inside}] must be begin:end or begin:end:step")
+        raise ValueError("host range must be begin:end or begin:end:step")
     begin, end = bounds[0] or "0", bounds[1]
+    step = bounds[2] if len(bounds) == 3 else "1"
     if not end:
-        raise ValueError(f"host range [{inside}] has no end value")
-    try:
-        step = int(bounds[2]) if len(bounds) == 3 else 1
-    except ValueError:
-        raise ValueError(f"host range [{inside}] has a step that is not a number") from None
-    if step < 1:
-        raise ValueError(f"host range [{inside}] needs a positive step")
-    width = len(begin) if begin.startswith("0") and len(begin) > 1 else 0
+        raise ValueError("host range must specify end value")
+    width = len(begin) if begin[0] == "0" and len(begin) > 1 else 0
     if width and width != len(end):
-        raise ValueError(f"host range [{inside}] must give begin and end with the same number of digits")
-    if len(begin) == len(end) == 1 and begin in string.ascii_letters and end in string.ascii_letters:
-        first, last = string.ascii_letters.index(begin), string.ascii_letters.index(end)
-        if first > last:
-            raise ValueError(f"host range [{inside}] must have begin <= end")
-        items = list(string.ascii_letters[first:last + 1:step])
-    else:
-        try:
-            items = [str(n).zfill(width) for n in range(int(begin), int(end) + 1, step)]
-        except ValueError:
-            raise ValueError(f"host range [{inside}] must be numbers or single letters") from None
+        raise ValueError("host range must specify equal-length begin and end formats")
+    try:
+        if begin in string.ascii_letters and end in string.ascii_letters:
+            first, last = string.ascii_letters.index(begin), string.ascii_letters.index(end)
+            if first > last:
+                raise ValueError("host range must have begin <= end")
+            items = list(string.ascii_letters[first:last + 1:int(step)])
+        else:
+            items = [str(n).zfill(width) for n in range(int(begin), int(end) + 1, int(step))]
+    except ValueError as error:
+        raise ValueError(f"host range [{inside}]: {error}") from None
     names: list[str] = []
     for item in items:
         names.extend(expand_hostname_range(f"{head}{item}{tail}"))
@@ -116,22 +130,28 @@ def _compile(pattern: str) -> re.Pattern[str]:
         raise InputError(f"invalid host pattern {pattern!r}: {error}") from None
 
 
-def _split_subscript(pattern: str) -> tuple[str, tuple[int, int | None] | None]:
+def _split_subscript(pattern: str, warn: Warn) -> tuple[str, tuple[int, int | None] | None]:
     if pattern.startswith("~"):
         return pattern, None
     match = _SUBSCRIPT_RE.match(pattern)
     if not match:
         return pattern, None
-    base, index, start, end = match.groups()
+    base, index, start, separator, end = match.groups()
     if index is not None:
         return base, (int(index), None)
+    if separator == "-":
+        warn("Use [x:y] inclusive subscripts instead of [x-y] which has been removed")
     return base, (int(start), int(end) if end else -1)
 
 
-def _match_one(pattern: str, host_names: Sequence[str],
-               group_hosts: Mapping[str, Sequence[str]]) -> list[str]:
-    """Hosts of every group the pattern names, plus hosts it names when it is a glob or regex."""
-    expression, subscript = _split_subscript(pattern)
+def _match_one(pattern: str, host_names: Sequence[str], group_hosts: Mapping[str, Sequence[str]],
+               localhost: str | None, warn: Warn) -> list[str]:
+    """Hosts of every group the pattern names, plus hosts it names when it is a glob or regex.
+
+    As in Ansible, the subscript applies to that list before duplicates are removed, and `localhost`,
+    `127.0.0.1` or `::1` name the inventory's first localhost-like host when nothing else matches.
+    """
+    expression, subscript = _split_subscript(pattern, warn)
     regex = _compile(expression)
     matched: list[str] = []
     groups = [name for name in group_hosts if regex.match(name)]
@@ -139,23 +159,29 @@ def _match_one(pattern: str, host_names: Sequence[str],
         matched.extend(group_hosts[group])
     if not groups or expression.startswith("~") or any(c in expression for c in ".?*["):
         matched.extend(name for name in host_names if regex.match(name))
-    unique = list(dict.fromkeys(matched))
-    if subscript is None or not unique:
-        return unique
+    if not matched and expression in LOCALHOST_NAMES and localhost is not None:
+        matched.append(localhost)
+    if not matched and not groups and expression != "all" and expression not in LOCALHOST_NAMES:
+        warn(f"Could not match supplied host pattern, ignoring: {expression}")
+    if subscript is None or not matched:
+        return matched
     start, end = subscript
-    try:
-        if end is None:
-            return [unique[start]]
-    except IndexError:
-        raise InputError(f"no host matches the subscripted pattern {pattern!r}") from None
-    return unique[start:(len(unique) - 1 if end == -1 else end) + 1]
+    if not end:
+        try:
+            return [matched[start]]
+        except IndexError:
+            raise InputError(f"no host matches the subscripted pattern {pattern!r}") from None
+    return matched[start:(len(matched) - 1 if end == -1 else end) + 1]
 
 
 def match_hosts(pattern: str, host_names: Sequence[str],
-                group_hosts: Mapping[str, Sequence[str]]) -> list[str]:
+                group_hosts: Mapping[str, Sequence[str]], warn: Warn = lambda message: None,
+                localhost: str | None = None) -> list[str]:
     """Host names selected by an Ansible pattern, in the order Ansible evaluates them.
 
-    `group_hosts` maps each group (`all` and `ungrouped` included) to its hosts, descendants included.
+    `group_hosts` maps each group (`all` and `ungrouped` included) to its hosts, descendants included;
+    `warn` receives Ansible's warnings (a part that matches nothing, a removed subscript form);
+    `localhost` is the inventory's first host named like the local machine, if any.
     """
     known = set(host_names)
     selected: dict[str, None] = {}
@@ -163,7 +189,7 @@ def match_hosts(pattern: str, host_names: Sequence[str],
         if part in known:
             selected.setdefault(part)
             continue
-        matched = _match_one(part[1:] if part[0] in "!&" else part, host_names, group_hosts)
+        matched = _match_one(part[1:] if part[0] in "!&" else part, host_names, group_hosts, localhost, warn)
         if part[0] == "!":
             excluded = set(matched)
             selected = {name: None for name in selected if name not in excluded}

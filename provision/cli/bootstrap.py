@@ -40,6 +40,7 @@ def bootstrap(play_args: PlayArgs, data: str | None, tag: str | None) -> None:
     if storage.name not in {host.name for host in loaded.select(play_args.limit)}:
         raise InputError(f"bootstrap works on the storage host {storage.name}, which --limit leaves out",
                          key="--limit")
+    loaded.check_targets([storage])
     secrets = SecretLookupForInventory(loaded)
     password = password_login(loaded, secrets, play_args.timeout)
     play = bootstrap_play(storage, dataset, tag_name, password=password)

@@ -65,14 +65,18 @@ def inventory_list(inventory: str | None, limit: str | None, json_output: bool) 
       provision inventory list -i site.yml --limit clients
     """
     loaded = load_inventory(inventory)
-    hosts = loaded.select(limit)
     if json_output:
         print_json(loaded.to_ansible_list(limit))
         return
     out = console()
-    for host in hosts:
+    for host in loaded.match(limit):
         out.print(f"[bold]{host.name}[/] ({', '.join(g for g in host.groups if g != 'all')})")
-        for key, value in sorted(vars(host.settings).items()):
+        try:
+            settings = vars(host.settings)
+        except InputError as error:
+            out.print(f"  not ready for bootstrap/onboard: {REDACTOR.mask(str(error))}", markup=False)
+            continue
+        for key, value in sorted(settings.items()):
             out.print(f"  {key} = {REDACTOR.mask(json.dumps(value))}", markup=False)
 
 
@@ -111,6 +115,7 @@ def hostkeys_scan(play_args: PlayArgs) -> None:
     """
     loaded = play_args.load()
     hosts = loaded.select(play_args.limit)
+    loaded.check_targets(hosts)
     run_play(play_args, loaded, lambda engine: scan_play(hosts, engine.keys, play_args.timeout))
 
 
@@ -126,7 +131,9 @@ def hostkeys_forget(inventory: str | None, check: bool, hosts: tuple[str, ...]) 
       provision hostkeys forget -i site.yml storage
     """
     loaded = load_inventory(inventory)
-    for host in _named_hosts(loaded, hosts):
+    named = _named_hosts(loaded, hosts)
+    loaded.check_targets(named)
+    for host in named:
         target = resolve_target(host)
         if not forget_host(loaded.known_hosts_path, target.hostname, target.port, check=check):
             click.echo(f"{host.name}: nothing pinned for {target.label}")
@@ -152,6 +159,7 @@ def ping(play_args: PlayArgs) -> None:
     """
     loaded = play_args.load()
     hosts = loaded.select(play_args.limit)
+    loaded.check_targets(hosts)
     run_play(play_args, loaded, lambda engine: ping_play(hosts))
 
 

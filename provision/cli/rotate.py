@@ -72,6 +72,7 @@ def password(play_args: PlayArgs) -> None:
     if not chosen and not rotate_storage:
         raise InputError("--limit keeps neither the storage host nor a client with auth: password", key="--limit")
     clients = select_clients(inventory, chosen, None) if chosen else []
+    inventory.check_targets([inventory.storage])
     secrets = SecretLookupForInventory(inventory)
     login = StorageLogin(inventory.storage, inventory.known_hosts_path, play_args.timeout)
     run_play(play_args, inventory,

@@ -61,6 +61,7 @@ def select_clients(inventory: Inventory, names: Sequence[str], limit: str | None
         chosen = [host for host in chosen if host.name in allowed]
     if not chosen:
         raise InputError("no client host selected: name clients or widen --limit")
+    inventory.check_targets([storage, *chosen], clients=chosen)
     _check_shared_vars(storage, chosen)
     return chosen
 

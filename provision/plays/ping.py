@@ -10,6 +10,8 @@ from provision.tasks.host_info import ReportHostInfo
 
 
 def ping_play(hosts: Sequence[Host]) -> Play:
+    """dvc_venv is read (and checked) here, before any host is contacted."""
+    venvs = {host.name: host.setting("dvc_venv") for host in hosts}
     return Play("ping", [
-        Phase("ping", lambda state: hosts, lambda host, state: [ReportHostInfo(host.settings.dvc_venv)]),
+        Phase("ping", lambda state: hosts, lambda host, state: [ReportHostInfo(venvs[host.name])]),
     ])

@@ -102,7 +102,7 @@ def render_drop_in(storage_user: str) -> str:
 
 def password_clients(inventory: Inventory) -> list[Host]:
     """Clients whose DVC remote authenticates with storage_user's password."""
-    return [host for host in inventory.clients if host.settings.auth == "password"]
+    return [host for host in inventory.clients if host.setting("auth") == "password"]
 
 
 def check_password_access(inventory: Inventory) -> None:
@@ -112,7 +112,7 @@ def check_password_access(inventory: Inventory) -> None:
     sshd lets it win over a key line's own command: `internal-sftp -R` would become read-write.
     """
     password = password_clients(inventory)
-    readers = [host for host in inventory.clients if host.settings.access == "read"]
+    readers = [host for host in inventory.clients if host.setting("access") == "read"]
     if password and readers:
         file, line = readers[0].source("access") or ("", 0)
         raise InputError(f"{', '.join(h.name for h in readers)} has access: read, but "

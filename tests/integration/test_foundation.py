@@ -221,11 +221,12 @@ def test_become_without_password_fails_only_that_host(lab, tmp_path: Path, vault
 
 
 def test_bad_inventory_exits_1_with_file_and_line(lab, tmp_path: Path) -> None:
+    """ping reads dvc_venv (where it looks for dvc), so a bad one is refused before any host is contacted."""
     inventory = tmp_path / "bad.yml"
-    inventory.write_text("all:\n  vars:\n    project: demo\n    nfs_root: 'mnt/nfs'\n  hosts:\n    h1: {}\n")
+    inventory.write_text("all:\n  vars:\n    project: demo\n    dvc_venv: 'opt/dvc'\n  hosts:\n    h1: {}\n")
     done = provision("ping", "-i", str(inventory), home=tmp_path)
     assert done.returncode == 1
-    assert f"{inventory}:4" in done.stderr and "nfs_root" in done.stderr
+    assert f"{inventory}:4" in done.stderr and "dvc_venv" in done.stderr
     assert "Traceback" not in done.stderr
     done = provision("ping", "--forks", "0", "-i", str(inventory), home=tmp_path)
     assert done.returncode == 1

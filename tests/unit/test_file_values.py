@@ -30,8 +30,10 @@ def inventory_with(tmp_path: Path, key: str, value: str) -> Path:
 @pytest.mark.parametrize("value", [INJECTED, "fe80::1%eth0 x", "fe80::1%eth0'", "fe80::1%eth0\r", "fe80::1%e\0"])
 def test_ipv6_scope_id_with_other_characters_is_refused(tmp_path: Path, key: str, value: str) -> None:
     path = inventory_with(tmp_path, key, value)
+    inventory = load_inventory(path)
     with pytest.raises(InputError) as caught:
-        load_inventory(path)
+        inventory.check_targets([inventory.hosts["nas"]])
+        _ = inventory.hosts["nas"].settings
     assert str(caught.value).startswith(f"{path}:4: {key}: ")
     assert "\n" not in str(caught.value)
 

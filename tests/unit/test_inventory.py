@@ -39,8 +39,12 @@ def line_of(path: Path, needle: str) -> int:
 
 
 def load_error(path: Path) -> InputError:
+    """The error of loading the inventory and reading every host's settings and connection vars."""
     with pytest.raises(InputError) as caught:
-        load_inventory(path)
+        inv = load_inventory(path)
+        inv.check_targets(inv.hosts.values())
+        for host in inv.hosts.values():
+            _ = host.settings
     return caught.value
 
 
@@ -440,7 +444,7 @@ def test_inventory_name_must_agree_between_hosts(tmp_path: Path) -> None:
         """})
     error = load_error(path)
     assert (error.file, error.line, error.key) == (str(path), line_of(path, "elsewhere"), "inventory_name")
-    assert "different inventory_name" in str(error)
+    assert "'elsewhere' differs from the inventory's name 'site'" in str(error)
 
 
 def test_stem_that_is_no_name_needs_inventory_name(tmp_path: Path) -> None:
@@ -541,18 +545,12 @@ def vars_inventory(tmp_path: Path, key: str, value: Any) -> Path:
     ("sshd_reload_command", "", "empty command"),
     ("sshd_reload_command", ["kill", "-HUP\n1"], "newline"),
     ("ansible_host", "bad host!", "not a hostname or IP address"),
-    ("ansible_connection", "winrm", "expected one of ssh, local"),
+    ("ansible_connection", "winrm", "provision connects only with ssh"),
     ("ansible_become", "maybe", "expected a boolean"),
     ("ansible_user", "root user", "contains ' '"),
     ("ansible_become_user", "", "is not a name"),
     ("ansible_ssh_private_key_file", "/k\n", "one line"),
     ("nfs_root", "{{ base }}/nfs", "Jinja templates are not evaluated"),
-    ("projct", "demo", "probable typo of project"),
-    ("dvc_remot", "x", "probable typo of dvc_remote"),
-    ("acess", "read", "probable typo of access"),
-    ("storage_prt", 22, "probable typo of storage_port"),
-    ("atuh", "key", "probable typo of auth"),
-    ("stroage_user", "dvc", "probable typo of storage_user"),
 ])
 def test_invalid_values_name_file_line_and_key(tmp_path: Path, key: str, value: Any, message: str) -> None:
     path = vars_inventory(tmp_path, key, value)
@@ -588,7 +586,7 @@ def test_valid_values_and_users_own_keys(tmp_path: Path, key: str, value: Any) -
     assert inv.hosts["nas"].vars[key] == value
 
 
-def test_an_overridden_bad_value_is_still_reported(tmp_path: Path) -> None:
+def test_only_the_value_a_host_uses_is_checked(tmp_path: Path) -> None:
     path = make(tmp_path, {"site.yml": """\
         all:
           vars: {project: demo, storage_port: 0}
@@ -597,7 +595,37 @@ def test_an_overridden_bad_value_is_still_reported(tmp_path: Path) -> None:
               hosts:
                 nas: {storage_port: 22}
         """})
-    assert load_error(path).line == 2
+    assert load_inventory(path).hosts["nas"].settings.storage_port == 22
+
+
+@pytest.mark.parametrize(("key", "near"), [
+    ("projct", "project"), ("dvc_remot", "dvc_remote"), ("acess", "access"), ("storage_prt", "storage_port"),
+    ("atuh", "auth"), ("stroage_user", "storage_user"), ("projects", "project"), ("work_dir", "workdir"),
+])
+def test_probable_typos_warn_once_with_file_line_and_the_var(tmp_path: Path, key: str, near: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = vars_inventory(tmp_path, key, "x")
+    path.write_text(path.read_text() + f"    clients:\n      hosts:\n        ws: {{{key}: y}}\n")
+    inv = load_inventory(path)
+    assert inv.hosts["nas"].vars[key] == "x"
+    assert inv.hosts["nas"].settings.project == "demo"
+    err = capsys.readouterr().err
+    assert err.count(f"resembles {near!r}") == 1
+    assert f"[WARNING]: {path}:4: {key!r} is not a provision var but resembles {near!r}" in err
+
+
+def test_typo_hints_can_be_silenced(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    path = vars_inventory(tmp_path, "projects", ["a"])
+    load_inventory(path)
+    assert "resembles 'project'" in capsys.readouterr().err
+    monkeypatch.setenv("PROVISION_NO_TYPO_HINTS", "1")
+    load_inventory(path)
+    assert capsys.readouterr().err == ""
+    monkeypatch.delenv("PROVISION_NO_TYPO_HINTS")
+    path.write_text(path.read_text().replace("project: demo", "project: demo\n    provision_typo_hints: false"))
+    load_inventory(path)
+    assert capsys.readouterr().err == ""
 
 
 def test_errors_in_vars_files_name_the_file(tmp_path: Path) -> None:
@@ -619,21 +647,16 @@ def test_project_is_required(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "line", "message"), [
     ("all:\n  vars: [\n", 3, "invalid YAML"),
-    ("all:\n  vars:\n    project: demo\n    project: other\n", 4, "duplicate key 'project'"),
-    ("all:\n  hosts:\n    nas:\n    ws:\n    nas:\n", 5, "duplicate key 'nas'"),
-    ("all:\n  vars:\n    secret: !vault |\n      $ANSIBLE_VAULT;1.1;AES256\n", 3, "ansible-vault"),
-    ("all:\n  vars: {project: demo}\n  host:\n    nas:\n", 3, "unexpected key in group 'all'"),
-    ("all:\n  children:\n    web: [a, b]\n", 3, "group 'web' must be a mapping"),
-    ("all:\n  hosts: [a, b]\n", 2, "hosts of group 'all' must be a mapping"),
-    ("all:\n  hosts:\n    nas: text\n", 3, "vars of host 'nas' must be a mapping"),
-    ("all:\n  hosts:\n    123:\n", 3, "must be a string"),
-    ("all:\n  hosts:\n    bad;host:\n", 3, "bad host name"),
+    ("all:\n  hosts: [a, b]\n", 2, 'Invalid "hosts" entry for "all" group, requires a dictionary'),
+    ("all:\n  hosts:\n    nas: text\n", 3, "Invalid data from file, expected dictionary and got: 'text'"),
+    ("all:\n  hosts:\n    123:\n", 3, "Host pattern 123 must be a string"),
     ("all:\n  hosts:\n    bad[1:2:x]:\n", 3, "bad host range"),
-    ("all:\n  children:\n    'bad group':\n", 3, "bad group name"),
-    ("all:\n  vars:\n    1: x\n", 3, "variable names must be strings"),
+    ("all:\n  hosts:\n    '':\n", 3, "Invalid empty host name"),
+    ("all:\n  children:\n    1:\n", 3, "Invalid group name supplied, expected a string"),
+    ("all:\n  children:\n    web: [a, b]\n", 3, "web is not a known host nor group"),
     ("all:\n  children:\n    web:\n      vars: {ansible_group_priority: high}\n", 4, "expected an integer"),
     ("all:\n  children:\n    a:\n      children:\n        b:\n          children:\n            a:\n", 5,
-     "creates a loop"),
+     "Adding group 'b' as child to 'a' creates a recursive dependency loop."),
     ("[1, 2]\n", 1, "expected a mapping of groups"),
     ("plugin: constructed\n", 1, "inventory plugin configuration"),
     ("all:\n  vars:\n    ? [a, b]\n    : 1\n", 3, "must be a scalar"),
@@ -644,6 +667,57 @@ def test_structural_errors(tmp_path: Path, text: str, line: int, message: str) -
     error = load_error(path)
     assert (error.file, error.line) == (str(path), line)
     assert message in str(error)
+
+
+@pytest.mark.parametrize(("text", "line", "warning"), [
+    ("all:\n  vars:\n    color: red\n    color: blue\n", 4,
+     "Found duplicate mapping key 'color'. Using last defined value only."),
+    ("all:\n  hosts:\n    nas:\n    ws:\n    nas:\n", 5, "Found duplicate mapping key 'nas'."),
+    ("all:\n  host:\n    nas:\n", 2,
+     'Skipping unexpected key (host) in group (all), only "vars", "children" and "hosts" are valid'),
+    ("all:\n  size: 3\n", 2, "Skipping key (size) in group (all) as it is not a mapping, it is a <class 'int'>"),
+    ("web: [a, b]\nall:\n  hosts: {nas: }\n", 1, "Skipping 'web' as this is not a valid group definition"),
+    ("all:\n  children:\n    'bad group':\n      hosts: {nas: }\n", 3,
+     "Invalid characters were found in group names but not replaced, use -vvvv to see details"),
+    ("all:\n  vars:\n    7.2: bar\n", 3, "Accepting inventory variable with invalid name 7.2."),
+    ("all:\n  hosts:\n    nas: {my-var: 1}\n", 3, "Accepting inventory variable with invalid name 'my-var'."),
+])
+def test_what_ansible_skips_warns_with_file_and_line(tmp_path: Path, text: str, line: int, warning: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = make(tmp_path, {"site.yml": text})
+    load_inventory(path)
+    err = capsys.readouterr().err
+    assert f"WARNING]: {path}:{line}: {warning}" in err
+    assert err.count(warning) == 1
+
+
+def test_values_ansible_loads_come_out_as_ansible_shows_them(tmp_path: Path) -> None:
+    path = make(tmp_path, {"site.yml": """\
+        all:
+          vars:
+            secret: !vault |
+              $ANSIBLE_VAULT;1.1;AES256
+              3031
+            template: !unsafe '{{ x }}'
+            tags: !!set {a: null}
+            7.2: float name
+            true: bool name
+            color: red
+            color: blue
+          hosts:
+            příbor:
+            "2001:db8::1":
+            user@h1:
+            web[1:3:-1]:
+            db[ab:cd]:
+        """})
+    inv = load_inventory(path)
+    assert list(inv.hosts) == ["příbor", "2001:db8::1", "user@h1", "dba", "dbb", "dbc"]
+    shown = inv.to_ansible_list()["_meta"]["hostvars"]["dba"]
+    assert shown == {"secret": {"__ansible_vault": "$ANSIBLE_VAULT;1.1;AES256\n3031\n"},
+                     "template": {"__ansible_unsafe": "{{ x }}"}, "tags": ["a"], "7.2": "float name",
+                     "true": "bool name", "color": "blue"}
+    json.dumps(inv.to_ansible_list())
 
 
 def test_empty_inventory(tmp_path: Path) -> None:
@@ -669,23 +743,21 @@ def test_vars_file_must_be_a_mapping(tmp_path: Path) -> None:
     assert (error.file, error.line) == (str(tmp_path / "host_vars" / "nas.yml"), 1)
 
 
-def test_group_vars_must_be_a_directory(tmp_path: Path) -> None:
+def test_group_vars_that_is_no_directory_is_skipped_with_a_warning(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     path = make(tmp_path, {
         "site.yml": "all:\n  vars: {project: demo}\n  children:\n    storage: {hosts: {nas: }}\n",
         "group_vars": "x: 1\n",
     })
-    assert "must be a directory" in str(load_error(path))
+    assert "x" not in load_inventory(path).hosts["nas"].vars
+    assert "Found group_vars that is not a directory, skipping" in capsys.readouterr().err
 
 
 def test_bad_yaml_in_vars_file(tmp_path: Path) -> None:
     path = make(tmp_path, {
         "site.yml": "all:\n  vars: {project: demo}\n  children:\n    storage: {hosts: {nas: }}\n",
         "group_vars/storage.yml": "a: 1\nb: [\n",
-        "group_vars/all.yml": "a: 1\na: 2\n",
     })
-    error = load_error(path)
-    assert (error.file, error.line) == (str(tmp_path / "group_vars" / "all.yml"), 2)
-    (tmp_path / "group_vars" / "all.yml").write_text("a: 1\n")
     error = load_error(path)
     assert error.file == str(tmp_path / "group_vars" / "storage.yml")
     assert error.line == 3 and "invalid YAML" in str(error)

@@ -44,19 +44,23 @@ def test_parse_address_refuses_non_hosts(address: str) -> None:
     ("n[0:10:5]", ["n0", "n5", "n10"]),
     ("r[1:2]c[a:b]", ["r1ca", "r1cb", "r2ca", "r2cb"]),
     ("n[:2]", ["n0", "n1", "n2"]),
+    ("web[1:3:-1]", []),
+    ("web[ab:cd]", ["weba", "webb", "webc"]),
 ])
 def test_expand_hostname_range(pattern: str, expected: list[str]) -> None:
     assert expand_hostname_range(pattern) == expected
 
 
 @pytest.mark.parametrize(("pattern", "message"), [
-    ("ws[01:3]", "same number of digits"),
+    ("ws[01:3]", "equal-length begin and end"),
     ("ws[1]", "begin:end"),
-    ("ws[1:]", "no end"),
+    ("ws[1:]", "must specify end value"),
     ("ws[c:a]", "begin <= end"),
-    ("ws[1:3:x]", "step"),
+    ("ws[1:3:x]", "invalid literal"),
+    ("ws[1:3:0]", "must not be zero"),
+    ("ws[Y:b]", "begin <= end"),
     ("ws[1:3", "closing"),
-    ("ws[a:5]", "numbers or single letters"),
+    ("ws[a:5]", "invalid literal"),
 ])
 def test_expand_hostname_range_errors(pattern: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -135,3 +139,19 @@ def test_invalid_regex_is_an_input_error() -> None:
 def test_subscript_out_of_range_is_an_input_error() -> None:
     with pytest.raises(InputError, match="subscripted"):
         match_hosts("gpu[5]", HOSTS, GROUPS)
+
+
+def test_subscript_applies_before_duplicates_are_removed() -> None:
+    """`ws*[1:2]` counts group and host matches alike, as ansible-core does: group web gives ws01 first."""
+    groups = {**GROUPS, "ws": ["ws01", "ws02"]}
+    assert match_hosts("ws*[1:2]", HOSTS, groups) == ["ws02", "ws01"]
+    assert match_hosts("ws*[2]", HOSTS, groups) == ["ws01"]
+    assert match_hosts("workstations[0:0]", HOSTS, GROUPS) == ["ws01"]
+
+
+def test_unmatched_parts_and_old_subscripts_warn_in_ansibles_words() -> None:
+    warnings: list[str] = []
+    assert match_hosts("nothing:gpu:localhost", HOSTS, GROUPS, warnings.append) == ["gpu01"]
+    assert match_hosts("workstations[0-1]", HOSTS, GROUPS, warnings.append) == ["ws01", "ws02"]
+    assert warnings == ["Could not match supplied host pattern, ignoring: nothing",
+                        "Use [x:y] inclusive subscripts instead of [x-y] which has been removed"]

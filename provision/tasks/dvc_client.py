@@ -9,8 +9,10 @@ password is set on the parsed file, so configobj quotes it, and is masked in eve
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 from configobj import ConfigObj, ConfigObjError
 
@@ -29,7 +31,8 @@ CREDENTIAL_KEYS = ("user", "keyfile", "password")
 #: The export of the storage phase: storage_group's gid on storage.
 STORAGE_GID_EXPORT = "storage_gid"
 _SECTION_RE = re.compile(r'^\s*(remote|machine|db)\s*"(.*)"\s*$')
-_PASSWORD_LINE_RE = re.compile(r"^([+\- ]?\s*password\s*=\s*).*$", re.MULTILINE | re.IGNORECASE)
+#: Names of DVC config options that hold a credential (not a path to one, not an `ask_*` switch).
+_CREDENTIAL_NAME_RE = re.compile(r"password|passphrase|secret|token|private|connection_string|(^|_)key(_id)?$")
 
 
 def dvc_argv(executable: str, *args: str) -> list[str]:
@@ -114,9 +117,38 @@ def managed_settings(settings: Settings, info: ClientInfo, shared_cache: str | N
     return {name: dict(section) for name, section in _parse(rendered).items()}
 
 
-def mask_passwords(text: str) -> str:
-    """Any `password = ...` line of a config or a diff with its value masked."""
-    return _PASSWORD_LINE_RE.sub(lambda match: match.group(1) + MASK, text)
+def _option_names(schema: Any) -> Iterator[str]:
+    """Every option name in a (nested) voluptuous schema dict; Optional/Required markers unwrapped."""
+    if not isinstance(schema, Mapping):
+        return
+    for key, value in schema.items():
+        name = getattr(key, "schema", key)
+        if isinstance(name, str):
+            yield name
+        yield from _option_names(value)
+
+
+@cache
+def credential_keys() -> frozenset[str]:
+    """Every credential option of DVC's config schema (remotes of every kind, db, studio, machine).
+
+    Read from the installed dvc, so options a newer DVC adds are masked without a hand-kept list.
+    """
+    from dvc.config_schema import REMOTE_SCHEMAS, SCHEMA
+
+    names = {*_option_names(SCHEMA), *(name for schema in REMOTE_SCHEMAS.values() for name in _option_names(schema))}
+    return frozenset(name for name in names if _CREDENTIAL_NAME_RE.search(name) and not name.startswith("ask_"))
+
+
+@cache
+def _credential_line_re() -> re.Pattern[str]:
+    keys = "|".join(sorted(map(re.escape, credential_keys())))
+    return re.compile(rf"^([+\- ]?\s*(?:{keys})\s*=\s*).*$", re.MULTILINE | re.IGNORECASE)
+
+
+def mask_credentials(text: str) -> str:
+    """Every credential option's value in a config or a diff of one masked (`passphrase = ********`)."""
+    return _credential_line_re().sub(lambda match: match.group(1) + MASK, text)
 
 
 class _ConfigLocalTask(Task):
@@ -139,7 +171,7 @@ class _ConfigLocalTask(Task):
         content = new_content if new_content is not None else state.content or ""
         verb = "write" if state.exists else "create"
         summary = f"{verb} {self.path}" if new_content is not None else f"mode 0600 on {self.path}"
-        diff = mask_passwords(unified_diff(self.path, state.content if state.exists else None, content)) \
+        diff = mask_credentials(unified_diff(self.path, state.content if state.exists else None, content)) \
             if new_content is not None else ""
 
         def apply() -> None:

@@ -16,8 +16,9 @@ from provision.tasks.client_key import ClientInfo
 from provision.tasks.dvc_client import (
     DvcClientConfig,
     RemoveDvcCredentials,
+    credential_keys,
     managed_settings,
-    mask_passwords,
+    mask_credentials,
     merge_config,
 )
 from provision.tasks.proofs import DataTotals, data_totals, workspace_changes
@@ -96,8 +97,28 @@ def test_unparseable_file_is_an_error_that_quotes_no_line() -> None:
 
 def test_passwords_are_masked_in_diffs() -> None:
     diff = "--- a\n+++ a\n-password = old secret\n+password = 'new # secret'\n user = dvc\n"
-    masked = mask_passwords(diff)
+    masked = mask_credentials(diff)
     assert "secret" not in masked and masked.count(MASK) == 2 and " user = dvc" in masked
+
+
+def test_credential_keys_come_from_dvcs_schema() -> None:
+    keys = credential_keys()
+    for name in ("password", "passphrase", "oss_key_secret", "secret_access_key", "session_token", "token",
+                 "sas_token", "account_key", "connection_string", "client_secret", "gdrive_client_secret",
+                 "access_key_id", "sse_customer_key"):
+        assert name in keys, name
+    for name in ("url", "user", "keyfile", "port", "key_path", "ask_password", "verify", "site_cache_dir"):
+        assert name not in keys, name
+
+
+def test_every_credential_of_other_remotes_is_masked_in_context_lines() -> None:
+    diff = ("--- c\n+++ c\n ['remote \"s3\"']\n     secret_access_key = AKIA-top\n   Passphrase=unlock-me\n"
+            "   oss_key_secret = oss-top\n-  token = tok-top\n   url = s3://bucket/path\n   keyfile = /k/id\n")
+    masked = mask_credentials(diff)
+    for secret in ("AKIA-top", "unlock-me", "oss-top", "tok-top"):
+        assert secret not in masked
+    assert masked.count(MASK) == 4
+    assert "url = s3://bucket/path" in masked and "keyfile = /k/id" in masked
 
 
 class ConfigContext:

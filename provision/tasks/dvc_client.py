@@ -176,7 +176,7 @@ class _ConfigLocalTask(Task):
 
         def apply() -> None:
             write_file(ctx.session, self.path, content.encode(), owner=self.info.user, group=self.info.group,
-                       mode=0o600)
+                       mode=0o600, privileged=False)
             ctx.forget(self.file_fact)
 
         return Change(summary, apply, diff)

@@ -20,16 +20,21 @@ from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
 from provision.inventory import Settings
+from provision.remote import script
 from provision.render import render
 from provision.secrets import MASK
 from provision.tasks.checkout import checkout_file_facts
-from provision.tasks.client_key import ClientInfo
+from provision.tasks.client_key import ClientInfo, run_checked
 from provision.tasks.files import unified_diff, write_file
 
 #: The remote's keys that are credentials: removed by offboarding.
 CREDENTIAL_KEYS = ("user", "keyfile", "password")
 #: The export of the storage phase: storage_group's gid on storage.
 STORAGE_GID_EXPORT = "storage_gid"
+#: Under the connecting user's home: one private DVC site cache per project.
+SITE_CACHE_PARENT = ".cache/provision-dvc-site"
+# $1 directory: made (parents too) by the connecting user, then itself 0700.
+_MAKE_PRIVATE_DIR = 'set -eu; mkdir -p -- "$1"; chmod 0700 -- "$1"'
 _SECTION_RE = re.compile(r'^\s*(remote|machine|db)\s*"(.*)"\s*$')
 #: Names of DVC config options that hold a credential (not a path to one, not an `ask_*` switch).
 _CREDENTIAL_NAME_RE = re.compile(r"password|passphrase|secret|token|private|connection_string|(^|_)key(_id)?$")
@@ -108,12 +113,17 @@ def merge_config(existing: str | None, settings: Mapping[str, Mapping[str, str]]
     return "".join(f"{line}\n" for line in config.write())
 
 
+def private_site_cache(settings: Settings, info: ClientInfo) -> str:
+    """DVC's site cache for this project, in the connecting user's home (see PrivateSiteCache)."""
+    return f"{info.home.rstrip('/')}/{SITE_CACHE_PARENT}/{settings.project}"
+
+
 def managed_settings(settings: Settings, info: ClientInfo, shared_cache: str | None) -> dict[str, dict[str, str]]:
     """What provision sets in config.local, from the template (the password is added by the task)."""
     rendered = render(
         "client/config.local.j2", remote=settings.dvc_remote, user=settings.storage_user,
         keyfile=info.key if settings.auth == "key" else None, shared_cache=shared_cache,
-        cache_types=settings.cache_types)
+        cache_types=settings.cache_types, site_cache_dir=private_site_cache(settings, info))
     return {name: dict(section) for name, section in _parse(rendered).items()}
 
 
@@ -315,3 +325,40 @@ class SharedCacheGroup(Task):
                     raise command_error(f"{what} on {client}", result)
 
         return Change("; ".join(what for what, _ in steps), apply)
+
+
+class PrivateSiteCache(Task):
+    """DVC's site cache directory for the project: the connecting user's own, mode 0700.
+
+    DVC's default, /var/tmp/dvc, is world-writable without the sticky bit, and the databases DVC keeps
+    there hold pickles: another local user could plant one that runs as whoever next runs dvc. The
+    directory is made by the user itself; a link or a directory of another owner there is refused.
+    """
+
+    name = "dvc site cache"
+
+    def __init__(self, info: ClientInfo, settings: Settings) -> None:
+        self.info = info
+        self.path = private_site_cache(settings, info)
+        self.fact = FileFact(self.path, privileged=False)
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        state: FileState = ctx.fact(self.fact)
+        if state.exists and not state.is_dir:
+            raise ProvisionError(f"{self.path} on {self.info.name} is a {state.kind}, not a directory: remove it, "
+                                 "then run again (DVC's site cache must be a directory of its own)")
+        if state.exists and state.owner != self.info.user:
+            raise ProvisionError(f"{self.path} on {self.info.name} belongs to {state.owner}, not {self.info.user}: "
+                                 "remove it, then run again (DVC's site cache must be private)")
+        if state.exists and state.mode == 0o700:
+            return None
+        summary = f"mode 0700 on {self.path}" if state.exists else f"create {self.path} (0700)"
+
+        def apply() -> None:
+            run_checked(ctx, script(_MAKE_PRIVATE_DIR, self.path), f"{summary} on {self.info.name}")
+            ctx.forget(self.fact)
+
+        return Change(summary, apply)

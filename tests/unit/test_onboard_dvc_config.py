@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from dvc.config import Config
 
+from provision.engine import Change
 from provision.errors import ProvisionError
 from provision.facts import Fact, FileState
 from provision.inventory import Settings, load_inventory
@@ -15,6 +16,7 @@ from provision.secrets import MASK
 from provision.tasks.client_key import ClientInfo
 from provision.tasks.dvc_client import (
     DvcClientConfig,
+    PrivateSiteCache,
     RemoveDvcCredentials,
     credential_keys,
     managed_settings,
@@ -27,6 +29,7 @@ from tests.unit.helpers import write_inventory
 INFO = ClientInfo("ws1", "alice", "alice", "/home/alice", "/home/alice/.ssh/id_ed25519_demo", "/home/alice/demo",
                   None)
 REMOTE = 'remote "data"'
+SITE_CACHE = "/home/alice/.cache/provision-dvc-site/demo"
 
 
 def _settings(tmp_path: Path, **variables: str) -> Settings:
@@ -39,11 +42,12 @@ def _as_dvc_reads_it(tmp_path: Path, text: str) -> dict[str, Any]:
     return Config.load_file(str(path))
 
 
-def test_fresh_file_has_user_and_absolute_keyfile(tmp_path: Path) -> None:
+def test_fresh_file_has_user_absolute_keyfile_and_private_site_cache(tmp_path: Path) -> None:
     text = merge_config(None, managed_settings(_settings(tmp_path), INFO, None), {REMOTE: ["password"]})
     assert text is not None
-    assert _as_dvc_reads_it(tmp_path, text)["remote"]["data"] == \
-        {"user": "dvc", "keyfile": "/home/alice/.ssh/id_ed25519_demo"}
+    config = _as_dvc_reads_it(tmp_path, text)
+    assert config["remote"]["data"] == {"user": "dvc", "keyfile": "/home/alice/.ssh/id_ed25519_demo"}
+    assert config["core"] == {"site_cache_dir": SITE_CACHE}
 
 
 def test_other_local_settings_and_comments_are_kept(tmp_path: Path) -> None:
@@ -53,14 +57,15 @@ def test_other_local_settings_and_comments_are_kept(tmp_path: Path) -> None:
     text = merge_config(existing, managed_settings(_settings(tmp_path), INFO, None), {REMOTE: ["password"]})
     assert text is not None and "# my settings" in text
     config = _as_dvc_reads_it(tmp_path, text)
-    assert config["core"] == {"autostage": "true"}
+    assert config["core"] == {"autostage": "true", "site_cache_dir": SITE_CACHE}
     assert config["remote"]["data"] == {"user": "dvc", "ask_password": "false",
                                         "keyfile": "/home/alice/.ssh/id_ed25519_demo"}
     assert config["remote"]["backup"] == {"url": "/srv/backup"}
 
 
 def test_nothing_to_do_is_none_whatever_the_formatting(tmp_path: Path) -> None:
-    existing = '[remote "data"]\nuser=dvc\nkeyfile=/home/alice/.ssh/id_ed25519_demo\n'
+    existing = (f'[remote "data"]\nuser=dvc\nkeyfile=/home/alice/.ssh/id_ed25519_demo\n'
+                f'[ core ]\n  site_cache_dir={SITE_CACHE}\n')
     assert merge_config(existing, managed_settings(_settings(tmp_path), INFO, None), {REMOTE: ["password"]}) is None
 
 
@@ -172,6 +177,23 @@ def test_wrong_mode_alone_is_fixed(tmp_path: Path) -> None:
     change = DvcClientConfig(INFO, _settings(tmp_path), None).plan(ConfigContext(_states(text, 0o644)))  # type: ignore[arg-type]
     assert change is not None and change.summary.startswith("mode 0600")
     assert DvcClientConfig(INFO, _settings(tmp_path), None).plan(ConfigContext(_states(text))) is None  # type: ignore[arg-type]
+
+
+def test_private_site_cache_is_made_0700_and_never_taken_over(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+
+    def plan(state: FileState) -> Change | None:
+        return PrivateSiteCache(INFO, settings).plan(ConfigContext({SITE_CACHE: state}))  # type: ignore[arg-type]
+
+    created = plan(FileState(False))
+    assert created is not None and created.summary == f"create {SITE_CACHE} (0700)"
+    loose = plan(FileState(True, "alice", "alice", 0o755, "directory"))
+    assert loose is not None and loose.summary == f"mode 0700 on {SITE_CACHE}"
+    assert plan(FileState(True, "alice", "alice", 0o700, "directory")) is None
+    with pytest.raises(ProvisionError, match="symbolic link, not a directory"):
+        plan(FileState(True, "alice", "alice", 0o777, "symbolic link"))
+    with pytest.raises(ProvisionError, match="belongs to mallory, not alice"):
+        plan(FileState(True, "mallory", "mallory", 0o700, "directory"))
 
 
 def test_offboarding_without_config_local_is_nothing_to_do() -> None:

@@ -217,7 +217,8 @@ class DvcClientConfig(_ConfigLocalTask):
             if any(c in password for c in "\r\n"):
                 raise ProvisionError("storage_password holds a line break, which config.local cannot store")
             wanted[remote]["password"] = password
-            ctx.note("auth: password - DVC's SSH remote does not verify storage's host key; key auth is safer")
+            ctx.note("auth: password - a dvc without provision's dvc-ssh guard verifies no host key and would "
+                     "hand the password to any server; key auth is safer")
             dropped = ["keyfile"]
         else:
             dropped = ["password"]

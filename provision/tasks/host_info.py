@@ -9,8 +9,6 @@ from provision.facts import CommandFact, Fact
 from provision.remote import script
 from provision.tasks.packages import DvcFact, DvcState, unguarded_dvc_warning
 
-# dvc on PATH, else the tool's own install under dvc_venv ($1).
-_DVC_VERSION = 'if command -v dvc >/dev/null; then dvc --version; else "$1/bin/dvc" --version; fi'
 _OS_NAME = '. /etc/os-release && printf "%s\\n" "$PRETTY_NAME"'
 
 
@@ -26,7 +24,6 @@ class ReportHostInfo(Task):
             "os": CommandFact(tuple(script(_OS_NAME))),
             "hostname": CommandFact(("hostname",)),
             "git": CommandFact(("git", "--version")),
-            "dvc": CommandFact(tuple(script(_DVC_VERSION, dvc_venv))),
         }
         self._dvc_fact = DvcFact(dvc_venv, privileged=False)
 
@@ -38,8 +35,11 @@ class ReportHostInfo(Task):
         for label, fact in self._facts.items():
             output = ctx.fact(fact)
             values[label] = output.strip().removeprefix("git version ") if output else "missing"
+        dvc = DvcState.parse(ctx.fact(self._dvc_fact) or "")
+        version = dvc.path_version if dvc.path_dvc else dvc.venv_version  # dvc on PATH, else provision's own
+        values["dvc"] = str(version) if version else "missing"
         ctx.note(", ".join(f"{label} {value}" for label, value in values.items()))
-        warning = unguarded_dvc_warning(DvcState.parse(ctx.fact(self._dvc_fact) or ""), self.dvc_venv)
+        warning = unguarded_dvc_warning(dvc, self.dvc_venv)
         if warning:
             ctx.note(f"warning: {warning}")
         ctx.export("host_info", values)

@@ -41,7 +41,8 @@ CANARY = "/etc/provision-canary"
 MARKER = "/tmp/planted-pickle-ran"
 
 # Run as the connecting user: every `.provision.*` file created in the watched directories is replaced by
-# a link to argv[1] at once (inotify), until argv[2] exists; prints "ready", then the number of swaps.
+# a link to argv[1] at once (inotify; its own links are left alone), until argv[2] exists; prints "ready",
+# then the number of swaps.
 RACER = r"""
 import ctypes, os, select, struct, sys
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -59,8 +60,8 @@ while not os.path.exists(stop):
         wd, mask, cookie, length = struct.unpack_from("iIII", data, offset)
         name = data[offset + 16:offset + 16 + length].rstrip(b"\0").decode()
         offset += 16 + length
-        if name.startswith(".provision."):
-            path = os.path.join(directories[wd], name)
+        path = os.path.join(directories[wd], name)
+        if name.startswith(".provision.") and not os.path.islink(path):
             try:
                 os.unlink(path)
                 os.symlink(target, path)

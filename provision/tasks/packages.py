@@ -61,7 +61,7 @@ venv=$1 link=/usr/local/bin/dvc
 if [ -x "$venv/bin/dvc" ]; then printf 'venv %s\\n' "$("$venv/bin/dvc" --version 2>/dev/null | tail -n 1)"; fi
 if [ -x "$venv/bin/python" ]; then
   echo 'venv-python yes'
-  "$venv/bin/python" -I -c "$3" "$2" 2>/dev/null
+  "$venv/bin/python" -I -B -c "$3" "$2" 2>/dev/null
 fi
 if [ -L "$link" ]; then printf 'link %s\\n' "$(readlink -- "$link")"
 elif [ -e "$link" ]; then echo 'link-file yes'; fi

@@ -17,7 +17,9 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
+import venv
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,7 +38,8 @@ PRIVATE_PATHS = ("/etc", "/home", "/root", "/opt", "/usr/local", "/run", "/tmp",
 PRIVATE_PATH_MODES = {"/root": 0o700, "/tmp": 0o1777, "/var/tmp": 0o1777}
 USR_LOCAL_SKELETON = ("bin", "etc", "include", "lib", "sbin", "share", "src")
 NFS_EXPORT = "/mnt/nfs"
-SHARED_DVC_LINK = "/opt/provision/dvc"
+#: Each host's own virtualenv, whose dvc is the controller venv's (the inventory's default dvc_venv).
+HOST_DVC_VENV = "/opt/provision/dvc"
 SSHD_LOG = "/run/sshd.log"
 # Inside a host; the log lands in DIR/hosts/<name>/run/sshd.log.
 SSHD_ARGV = (SSHD, "-D", "-f", "/etc/ssh/sshd_config", "-E", SSHD_LOG)
@@ -211,7 +214,7 @@ class Lab:
 
     @property
     def shared_dvc(self) -> Path | None:
-        """The controller venv that hosts see at /opt/provision/dvc, if shared."""
+        """The controller venv whose dvc hosts run from their own venv at /opt/provision/dvc, if shared."""
         venv = self.facts["dvc_venv"]
         return Path(venv) if venv else None
 
@@ -425,9 +428,27 @@ class Lab:
         root_ssh.mkdir(mode=0o700)
         _write_file(root_ssh / "authorized_keys", self._public_key(self.controller_key), 0o600)
         if self.shared_dvc:
-            link = self.host_path(host, SHARED_DVC_LINK)
-            link.parent.mkdir(parents=True)
-            link.symlink_to(self.shared_dvc)
+            self._lend_dvc(host, self.shared_dvc)
+
+    def _lend_dvc(self, host: str, controller_venv: Path) -> None:
+        """A virtualenv of the host's own at /opt/provision/dvc whose dvc is the controller venv's packages.
+
+        Its site-packages names the controller venv's with a `.pth` path line, so nothing is installed twice,
+        and what provision installs into a host's dvc_venv (its dvc-ssh guard) stays in that host, as on a
+        real machine, instead of landing in the controller venv that every lab shares.
+        """
+        host_venv = self.host_path(host, HOST_DVC_VENV)
+        venv.EnvBuilder(symlinks=True, with_pip=False).create(host_venv)
+        for directory in (host_venv.parent, host_venv, *host_venv.rglob("*")):
+            if directory.is_dir() and not directory.is_symlink():
+                directory.chmod(0o755)  # whatever the umask: root installs only where nobody else writes
+        python = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        controller_packages = sysconfig.get_path("purelib", vars={"base": str(controller_venv),
+                                                                   "platbase": str(controller_venv)})
+        _write_file(host_venv / "lib" / python / "site-packages" / "provision-lab-dvc.pth",
+                    f"{controller_packages}\n", 0o644)
+        _write_file(host_venv / "bin" / "dvc",
+                    render("lab/dvc.j2", python=f"{HOST_DVC_VENV}/bin/python", controller_venv=controller_venv), 0o755)
 
     def _generate_host_keys(self, host: str) -> None:
         for key_type in HOST_KEY_TYPES:

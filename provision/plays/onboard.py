@@ -35,6 +35,7 @@ from provision.tasks.client_known_hosts import PinStorageHostKey
 from provision.tasks.dvc_client import (
     STORAGE_GID_EXPORT,
     DvcClientConfig,
+    PrivateSiteCache,
     RemoveDvcCredentials,
     SharedCacheGroup,
     StorageGroupId,
@@ -128,7 +129,8 @@ def onboard_play(inventory: Inventory, clients: Sequence[Host], *, pins_path: Pa
             storage_gid = state.exports(STORAGE_GID_EXPORT)[storage.name]
             tasks.append(SharedCacheGroup(info, settings.storage_group, storage_gid, settings.storage_gid,
                                           shared_cache))
-        tasks += [DvcClientConfig(info, settings, shared_cache), ProveAccess(info, settings, dvc)]
+        tasks += [PrivateSiteCache(info, settings), DvcClientConfig(info, settings, shared_cache),
+                  ProveAccess(info, settings, dvc)]
         if pull:
             tasks.append(PullData(info, settings, dvc))
         return tasks

@@ -105,7 +105,7 @@ class PinStorageHostKey(Task):
 
         def apply() -> None:
             write_file(ctx.session, self.info.known_hosts, after.encode(), owner=self.info.user,
-                       group=self.info.group, mode=None if state.exists else 0o644)
+                       group=self.info.group, mode=None if state.exists else 0o644, privileged=False)
             ctx.forget(self.fact)
 
         return Change(f"pin {self.entry_name} ({kinds}) in {self.info.known_hosts}", apply, diff)

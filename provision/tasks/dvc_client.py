@@ -9,8 +9,10 @@ password is set on the parsed file, so configobj quotes it, and is masked in eve
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 from configobj import ConfigObj, ConfigObjError
 
@@ -18,18 +20,24 @@ from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
 from provision.inventory import Settings
+from provision.remote import script
 from provision.render import one_line, render
 from provision.secrets import MASK
 from provision.tasks.checkout import checkout_file_facts
-from provision.tasks.client_key import ClientInfo
+from provision.tasks.client_key import ClientInfo, run_checked
 from provision.tasks.files import unified_diff, write_file
 
 #: The remote's keys that are credentials: removed by offboarding.
 CREDENTIAL_KEYS = ("user", "keyfile", "password")
 #: The export of the storage phase: storage_group's gid on storage.
 STORAGE_GID_EXPORT = "storage_gid"
+#: Under the connecting user's home: one private DVC site cache per project.
+SITE_CACHE_PARENT = ".cache/provision-dvc-site"
+# $1 directory: made (parents too) by the connecting user, then itself 0700.
+_MAKE_PRIVATE_DIR = 'set -eu; mkdir -p -- "$1"; chmod 0700 -- "$1"'
 _SECTION_RE = re.compile(r'^\s*(remote|machine|db)\s*"(.*)"\s*$')
-_PASSWORD_LINE_RE = re.compile(r"^([+\- ]?\s*password\s*=\s*).*$", re.MULTILINE | re.IGNORECASE)
+#: Names of DVC config options that hold a credential (not a path to one, not an `ask_*` switch).
+_CREDENTIAL_NAME_RE = re.compile(r"password|passphrase|secret|token|private|connection_string|(^|_)key(_id)?$")
 
 
 def dvc_argv(executable: str, *args: str) -> list[str]:
@@ -106,18 +114,52 @@ def merge_config(existing: str | None, settings: Mapping[str, Mapping[str, str]]
     return "".join(f"{line}\n" for line in config.write())
 
 
+def private_site_cache(settings: Settings, info: ClientInfo) -> str:
+    """DVC's site cache for this project, in the connecting user's home (see PrivateSiteCache)."""
+    return f"{info.home.rstrip('/')}/{SITE_CACHE_PARENT}/{settings.project}"
+
+
 def managed_settings(settings: Settings, info: ClientInfo, shared_cache: str | None) -> dict[str, dict[str, str]]:
     """What provision sets in config.local, from the template (the password is added by the task)."""
     rendered = render(
         "client/config.local.j2", remote=settings.dvc_remote, user=settings.storage_user,
         keyfile=info.key if settings.auth == "key" else None, shared_cache=shared_cache,
-        cache_types=settings.cache_types)
+        cache_types=settings.cache_types, site_cache_dir=private_site_cache(settings, info))
     return {name: dict(section) for name, section in _parse(rendered).items()}
 
 
-def mask_passwords(text: str) -> str:
-    """Any `password = ...` line of a config or a diff with its value masked."""
-    return _PASSWORD_LINE_RE.sub(lambda match: match.group(1) + MASK, text)
+def _option_names(schema: Any) -> Iterator[str]:
+    """Every option name in a (nested) voluptuous schema dict; Optional/Required markers unwrapped."""
+    if not isinstance(schema, Mapping):
+        return
+    for key, value in schema.items():
+        name = getattr(key, "schema", key)
+        if isinstance(name, str):
+            yield name
+        yield from _option_names(value)
+
+
+@cache
+def credential_keys() -> frozenset[str]:
+    """Every credential option of DVC's config schema (remotes of every kind, db, studio, machine).
+
+    Read from the installed dvc, so options a newer DVC adds are masked without a hand-kept list.
+    """
+    from dvc.config_schema import REMOTE_SCHEMAS, SCHEMA
+
+    names = {*_option_names(SCHEMA), *(name for schema in REMOTE_SCHEMAS.values() for name in _option_names(schema))}
+    return frozenset(name for name in names if _CREDENTIAL_NAME_RE.search(name) and not name.startswith("ask_"))
+
+
+@cache
+def _credential_line_re() -> re.Pattern[str]:
+    keys = "|".join(sorted(map(re.escape, credential_keys())))
+    return re.compile(rf"^([+\- ]?\s*(?:{keys})\s*=\s*).*$", re.MULTILINE | re.IGNORECASE)
+
+
+def mask_credentials(text: str) -> str:
+    """Every credential option's value in a config or a diff of one masked (`passphrase = ********`)."""
+    return _credential_line_re().sub(lambda match: match.group(1) + MASK, text)
 
 
 class _ConfigLocalTask(Task):
@@ -140,12 +182,12 @@ class _ConfigLocalTask(Task):
         content = new_content if new_content is not None else state.content or ""
         verb = "write" if state.exists else "create"
         summary = f"{verb} {self.path}" if new_content is not None else f"mode 0600 on {self.path}"
-        diff = mask_passwords(unified_diff(self.path, state.content if state.exists else None, content)) \
+        diff = mask_credentials(unified_diff(self.path, state.content if state.exists else None, content)) \
             if new_content is not None else ""
 
         def apply() -> None:
             write_file(ctx.session, self.path, content.encode(), owner=self.info.user, group=self.info.group,
-                       mode=0o600)
+                       mode=0o600, privileged=False)
             ctx.forget(self.file_fact)
 
         return Change(summary, apply, diff)
@@ -176,7 +218,8 @@ class DvcClientConfig(_ConfigLocalTask):
             if any(c in password for c in "\r\n"):
                 raise ProvisionError("storage_password holds a line break, which config.local cannot store")
             wanted[remote]["password"] = password
-            ctx.note("auth: password - DVC's SSH remote does not verify storage's host key; key auth is safer")
+            ctx.note("auth: password - a dvc without provision's dvc-ssh guard verifies no host key and would "
+                     "hand the password to any server; key auth is safer")
             dropped = ["keyfile"]
         else:
             dropped = ["password"]
@@ -284,3 +327,40 @@ class SharedCacheGroup(Task):
                     raise command_error(f"{what} on {client}", result)
 
         return Change("; ".join(what for what, _ in steps), apply)
+
+
+class PrivateSiteCache(Task):
+    """DVC's site cache directory for the project: the connecting user's own, mode 0700.
+
+    DVC's default, /var/tmp/dvc, is world-writable without the sticky bit, and the databases DVC keeps
+    there hold pickles: another local user could plant one that runs as whoever next runs dvc. The
+    directory is made by the user itself; a link or a directory of another owner there is refused.
+    """
+
+    name = "dvc site cache"
+
+    def __init__(self, info: ClientInfo, settings: Settings) -> None:
+        self.info = info
+        self.path = private_site_cache(settings, info)
+        self.fact = FileFact(self.path, privileged=False)
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        state: FileState = ctx.fact(self.fact)
+        if state.exists and not state.is_dir:
+            raise ProvisionError(f"{self.path} on {self.info.name} is a {state.kind}, not a directory: remove it, "
+                                 "then run again (DVC's site cache must be a directory of its own)")
+        if state.exists and state.owner != self.info.user:
+            raise ProvisionError(f"{self.path} on {self.info.name} belongs to {state.owner}, not {self.info.user}: "
+                                 "remove it, then run again (DVC's site cache must be private)")
+        if state.exists and state.mode == 0o700:
+            return None
+        summary = f"mode 0700 on {self.path}" if state.exists else f"create {self.path} (0700)"
+
+        def apply() -> None:
+            run_checked(ctx, script(_MAKE_PRIVATE_DIR, self.path), f"{summary} on {self.info.name}")
+            ctx.forget(self.fact)
+
+        return Change(summary, apply)

@@ -22,16 +22,17 @@ def install_script() -> str:
 
 
 def write_file(session: Session, path: str, data: bytes, *, owner: str = "", group: str = "",
-               mode: int | None = None) -> None:
-    """Replace `path` atomically: stage privately by SFTP, then one (privileged) install command.
+               mode: int | None = None, privileged: bool = True) -> None:
+    """Replace `path` atomically: stage privately by SFTP, then one install command.
 
     The staged copy lands in the session's private `mktemp -d`, mode 0600; the install step copies
     it into the target's directory, sets owner and mode, fsyncs and renames, so readers see the old or
-    the new file, never a partial one.
+    the new file, never a partial one. Files of the connecting user (`privileged=False`) are installed
+    as that user even under ansible_become: root never works in a directory another account controls.
     """
     staged = session.stage(data)
     mode_text = f"{mode:04o}" if mode is not None else ""
-    result = session.run(script(install_script(), staged, path, owner, group, mode_text), privileged=True)
+    result = session.run(script(install_script(), staged, path, owner, group, mode_text), privileged=privileged)
     if not result.ok:
         raise command_error(f"writing {path}", result)
 

@@ -3,20 +3,30 @@
 DVC goes into `dvc_venv` with pip, in a virtualenv made from the host's `/usr/bin/python3` (not a
 Python under /root, which service accounts cannot run), and is linked as /usr/local/bin/dvc so that
 every account finds it on its PATH. Tasks that run dvc use the absolute path this task exports.
+
+The dvc in `dvc_venv` also gets provision's dvc-ssh guard (provision/dvc_ssh_guard.py, loaded by a
+`.pth` line), so that `dvc push`/`pull` typed by hand verify storage's pinned host key and never forward
+the agent. A dvc from elsewhere cannot be guarded: onboarding and ping say so.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from provision import dvc_ssh_guard
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import CommandFact, Fact
 from provision.remote import script
+from provision.render import render
+from provision.tasks.files import write_file
 
 DVC_LINK = "/usr/local/bin/dvc"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -24,13 +34,35 @@ GIT_SHELL = "/usr/bin/git-shell"
 #: Export key under which EnsureDvc hands the dvc executable to later tasks of the phase.
 DVC_EXPORT = "dvc"
 INSTALL_TIMEOUT = 1800.0
+#: The guard's top-level module name inside a dvc virtualenv (its `.pth` file has the same stem).
+GUARD_MODULE = "provision_dvc_ssh_guard"
 
-# $1 dvc_venv. One line per finding: the venv's dvc, the venv's python, the link, another dvc on PATH,
-# the system Python.
+# Run by the venv's python with the guard's module name: its site-packages, dvc-ssh's version there and
+# the checksums of the guard's files, one "name value" line each.
+_VENV_FACTS = """
+import hashlib, importlib.metadata, os, sys, sysconfig
+purelib = sysconfig.get_path("purelib")
+print("purelib", purelib)
+try:
+    print("dvc-ssh", importlib.metadata.version("dvc-ssh"))
+except importlib.metadata.PackageNotFoundError:
+    pass
+for kind in ("py", "pth"):
+    path = os.path.join(purelib, sys.argv[1] + "." + kind)
+    if os.path.isfile(path):
+        with open(path, "rb") as handle:
+            print("guard-" + kind, hashlib.sha256(handle.read()).hexdigest())
+"""
+
+# $1 dvc_venv, $2 the guard's module name, $3 _VENV_FACTS. One line per finding: the venv's dvc, the
+# venv's python and _VENV_FACTS, the link, another dvc on PATH, the system Python.
 _DVC_PROBE = """
 venv=$1 link=/usr/local/bin/dvc
 if [ -x "$venv/bin/dvc" ]; then printf 'venv %s\\n' "$("$venv/bin/dvc" --version 2>/dev/null | tail -n 1)"; fi
-if [ -x "$venv/bin/python" ]; then echo 'venv-python yes'; fi
+if [ -x "$venv/bin/python" ]; then
+  echo 'venv-python yes'
+  "$venv/bin/python" -I -B -c "$3" "$2" 2>/dev/null
+fi
 if [ -L "$link" ]; then printf 'link %s\\n' "$(readlink -- "$link")"
 elif [ -e "$link" ]; then echo 'link-file yes'; fi
 found=$(command -v dvc 2>/dev/null) || found=
@@ -69,9 +101,21 @@ def in_range(version: Version | None, spec: str) -> bool:
     return version is not None and SpecifierSet(spec).contains(version, prereleases=True)
 
 
+@cache
+def guard_files() -> dict[str, bytes]:
+    """The guard's files as they go into a dvc virtualenv's site-packages: the module and its `.pth` line."""
+    return {f"{GUARD_MODULE}.py": Path(dvc_ssh_guard.__file__).read_bytes(),
+            f"{GUARD_MODULE}.pth": render("dvc/guard.pth.j2", module=GUARD_MODULE).encode()}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 @dataclass(frozen=True)
 class DvcState:
-    """What the probe found: dvc in the venv, elsewhere on PATH, the link, the system Python."""
+    """What the probe found: dvc in the venv (its dvc-ssh, the guard), elsewhere on PATH, the link, the system
+    Python."""
 
     venv_version: Version | None = None
     venv_python: bool = False
@@ -80,6 +124,20 @@ class DvcState:
     path_dvc: str | None = None
     path_version: Version | None = None
     system_python: str | None = None
+    purelib: str | None = None
+    dvc_ssh_version: str | None = None
+    guard_checksums: tuple[str | None, str | None] = (None, None)
+
+    @property
+    def guard_installed(self) -> bool:
+        """The venv's site-packages holds exactly this provision's guard module and `.pth` line."""
+        wanted = tuple(_sha256(data) for data in guard_files().values())
+        return self.purelib is not None and self.guard_checksums == wanted
+
+    @property
+    def guard_active(self) -> bool:
+        """The guard is installed and was checked against the venv's dvc-ssh, so it patches it."""
+        return self.guard_installed and self.dvc_ssh_version in dvc_ssh_guard.CHECKED_DVC_SSH_VERSIONS
 
     @classmethod
     def parse(cls, output: str) -> DvcState:
@@ -99,6 +157,9 @@ class DvcState:
             path_dvc=path_dvc,
             path_version=path_version,
             system_python=values.get("python") or None,
+            purelib=values.get("purelib") or None,
+            dvc_ssh_version=values.get("dvc-ssh") or None,
+            guard_checksums=(values.get("guard-py"), values.get("guard-pth")),
         )
 
 
@@ -122,11 +183,29 @@ def decide_dvc(state: DvcState, spec: str, venv: str) -> DvcDecision:
     return DvcDecision(venv_dvc, None, install=True, link=state.link_target != venv_dvc)
 
 
-class DvcFact(CommandFact):
-    """The dvc installations a host has (see _DVC_PROBE)."""
+def unguarded_dvc_warning(state: DvcState, venv: str) -> str | None:
+    """Why `dvc push`/`pull` typed on this host would trust any storage host key, or None when they would not."""
+    venv_dvc = f"{venv}/bin/dvc"
+    if state.path_dvc:
+        return (f"dvc on PATH ({state.path_dvc}) is not the dvc provision installs in {venv}: its SSH remote "
+                "verifies no host key and forwards the agent when run by hand")
+    if state.venv_version is None:
+        return None
+    if not state.guard_installed:
+        return (f"{venv_dvc} lacks provision's dvc-ssh guard (run `provision onboard`): its SSH remote verifies "
+                "no host key and forwards the agent")
+    if not state.guard_active:
+        checked = ", ".join(sorted(dvc_ssh_guard.CHECKED_DVC_SSH_VERSIONS))
+        return (f"dvc-ssh {state.dvc_ssh_version} in {venv} is not a version provision's guard was checked "
+                f"against ({checked}): its SSH remote verifies no host key and forwards the agent")
+    return None
 
-    def __init__(self, venv: str) -> None:
-        super().__init__(tuple(script(_DVC_PROBE, venv)), privileged=True)
+
+class DvcFact(CommandFact):
+    """The dvc installations a host has (see _DVC_PROBE); read with privilege unless a task only reports."""
+
+    def __init__(self, venv: str, *, privileged: bool = True) -> None:
+        super().__init__(tuple(script(_DVC_PROBE, venv, GUARD_MODULE, _VENV_FACTS)), privileged=privileged)
 
 
 class EnsureGit(Task):
@@ -181,7 +260,10 @@ class EnsureDvc(_DvcTask):
                                  "(Debian: apt-get install python3-venv)")
         if not decision.install:
             ctx.note(f"dvc {decision.version} ({decision.executable})")
-        if not decision.install and not decision.link:
+        guard = decision.executable == f"{self.venv}/bin/dvc" and (decision.install or not state.guard_installed)
+        if not guard:
+            self._warn_unguarded(ctx, state)
+        if not decision.install and not decision.link and not guard:
             return None
         steps = []
         if decision.install:
@@ -191,6 +273,8 @@ class EnsureDvc(_DvcTask):
             steps.append(f"install dvc[ssh]{self.spec} into {self.venv} ({venv_step}{why})")
         if decision.link:
             steps.append(f"link {DVC_LINK} -> {decision.executable}")
+        if guard:
+            steps.append(f"install provision's dvc-ssh guard into {state.purelib or self.venv}")
 
         def apply() -> None:
             if decision.install:
@@ -200,8 +284,25 @@ class EnsureDvc(_DvcTask):
                 if not result.ok:
                     raise command_error(f"linking {DVC_LINK}", result)
             ctx.forget(self._fact)
+            if guard:
+                self._install_guard(ctx)
 
         return Change(", ".join(steps), apply)
+
+    def _warn_unguarded(self, ctx: HostContext, state: DvcState) -> None:
+        warning = unguarded_dvc_warning(state, self.venv)
+        if warning:
+            ctx.note(f"warning: {warning}")
+
+    def _install_guard(self, ctx: HostContext) -> None:
+        """The guard's files into the venv's site-packages (root-owned, like the venv), then checked."""
+        state = DvcState.parse(ctx.fact(self._fact) or "")
+        if state.purelib is None:
+            raise ProvisionError(f"{self.venv}/bin/python does not name its site-packages: recreate {self.venv}")
+        for name, data in guard_files().items():
+            write_file(ctx.session, f"{state.purelib}/{name}", data, mode=0o644)
+        ctx.forget(self._fact)
+        self._warn_unguarded(ctx, DvcState.parse(ctx.fact(self._fact) or ""))
 
     def _install(self, ctx: HostContext) -> None:
         requirement = f"dvc[ssh]{self.spec}"

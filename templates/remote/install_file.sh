@@ -2,9 +2,29 @@
 # Empty owner/group/mode keep the target's current ones (or the defaults for a new file).
 # The copy is made in the target's directory with its final owner and mode set BEFORE any byte is
 # written (so secret content is never readable more widely), fsynced, then renamed over the target.
+# As root, the steps below follow names, so the target's directory and every directory above it must
+# belong to root and be writable by nobody else (above the target's directory, a sticky one such as
+# /tmp is fine: nobody else may rename root's entries there): then no other account can swap the
+# temporary file for a link between two steps. Anywhere else root refuses to write. The staged file
+# lies in the connecting user's staging directory, so it is opened without following a link.
 set -eu
 staged=$1 target=$2 owner=$3 group=$4 mode=$5
 dir=$(dirname -- "$target")
+refuse() { printf 'refusing to write %s as root: %s\n' "$target" "$1" >&2; exit 1; }
+if [ "$(id -u)" -eq 0 ]; then
+  component=$(readlink -e -- "$dir") || refuse "$dir does not exist"
+  parent=
+  while :; do
+    uid=$(stat -c %u -- "$component") permissions=0$(stat -c %a -- "$component")
+    [ "$uid" -eq 0 ] || refuse "$component belongs to uid $uid, who could swap files in it for links"
+    if [ $((permissions & 022)) -ne 0 ] && { [ -z "$parent" ] || [ $((permissions & 01000)) -eq 0 ]; }; then
+      refuse "$component is writable by its group or others"
+    fi
+    parent=yes
+    [ "$component" = / ] && break
+    component=$(dirname -- "$component")
+  done
+fi
 tmp=$(mktemp -p "$dir" ".provision.XXXXXXXX")
 trap 'rm -f -- "$tmp" "$staged"' EXIT
 if [ -e "$target" ]; then
@@ -14,7 +34,7 @@ fi
 if [ -n "$mode" ]; then chmod -- "$mode" "$tmp"; fi
 if [ -n "$owner" ]; then chown -- "$owner" "$tmp"; fi
 if [ -n "$group" ]; then chgrp -- "$group" "$tmp"; fi
-cat -- "$staged" > "$tmp"
+dd if="$staged" iflag=nofollow status=none > "$tmp"
 sync -- "$tmp"
 mv -f -- "$tmp" "$target"
 trap - EXIT

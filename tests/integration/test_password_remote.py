@@ -199,7 +199,7 @@ def test_onboard_puts_the_password_only_into_config_local_and_pulls_with_it(site
     status, document = site.runs["onboard"]
     assert status == 0, failures(document)
     config = task(document, "ws1", "dvc config.local")
-    assert "does not verify storage's host key" in config["msg"] and "key auth is safer" in config["msg"]
+    assert "verifies no host key" in config["msg"] and "key auth is safer" in config["msg"]
     assert "+password = ********" in config["diff"]
     status, document = site.runs["onboard rerun"]
     assert status == 0 and changed(document) == 0, failures(document)

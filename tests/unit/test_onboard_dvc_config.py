@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from dvc.config import Config
 
+from provision.engine import Change
 from provision.errors import ProvisionError
 from provision.facts import Fact, FileState
 from provision.inventory import Settings, load_inventory
@@ -15,9 +16,11 @@ from provision.secrets import MASK
 from provision.tasks.client_key import ClientInfo
 from provision.tasks.dvc_client import (
     DvcClientConfig,
+    PrivateSiteCache,
     RemoveDvcCredentials,
+    credential_keys,
     managed_settings,
-    mask_passwords,
+    mask_credentials,
     merge_config,
 )
 from provision.tasks.proofs import DataTotals, data_totals, workspace_changes
@@ -26,6 +29,7 @@ from tests.unit.helpers import write_inventory
 INFO = ClientInfo("ws1", "alice", "alice", "/home/alice", "/home/alice/.ssh/id_ed25519_demo", "/home/alice/demo",
                   None)
 REMOTE = 'remote "data"'
+SITE_CACHE = "/home/alice/.cache/provision-dvc-site/demo"
 
 
 def _settings(tmp_path: Path, **variables: str) -> Settings:
@@ -38,11 +42,12 @@ def _as_dvc_reads_it(tmp_path: Path, text: str) -> dict[str, Any]:
     return Config.load_file(str(path))
 
 
-def test_fresh_file_has_user_and_absolute_keyfile(tmp_path: Path) -> None:
+def test_fresh_file_has_user_absolute_keyfile_and_private_site_cache(tmp_path: Path) -> None:
     text = merge_config(None, managed_settings(_settings(tmp_path), INFO, None), {REMOTE: ["password"]})
     assert text is not None
-    assert _as_dvc_reads_it(tmp_path, text)["remote"]["data"] == \
-        {"user": "dvc", "keyfile": "/home/alice/.ssh/id_ed25519_demo"}
+    config = _as_dvc_reads_it(tmp_path, text)
+    assert config["remote"]["data"] == {"user": "dvc", "keyfile": "/home/alice/.ssh/id_ed25519_demo"}
+    assert config["core"] == {"site_cache_dir": SITE_CACHE}
 
 
 def test_other_local_settings_and_comments_are_kept(tmp_path: Path) -> None:
@@ -52,14 +57,15 @@ def test_other_local_settings_and_comments_are_kept(tmp_path: Path) -> None:
     text = merge_config(existing, managed_settings(_settings(tmp_path), INFO, None), {REMOTE: ["password"]})
     assert text is not None and "# my settings" in text
     config = _as_dvc_reads_it(tmp_path, text)
-    assert config["core"] == {"autostage": "true"}
+    assert config["core"] == {"autostage": "true", "site_cache_dir": SITE_CACHE}
     assert config["remote"]["data"] == {"user": "dvc", "ask_password": "false",
                                         "keyfile": "/home/alice/.ssh/id_ed25519_demo"}
     assert config["remote"]["backup"] == {"url": "/srv/backup"}
 
 
 def test_nothing_to_do_is_none_whatever_the_formatting(tmp_path: Path) -> None:
-    existing = '[remote "data"]\nuser=dvc\nkeyfile=/home/alice/.ssh/id_ed25519_demo\n'
+    existing = (f'[remote "data"]\nuser=dvc\nkeyfile=/home/alice/.ssh/id_ed25519_demo\n'
+                f'[ core ]\n  site_cache_dir={SITE_CACHE}\n')
     assert merge_config(existing, managed_settings(_settings(tmp_path), INFO, None), {REMOTE: ["password"]}) is None
 
 
@@ -96,8 +102,28 @@ def test_unparseable_file_is_an_error_that_quotes_no_line() -> None:
 
 def test_passwords_are_masked_in_diffs() -> None:
     diff = "--- a\n+++ a\n-password = old secret\n+password = 'new # secret'\n user = dvc\n"
-    masked = mask_passwords(diff)
+    masked = mask_credentials(diff)
     assert "secret" not in masked and masked.count(MASK) == 2 and " user = dvc" in masked
+
+
+def test_credential_keys_come_from_dvcs_schema() -> None:
+    keys = credential_keys()
+    for name in ("password", "passphrase", "oss_key_secret", "secret_access_key", "session_token", "token",
+                 "sas_token", "account_key", "connection_string", "client_secret", "gdrive_client_secret",
+                 "access_key_id", "sse_customer_key"):
+        assert name in keys, name
+    for name in ("url", "user", "keyfile", "port", "key_path", "ask_password", "verify", "site_cache_dir"):
+        assert name not in keys, name
+
+
+def test_every_credential_of_other_remotes_is_masked_in_context_lines() -> None:
+    diff = ("--- c\n+++ c\n ['remote \"s3\"']\n     secret_access_key = AKIA-top\n   Passphrase=unlock-me\n"
+            "   oss_key_secret = oss-top\n-  token = tok-top\n   url = s3://bucket/path\n   keyfile = /k/id\n")
+    masked = mask_credentials(diff)
+    for secret in ("AKIA-top", "unlock-me", "oss-top", "tok-top"):
+        assert secret not in masked
+    assert masked.count(MASK) == 4
+    assert "url = s3://bucket/path" in masked and "keyfile = /k/id" in masked
 
 
 class ConfigContext:
@@ -151,6 +177,23 @@ def test_wrong_mode_alone_is_fixed(tmp_path: Path) -> None:
     change = DvcClientConfig(INFO, _settings(tmp_path), None).plan(ConfigContext(_states(text, 0o644)))  # type: ignore[arg-type]
     assert change is not None and change.summary.startswith("mode 0600")
     assert DvcClientConfig(INFO, _settings(tmp_path), None).plan(ConfigContext(_states(text))) is None  # type: ignore[arg-type]
+
+
+def test_private_site_cache_is_made_0700_and_never_taken_over(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+
+    def plan(state: FileState) -> Change | None:
+        return PrivateSiteCache(INFO, settings).plan(ConfigContext({SITE_CACHE: state}))  # type: ignore[arg-type]
+
+    created = plan(FileState(False))
+    assert created is not None and created.summary == f"create {SITE_CACHE} (0700)"
+    loose = plan(FileState(True, "alice", "alice", 0o755, "directory"))
+    assert loose is not None and loose.summary == f"mode 0700 on {SITE_CACHE}"
+    assert plan(FileState(True, "alice", "alice", 0o700, "directory")) is None
+    with pytest.raises(ProvisionError, match="symbolic link, not a directory"):
+        plan(FileState(True, "alice", "alice", 0o777, "symbolic link"))
+    with pytest.raises(ProvisionError, match="belongs to mallory, not alice"):
+        plan(FileState(True, "mallory", "mallory", 0o700, "directory"))
 
 
 def test_offboarding_without_config_local_is_nothing_to_do() -> None:

@@ -1,0 +1,111 @@
+"""Makes DVC's SSH remote verify the server's host key and never forward the SSH agent.
+
+dvc-ssh hands its connection options to sshfs, which passes `known_hosts=None` to asyncssh (any host
+key is accepted), and asks for agent forwarding. `provision` installs this file as the top-level module
+`provision_dvc_ssh_guard` into the virtualenv of the dvc it installs, with a `.pth` line that imports it
+at interpreter start. It then wraps `dvc_ssh.SSHFileSystem._prepare_credentials` when dvc_ssh is first
+imported: the options it returns get the user's `~/.ssh/known_hosts` (where `provision onboard` pins
+storage's host key; no file means no key is trusted) and `agent_forwarding=False`.
+
+It patches only dvc-ssh versions whose code it was checked against; with any other version it changes
+nothing and says so on stderr, and `provision onboard`/`ping` warn. Standard library only: it runs
+inside dvc's virtualenv, where provision itself is not installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.abc
+import importlib.machinery
+import importlib.metadata
+import os
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+#: dvc-ssh versions whose `_prepare_credentials` and sshfs hand-off this guard was checked against.
+CHECKED_DVC_SSH_VERSIONS = frozenset({"4.3.0"})
+TARGET_MODULE = "dvc_ssh"
+#: Set on the patched method, so that a second patch (or a status probe) can tell.
+MARKER = "__provision_guarded__"
+
+
+def known_hosts() -> str | bytes:
+    """The running user's ~/.ssh/known_hosts, or no trusted key at all (asyncssh: b'') when it is missing."""
+    path = os.path.expanduser("~/.ssh/known_hosts")
+    return path if os.path.isfile(path) else b""
+
+
+def harden(options: dict[str, Any]) -> dict[str, Any]:
+    """asyncssh connect options that check the host key against the user's pins and keep the agent home."""
+    options["known_hosts"] = known_hosts()
+    options["agent_forwarding"] = False
+    return options
+
+
+def guard(module: ModuleType, version: str | None) -> bool:
+    """Wrap the module's `SSHFileSystem._prepare_credentials` if `version` was checked; say so if not."""
+    if version not in CHECKED_DVC_SSH_VERSIONS:
+        print(f"provision: dvc-ssh {version} is not a version provision's guard was checked against, so DVC's "
+              "SSH remote does not verify the host key and forwards the agent; run `provision onboard` to "
+              "install a checked dvc", file=sys.stderr)
+        return False
+    filesystem = module.SSHFileSystem
+    original: Callable[..., dict[str, Any]] = filesystem._prepare_credentials
+    if getattr(original, MARKER, False):
+        return True
+
+    @functools.wraps(original)
+    def prepare_credentials(self: Any, **config: Any) -> dict[str, Any]:
+        return harden(original(self, **config))
+
+    setattr(prepare_credentials, MARKER, True)
+    filesystem._prepare_credentials = prepare_credentials
+    return True
+
+
+def _installed_version() -> str | None:
+    try:
+        return importlib.metadata.version("dvc-ssh")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class _GuardingLoader(importlib.abc.Loader):
+    """Runs the real loader, then guards the module before anyone else sees it."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loader.exec_module(module)
+        guard(module, _installed_version())
+
+
+class _GuardFinder(importlib.abc.MetaPathFinder):
+    """Finds dvc_ssh the usual way and hands it out with the guarding loader; nothing else is touched."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != TARGET_MODULE:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _GuardingLoader(spec.loader)
+        return spec
+
+
+def install() -> None:
+    """Guard dvc_ssh now if it is already imported, else when it is (at no cost to other imports)."""
+    if TARGET_MODULE in sys.modules:
+        guard(sys.modules[TARGET_MODULE], _installed_version())
+    elif not any(isinstance(finder, _GuardFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _GuardFinder())
+
+
+if __name__ == "provision_dvc_ssh_guard":
+    install()

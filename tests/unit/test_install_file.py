@@ -1,0 +1,70 @@
+"""The atomic install (templates/remote/install_file.sh) run by root on this machine: where root refuses to write."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from provision.connection import LocalSession
+from provision.errors import ProvisionError
+from provision.remote import script
+from provision.tasks.files import install_script, write_file
+
+NOBODY = 65534
+
+
+@pytest.fixture()
+def session() -> Iterator[LocalSession]:
+    local = LocalSession(timeout=30)
+    yield local
+    local.close()
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return [name for name in os.listdir(directory) if name.startswith(".provision.")]
+
+
+def test_root_installs_where_only_root_writes(session: LocalSession, tmp_path: Path) -> None:
+    target = tmp_path / "etc" / "file"
+    target.parent.mkdir(mode=0o755)
+    write_file(session, str(target), b"secret\n", owner="root", group="root", mode=0o600)
+    assert target.read_bytes() == b"secret\n"
+    assert target.stat().st_mode & 0o7777 == 0o600 and target.stat().st_uid == 0
+
+
+@pytest.mark.parametrize("where", ["directory", "ancestor"])
+def test_root_refuses_a_directory_another_account_owns(session: LocalSession, tmp_path: Path, where: str) -> None:
+    ancestor = tmp_path / "home"
+    directory = ancestor / ".ssh"
+    directory.mkdir(parents=True, mode=0o755)
+    ancestor.chmod(0o755)
+    os.chown(directory if where == "directory" else ancestor, NOBODY, NOBODY)
+    target = directory / "known_hosts"
+    with pytest.raises(ProvisionError, match=rf"refusing to write {target} as root: .* belongs to uid {NOBODY}"):
+        write_file(session, str(target), b"data\n", mode=0o644)
+    assert not target.exists() and _leftovers(directory) == []
+
+
+def test_root_refuses_a_directory_its_group_can_write(session: LocalSession, tmp_path: Path) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o2775)
+    with pytest.raises(ProvisionError, match="is writable by its group or others"):
+        write_file(session, str(directory / "file"), b"data\n", mode=0o644)
+    assert _leftovers(directory) == []
+
+
+def test_a_staged_file_swapped_for_a_link_is_not_followed(session: LocalSession, tmp_path: Path) -> None:
+    secret = tmp_path / "root-only"
+    secret.write_text("root's secret\n")
+    target = tmp_path / "out" / "authorized_keys"
+    target.parent.mkdir(mode=0o755)
+    staged = session.stage(b"what was staged\n")
+    os.unlink(staged)
+    os.symlink(secret, staged)
+    result = session.run(script(install_script(), staged, str(target), "", "", "0644"), privileged=True)
+    assert not result.ok
+    assert not target.exists() and _leftovers(target.parent) == []

@@ -106,7 +106,7 @@ def _details(runs: Sequence[Run], contenders: Sequence[str], sizes: Sequence[int
 
 def _plot(runs: Sequence[Run], contenders: Sequence[str], sizes: Sequence[int]) -> str:
     """Median wall time against N per contender: solid for the first run, dashed for the re-run."""
-    width, height, left, right, top, bottom = 640, 360, 60, 150, 20, 50
+    width, height, left, right, top, bottom = 700, 360, 60, 190, 20, 50
     medians = {(contender, phase, clients): _median(_select(runs, contender=contender, phase=phase,
                                                              clients=clients), "wall_seconds")
                for contender in contenders for phase in PHASE_TITLES for clients in sizes}
@@ -191,10 +191,11 @@ def write_results(out: Path, runs: list[Run], *, facts: dict[str, str], command:
                                       for clients in sizes[1:])])
         lines += _table(["contender", *(f"N={clients}" for clients in sizes[1:])], rows)
     lines += ["## Every measure (medians over repetitions)", "",
-              f"Job CPU: {cpu_source} (the contender, its children and every lab sshd, nothing else). Machine CPU: "
-              "/proc/stat busy time of the whole machine, other people's work included. Peak RSS: the largest "
-              "process of the controller's command tree. Logins and SFTP sessions: by clients' keys, from storage's "
-              "sshd log. Dropped: connections sshd shed past MaxStartups. Retries: as each contender reports them.", ""]
+              f"Job CPU: {cpu_source} (the contender, its children and every lab sshd, nothing else). "
+              "Machine CPU: /proc/stat busy time of the whole machine, other people's work included. "
+              "Peak RSS: the controller's main process (provision, ansible-playbook or bash; its VmHWM). "
+              "Logins and SFTP sessions: by clients' keys, from storage's sshd log. "
+              "Dropped: connections sshd shed past MaxStartups. Retries: as each contender reports them.", ""]
     lines += _table(["N", "phase", "contender", "wall s", "job CPU s", "machine CPU s", "peak RSS MB",
                      "logins/client", "SFTP sessions/client", "dropped", "retries", "exit", "end state ok"],
                     _details(runs, contenders, sizes))

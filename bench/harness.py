@@ -67,8 +67,9 @@ def _provision_command(step: str, ctx: Context) -> list[str]:
 
 
 def _provision_retries(output: str) -> int:
-    """Retries provision's --json recap counts per host (0 where it counts none)."""
-    start = output.find("{")
+    """Retries provision's --json recap counts per host (0 where it counts none); its document starts
+    with a line `{`, whatever stderr printed before it."""
+    start = output.find("{\n")
     try:
         document = json.loads(output[start:]) if start >= 0 else {}
     except json.JSONDecodeError:

@@ -37,7 +37,7 @@ DATASET = "data"
 TAG = "v1.0"
 DATASET_FILES = 200
 DATASET_DIRS = 10
-DATASET_BYTES = 20 * 1024 * 1024
+DATASET_BYTES = 20_000_000
 DATASET_SEED = 9
 #: The retry policy both peers use for `git clone` and `dvc pull`: only a refusal before authentication
 #: (sshd's MaxStartups, a reset) is retried, never an authentication or host-key failure.

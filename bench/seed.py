@@ -24,7 +24,7 @@ from provision.plays.bootstrap import NOLOGIN, REPOSITORY_DIRECTORY_MODE, SHARED
 from provision.tasks.accounts import HOME_BASE, git_shell_commands
 from provision.tasks.authorized_keys import GIT, SFTP, key_line
 from provision.tasks.checkout import git_ssh_command, git_url
-from provision.tasks.client_key import ClientInfo, expand_home, key_marker
+from provision.tasks.client_key import ClientInfo, connecting_user, expand_home, key_marker
 from provision.tasks.client_known_hosts import pinned_known_hosts, storage_host_keys
 from provision.tasks.directories import setfacl_spec
 from provision.tasks.dvc_client import managed_settings, merge_config
@@ -54,7 +54,6 @@ class ClientPlan:
 
     name: str
     port: int
-    user: str
     home: str
     key: str
     workdir: str
@@ -80,7 +79,6 @@ class SeedPlan:
     nologin: str
     git_shell: str
     home_base: str
-    nfs_root: str
     dvc_storage: str
     git_remote: str
     git_remote_parent: str
@@ -101,9 +99,6 @@ class SeedPlan:
     retry_delay: int
     retry_pattern: str
     clients: list[ClientPlan] = field(default_factory=list)
-
-    def client(self, name: str) -> ClientPlan:
-        return next(client for client in self.clients if client.name == name)
 
     def write_ansible_vars(self, path: Path) -> None:
         """The plan as one JSON document for `ansible-playbook -e @FILE` (clients keyed by host name)."""
@@ -160,14 +155,14 @@ def seed_plan(lab: Lab) -> SeedPlan:
     clients = []
     for host in inventory.clients:
         client: Settings = host.settings
-        user = host.user or "root"
+        user = connecting_user(host)
         home = _home(lab, host.name, user)
         info = ClientInfo(name=host.name, user=user, group=user, home=home, key=expand_home(client.client_key, home),
                           workdir=expand_home(client.workdir, home), public_key=None)
         marker = key_marker(client.inventory_name, host.name)
         read_only = client.access == "read"
         clients.append(ClientPlan(
-            name=host.name, port=lab.port(host.name), user=user, home=home, key=info.key, workdir=info.workdir,
+            name=host.name, port=lab.port(host.name), home=home, key=info.key, workdir=info.workdir,
             marker=marker, git_url=git_url(client), git_ssh_command=git_ssh_command(info),
             known_hosts=info.known_hosts,
             known_hosts_content=pinned_known_hosts("", known_hosts_name(client.storage_address, client.storage_port),
@@ -178,7 +173,7 @@ def seed_plan(lab: Lab) -> SeedPlan:
     return SeedPlan(
         storage_port=lab.port(storage.name), storage_user=settings.storage_user, git_user=settings.git_user,
         storage_group=settings.storage_group, nologin=NOLOGIN, git_shell=GIT_SHELL, home_base=HOME_BASE,
-        nfs_root=settings.nfs_root, dvc_storage=settings.dvc_storage, git_remote=settings.git_remote,
+        dvc_storage=settings.dvc_storage, git_remote=settings.git_remote,
         git_remote_parent=str(Path(settings.git_remote).parent), server_repo=settings.server_repo,
         site_cache_dir=site_cache_dir(settings), dvc=f"{settings.dvc_venv}/bin/dvc",
         shared_mode=f"{SHARED_DIRECTORY_MODE:o}", repository_mode=f"{REPOSITORY_DIRECTORY_MODE:o}",

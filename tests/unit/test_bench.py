@@ -56,7 +56,7 @@ def _plan(clients: list[ClientPlan]) -> SeedPlan:
 
 
 def _client(name: str, port: int) -> ClientPlan:
-    return ClientPlan(name=name, port=port, user="root", home="/root", key="/root/.ssh/id", workdir="/root/demo",
+    return ClientPlan(name=name, port=port, home="/root", key="/root/.ssh/id", workdir="/root/demo",
                       marker=f"provision:inventory:{name}", git_url="ssh://git@127.0.0.1:2200/x.git",
                       git_ssh_command="ssh -F /dev/null -i '/root/.ssh/id'", known_hosts="/root/.ssh/known_hosts",
                       known_hosts_content="[127.0.0.1]:2200 ssh-ed25519 AAAA\n[127.0.0.1]:2200 ecdsa AAAB\n",

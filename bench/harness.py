@@ -150,6 +150,7 @@ def _client_fingerprints(lab: Lab, plan: SeedPlan) -> dict[str, str]:
 
 def _run_phase(contender: Contender, ctx: Context, plan: SeedPlan, result: PhaseResult, dataset: Path,
                manifest: dict[str, str], cpu: JobCpu) -> None:
+    """The three steps, each measured; then storage's log of the whole run counted and the end state checked."""
     lab = ctx.lab
     storage_log = lab.log_path(lab.storage_host)
     traffic_text = ""
@@ -242,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.clients + ([32] if args.with_32 and 32 not in args.clients else [])
     contenders = [CONTENDERS[name] for name in args.contenders.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "bench/run " + " ".join(shlex.quote(arg) for arg in (argv if argv is not None else sys.argv[1:]))
+    reproduce = ["bench/run", "--clients", ",".join(map(str, sizes)), "--repetitions", str(args.repetitions)]
+    if args.contenders != parser.get_default("contenders"):
+        reproduce += ["--contenders", args.contenders]
+    command = "sudo " + shlex.join(reproduce)
     facts = machine_facts()
     work = Path(tempfile.mkdtemp(prefix="provision-bench."))
     cpu = JobCpu()

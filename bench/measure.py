@@ -61,7 +61,9 @@ class JobCpu:
 
     @property
     def source(self) -> str:
-        return f"cgroup {self.group}" if self.group else "unavailable"
+        if self._usage is None:
+            return "unavailable (no cgroup could be made)"
+        return "a cgroup of its own (" + ("v2 cpu.stat" if self._usage.name == "cpu.stat" else "v1 cpuacct") + ")"
 
     def seconds(self) -> float | None:
         if self._usage is None:

@@ -191,7 +191,7 @@ def write_results(out: Path, runs: list[Run], *, facts: dict[str, str], command:
                                       for clients in sizes[1:])])
         lines += _table(["contender", *(f"N={clients}" for clients in sizes[1:])], rows)
     lines += ["## Every measure (medians over repetitions)", "",
-              f"Job CPU: {cpu_source} (the contender, its children and every lab sshd, nothing else). "
+              f"Job CPU: from {cpu_source} holding the contender, its children and every lab sshd, nothing else. "
               "Machine CPU: /proc/stat busy time of the whole machine, other people's work included. "
               "Peak RSS: the controller's main process (provision, ansible-playbook or bash; its VmHWM). "
               "Logins and SFTP sessions: by clients' keys, from storage's sshd log. "

@@ -15,6 +15,7 @@ import click
 from provision import __version__
 from provision.cli.bootstrap import bootstrap
 from provision.cli.common import PlayArgs, inventory_option, play_options, run_play
+from provision.cli.data import data
 from provision.cli.lab import lab
 from provision.cli.onboard import offboard, onboard
 from provision.cli.rotate import rotate
@@ -161,6 +162,7 @@ cli.add_command(bootstrap)
 cli.add_command(onboard)
 cli.add_command(offboard)
 cli.add_command(rotate)
+cli.add_command(data)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from provision.cli.common import PlayArgs, inventory_option, play_options, run_p
 from provision.cli.data import data
 from provision.cli.lab import lab
 from provision.cli.onboard import offboard, onboard
+from provision.cli.pipeline import pipeline
 from provision.cli.rotate import rotate
 from provision.cli.secrets import secrets
 from provision.connection import resolve_target
@@ -163,6 +164,7 @@ cli.add_command(onboard)
 cli.add_command(offboard)
 cli.add_command(rotate)
 cli.add_command(data)
+cli.add_command(pipeline)
 
 
 def main() -> None:

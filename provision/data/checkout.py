@@ -53,10 +53,15 @@ class CheckoutReport:
                                                          ("M", self.modified)) for path in paths)]
 
 
-def file_changes(diff: dict) -> tuple[list[str], list[str], list[str]]:
-    """Added, removed and modified files of `dvc diff --json` (directory entries left out)."""
+def file_changes(diff: dict, outputs: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Added, removed and modified files of `dvc diff --json` within `outputs` (the version's; outputs it
+    does not track stay in the work tree as they are). Directory entries are left out."""
+    def within(path: str) -> bool:
+        return any(path == out or path.startswith(f"{out}/") for out in outputs)
+
     def files(kind: str) -> list[str]:
-        return sorted(entry["path"] for entry in diff.get(kind, []) if not entry["path"].endswith("/"))
+        return sorted(entry["path"] for entry in diff.get(kind, [])
+                      if not entry["path"].endswith("/") and within(entry["path"]))
     return files("added"), files("deleted"), files("modified")
 
 
@@ -77,7 +82,7 @@ def checkout(runner: Runner, checkout: Checkout, tag: str, *, force: bool = Fals
                              *(out.path for out in outputs), what=f"checkout {tag}")
     applied = key_values(output)
     diff = _json(next((value for key, value in applied if key == "diff"), ""), "dvc diff")
-    added, removed, modified = file_changes(diff)
+    added, removed, modified = file_changes(diff, [out.path for out in outputs])
     sizes = {}
     for key, value in applied:
         if key == "size":

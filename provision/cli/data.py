@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from provision.cli.common import inventory_option
-from provision.data.checkout import checkout as checkout_version
+from provision.data.checkout import checkout_version
 from provision.data.duplicates import compare_versions, find_duplicates
 from provision.data.fetch import fetch as fetch_version
 from provision.data.release import release as release_version
@@ -131,8 +131,8 @@ def checkout(where: Where, check: bool, version: str, force: bool) -> None:
       provision data checkout v1.1 -i site.yml --on ws2
     """
     tag = check_tag(version)
-    with where.open() as (runner, opened):
-        where.show(checkout_version(runner, opened, tag, force=force, check=check))
+    with where.open() as (runner, repo):
+        where.show(checkout_version(runner, repo, tag, force=force, check=check))
 
 
 @data.command()

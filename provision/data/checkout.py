@@ -65,7 +65,7 @@ def file_changes(diff: dict, outputs: list[str]) -> tuple[list[str], list[str], 
     return files("added"), files("deleted"), files("modified")
 
 
-def checkout(runner: Runner, checkout: Checkout, tag: str, *, force: bool = False,
+def checkout_version(runner: Runner, checkout: Checkout, tag: str, *, force: bool = False,
              check: bool = False) -> CheckoutReport:
     """Bring the work tree's data to version `tag`."""
     pairs = key_values(run_data_script(runner, checkout, "checkout_probe", tag, what=f"reading {tag}"))

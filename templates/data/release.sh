@@ -10,7 +10,9 @@ branch=$(git symbolic-ref --short HEAD)
 start=$(git rev-parse HEAD)
 saved=$(mktemp -d)
 tagged=
-each_file() {
+each_file() {  # ACTION PATH...: ACTION on each path's .dvc file and the .gitignore beside it
+  action=$1
+  shift
   for path; do
     "$action" "$path.dvc"
     "$action" "$(dirname -- "$path")/.gitignore"
@@ -31,21 +33,19 @@ undo() {
   if [ "$status" -ne 0 ]; then
     if [ -n "$tagged" ]; then git tag -d -- "$tag" >/dev/null 2>&1 || true; fi
     git reset --quiet --keep "$start" 2>/dev/null || true
-    action=restore
-    each_file "$@"
+    each_file restore "$@"
   fi
   rm -rf -- "$saved"
   exit "$status"
 }
-action=save
-each_file "$@"
+each_file save "$@"
 trap 'undo "$@"' EXIT
 if git ls-remote --exit-code origin "refs/heads/$branch" >/dev/null; then
   git fetch --quiet origin "refs/heads/$branch"
   git merge --quiet --ff-only FETCH_HEAD
 fi
 if git rev-parse -q --verify "refs/tags/$tag" >/dev/null; then echo "tag $tag exists" >&2; exit 3; fi
-run_dvc add --quiet -- "$@"
+run_dvc add -- "$@" >&2
 for path; do
   out=$(run_dvc push -- "$path.dvc" 2>&1) || { printf '%s\n' "$out" >&2; exit 4; }
   printf 'push %s\n' "$(printf '%s\n' "$out" | tail -n 1)"

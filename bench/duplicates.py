@@ -1,8 +1,9 @@
 """Benchmark: `provision data duplicates` on a generated tree that DVC already knows.
 
 Generates FILES files of equal size (so size alone never settles a group) in groups of four identical
-ones, half of them in a directory tracked with `dvc add` (DVC's hash cache knows them) and half beside
-it; then times the duplicate search and checks its groups against the generated ones.
+ones, in two directories; `dvc add` of both (or, with --half-known, of one: the other half is hashed)
+gives DVC's hash cache the files; then times the duplicate search and checks its groups against the
+generated ones.
 
 Run from the repository: `python bench/duplicates.py --files 100000` (tests use a small tree).
 """
@@ -48,20 +49,22 @@ def dvc_repository(root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--half-known", action="store_true", help="dvc add only the tracked half")
     args = parser.parse_args()
+    added_dirs = ["tracked"] if args.half_known else ["tracked", "loose"]
     with tempfile.TemporaryDirectory(prefix="provision-duplicates-") as directory:
         root = Path(directory)
         dvc_repository(root)
         expected = make_tree(root, args.files)
         start = time.perf_counter()
-        subprocess.run([local_dvc(), "add", "--quiet", "tracked"], cwd=root, check=True,
+        subprocess.run([local_dvc(), "add", "--quiet", *added_dirs], cwd=root, check=True,
                        env=os.environ | {"DVC_NO_ANALYTICS": "1"})
         added = time.perf_counter() - start
         start = time.perf_counter()
         report = find_duplicates(str(root))
         elapsed = time.perf_counter() - start
         found = sorted(group.files for group in report.groups)
-        print(f"{args.files} files: dvc add of the tracked half {added:.1f} s; duplicates {elapsed:.1f} s "
+        print(f"{args.files} files: dvc add of {' and '.join(added_dirs)} {added:.1f} s; duplicates {elapsed:.1f} s "
               f"({report.hashes_from_dvc} hashes from DVC, {report.hashed} files read), "
               f"{len(report.groups)} groups, {report.wasted} bytes wasted, groups exact: {found == expected}")
 

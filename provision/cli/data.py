@@ -33,7 +33,6 @@ class Where:
     repo: str
     json: bool
     timeout: float
-    accept_new_hostkeys: bool
 
     @contextmanager
     def open(self) -> Iterator[tuple[Runner, Checkout]]:
@@ -42,8 +41,7 @@ class Where:
             return
         if self.inventory is None:
             raise InputError("--on HOST needs an inventory (-i FILE or $PROVISION_INVENTORY)", key="--on")
-        with remote_checkout(load_inventory(self.inventory), self.on, timeout=self.timeout,
-                             accept_new_hostkeys=self.accept_new_hostkeys) as opened:
+        with remote_checkout(load_inventory(self.inventory), self.on, timeout=self.timeout) as opened:
             yield opened
 
     def show(self, report: Any) -> None:
@@ -56,7 +54,7 @@ class Where:
 
 
 def where_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """-i, --on, --repo, --json, --timeout, --accept-new-hostkeys."""
+    """-i, --on, --repo, --json, --timeout (host keys must be pinned: `provision hostkeys scan`)."""
     options = [
         inventory_option,
         click.option("--on", "on", metavar="HOST", help="Run on this inventory host over SSH: on storage in "
@@ -66,13 +64,12 @@ def where_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--json", "json_output", is_flag=True, help="Print one JSON document."),
         click.option("--timeout", type=click.FloatRange(1, 86400), default=30.0, show_default=True,
                      help="Seconds allowed to connect (with --on)."),
-        click.option("--accept-new-hostkeys", is_flag=True, help="Pin the key of a host seen for the first time."),
     ]
 
     @functools.wraps(func)
     def wrapper(*args: Any, inventory: str | None, on: str | None, repo: str, json_output: bool, timeout: float,
-                accept_new_hostkeys: bool, **kwargs: Any) -> Any:
-        return func(*args, where=Where(inventory, on, repo, json_output, timeout, accept_new_hostkeys), **kwargs)
+                **kwargs: Any) -> Any:
+        return func(*args, where=Where(inventory, on, repo, json_output, timeout), **kwargs)
 
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -112,7 +109,7 @@ def release(where: Where, check: bool, version: str, paths: tuple[str, ...], mes
       provision data release model-2024-06 --path model_output -m "model" -i site.yml --on gpu1
     """
     tag = check_tag(version)
-    checked = list(dict.fromkeys(check_data_path(path) for path in paths))
+    checked = list(dict.fromkeys(check_data_path(path, key="--path") for path in paths))
     with where.open() as (runner, checkout):
         where.show(release_version(runner, checkout, tag, checked, message, check=check))
 

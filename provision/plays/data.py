@@ -48,14 +48,13 @@ def host_checkout(inventory: Inventory, host: Host) -> tuple[Checkout, str | Non
 
 
 @contextmanager
-def remote_checkout(inventory: Inventory, name: str, *, timeout: float,
-                    accept_new_hostkeys: bool = False) -> Iterator[tuple[SessionRunner, Checkout]]:
-    """An open session to inventory host `name` and its checkout; the session is closed afterwards."""
+def remote_checkout(inventory: Inventory, name: str, *, timeout: float) -> Iterator[tuple[SessionRunner, Checkout]]:
+    """An open session to inventory host `name` (its host key pinned) and its checkout; closed afterwards."""
     host = inventory.hosts.get(name)
     if host is None:
         raise InputError(f"no such host in the inventory: {name}", file=str(inventory.path), key="--on")
     checkout, account = host_checkout(inventory, host)
-    keys = HostKeyOptions(inventory.known_hosts_path, accept_new=accept_new_hostkeys)
+    keys = HostKeyOptions(inventory.known_hosts_path)
     become_password = SecretLookupForInventory(inventory)(host, "become_password") if host.become else None
     session = open_session(host, keys, timeout=timeout, become_password=become_password)
     try:

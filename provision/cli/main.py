@@ -15,8 +15,10 @@ import click
 from provision import __version__
 from provision.cli.bootstrap import bootstrap
 from provision.cli.common import PlayArgs, inventory_option, play_options, run_play
+from provision.cli.data import data
 from provision.cli.lab import lab
 from provision.cli.onboard import offboard, onboard
+from provision.cli.pipeline import pipeline
 from provision.cli.rotate import rotate
 from provision.cli.secrets import secrets
 from provision.connection import resolve_target
@@ -169,6 +171,8 @@ cli.add_command(bootstrap)
 cli.add_command(onboard)
 cli.add_command(offboard)
 cli.add_command(rotate)
+cli.add_command(data)
+cli.add_command(pipeline)
 
 
 def main() -> None:

@@ -31,14 +31,15 @@ _DATA_PATH = re.compile(r"[A-Za-z0-9._+@%,=][A-Za-z0-9._/+@%,=-]*\Z")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")
 
 
-def check_data_path(path: str) -> str:
-    """A dataset path relative to server_repo, normalised; InputError before any host is contacted."""
+def check_data_path(path: str, key: str = "--data") -> str:
+    """A dataset path relative to the repository (server_repo for bootstrap), normalised; InputError naming
+    the option `key` before any host is contacted."""
     if not _DATA_PATH.match(path) or path.startswith("/"):
-        raise InputError(f"{path!r} is not a relative path of letters, digits and . _ - / + @ % , =", key="--data")
+        raise InputError(f"{path!r} is not a relative path of letters, digits and . _ - / + @ % , =", key=key)
     parts = [part for part in path.split("/") if part not in ("", ".")]
     if not parts or ".." in parts or parts[0] in (".git", ".dvc"):
-        raise InputError(f"{path!r} must name a file or directory inside server_repo (no '..', not .git or "
-                         ".dvc)", key="--data")
+        raise InputError(f"{path!r} must name a file or directory inside the repository (no '..', not .git or "
+                         ".dvc)", key=key)
     return "/".join(parts)
 
 

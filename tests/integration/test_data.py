@@ -1,0 +1,220 @@
+"""`provision data` on the lab: releases from storage and from a client, checkout, fetch, versions,
+a refused release, and the pipeline's entrypoint, with real sshd, git and dvc.
+
+One lab for the module (storage, ws1, ws2): bootstrapped, v1.0 released from storage, clients onboarded.
+The tests run in file order and build on each other, as a team's day does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provision.lab import Lab
+from provision.paths import templates_dir
+from tests.integration.clirunner import provision, provision_json
+from tests.integration.helpers import KEY, WORKDIR, failures, own_lab, put_dataset, sh
+
+pytestmark = pytest.mark.integration
+
+SERVER_REPO = "/mnt/nfs/demo"
+DVC_STORAGE = "/mnt/nfs/cache"
+BARE_REPO = "/mnt/nfs/git/demo.git"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Site:
+    lab: Lab
+    home: Path
+
+    def data(self, *args: str, on: str) -> tuple[int, Any, str]:
+        """`provision data ARGS -i INVENTORY --on HOST --json`: status, parsed document, stderr."""
+        done = provision("data", *args, "-i", str(self.lab.inventory_path), "--on", on, "--json", home=self.home)
+        document = json.loads(done.stdout) if done.returncode == 0 else None
+        return done.returncode, document, done.stderr
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """storage bootstrapped with `data` released as v1.0 from storage itself; ws1 and ws2 onboarded."""
+    with own_lab(tmp_path_factory, "data", ["storage", "ws1", "ws2"]) as (lab, home):
+        done = provision("bootstrap", "-i", str(lab.inventory_path), home=home)
+        assert done.returncode == 0, done.stdout + done.stderr
+        put_dataset(lab, blob=True)
+        site = Site(lab, home)
+        status, document, stderr = site.data("release", "v1.0", "--path", "data", "-m", "first dataset", on="storage")
+        assert status == 0, stderr
+        assert document["files"] == 2 and document["objects_pushed"] == 3  # hello.txt, blob.bin, listing
+        status, onboarded = provision_json("onboard", "-i", str(lab.inventory_path), "--pull", home=home)
+        assert status == 0, failures(onboarded)
+        yield site
+
+
+def tree(lab: Lab, host: str, path: str) -> dict[str, str]:
+    """{relative path: sha256} of every file under `path` on `host` (links into DVC's cache followed)."""
+    listing = sh(lab, host, ["sh", "-c", 'cd "$1" && find -L . -type f -exec sha256sum {} +', "sh", path])
+    return {line.split(maxsplit=1)[1].removeprefix("./"): line.split()[0] for line in listing.splitlines()}
+
+
+def work_files(lab: Lab, host: str) -> dict[str, str]:
+    """`tree` of the client's checkout without git's and DVC's own directories (cache, state)."""
+    return {path: digest for path, digest in tree(lab, host, WORKDIR).items()
+            if not path.startswith((".git/", ".dvc/cache/", ".dvc/tmp/"))}
+
+
+def bare_git(lab: Lab, argv: list[str]) -> str:
+    """git in the bare repository on storage (as root, which git would otherwise refuse there)."""
+    return sh(lab, "storage", ["git", "-c", "safe.directory=*", "-C", BARE_REPO, *argv])
+
+
+def tags(lab: Lab) -> list[str]:
+    return bare_git(lab, ["tag", "--list"]).split()
+
+
+def test_release_from_storage_is_tagged_and_pulled_by_clients(site: Site) -> None:
+    assert tags(site.lab) == ["v1.0"]
+    assert tree(site.lab, "ws1", f"{WORKDIR}/data") == tree(site.lab, "storage", f"{SERVER_REPO}/data")
+
+
+def test_release_from_a_client_pushes_only_from_the_client(site: Site) -> None:
+    lab = site.lab
+    server_before = tree(lab, "storage", f"{SERVER_REPO}/data")
+    sh(lab, "ws1", ["sh", "-c", 'printf "hello v1.1\\n" > "$1/data/hello.txt"', "sh", WORKDIR])
+    sh(lab, "ws1", ["sh", "-c", 'head -c 5000 /dev/urandom > "$1/data/new.bin"', "sh", WORKDIR])
+    status, document, stderr = site.data("release", "v1.1", "--path", "data", "-m", "v1.1: new.bin", on="ws1")
+    assert status == 0, stderr
+    assert document["tag"] == "v1.1" and document["files"] == 3
+    assert document["objects_pushed"] == 3  # hello.txt, new.bin and the directory listing
+    assert tags(lab) == ["v1.0", "v1.1"]
+    assert tree(lab, "storage", f"{SERVER_REPO}/data") == server_before  # the server's work tree is not touched
+    head = sh(lab, "ws1", ["git", "-C", WORKDIR, "rev-parse", "HEAD"]).strip()
+    assert bare_git(lab, ["rev-parse", "main", "v1.1^{commit}"]).split() == [head, head]
+
+
+def test_release_of_an_existing_tag_is_refused_and_changes_nothing(site: Site) -> None:
+    before = sh(site.lab, "ws2", ["git", "-C", WORKDIR, "status", "--porcelain"])
+    status, _, stderr = site.data("release", "v1.0", "--path", "data", "-m", "again", on="ws2")
+    assert status == 2
+    assert "tag v1.0 already exists" in stderr and "in origin" in stderr and "nothing changed" in stderr
+    assert sh(site.lab, "ws2", ["git", "-C", WORKDIR, "status", "--porcelain"]) == before
+
+
+def test_checkout_restores_byte_identical_versions(site: Site) -> None:
+    lab = site.lab
+    status, document, stderr = site.data("checkout", "v1.1", on="ws2")
+    assert status == 0, stderr
+    assert document["added"] == ["data/new.bin"] and document["modified"] == ["data/hello.txt"]
+    assert tree(lab, "ws2", f"{WORKDIR}/data") == tree(lab, "ws1", f"{WORKDIR}/data")
+    status, document, stderr = site.data("checkout", "v1.0", on="ws2")
+    assert status == 0, stderr
+    assert document["removed"] == ["data/new.bin"] and document["modified"] == ["data/hello.txt"]
+    assert tree(lab, "ws2", f"{WORKDIR}/data") == tree(lab, "storage", f"{SERVER_REPO}/data")
+
+
+def test_checkout_refuses_to_overwrite_local_changes_unless_forced(site: Site) -> None:
+    lab = site.lab
+    hello = f"{WORKDIR}/data/hello.txt"
+    sh(lab, "ws2", ["sh", "-c", 'rm -f "$1" && printf "my edit\\n" > "$1"', "sh", hello])
+    status, _, stderr = site.data("checkout", "v1.1", on="ws2")
+    assert status == 2 and "data/hello.txt" in stderr and "--force" in stderr
+    assert sh(lab, "ws2", ["cat", hello]) == "my edit\n"
+    status, _, stderr = site.data("checkout", "v1.0", "--force", on="ws2")
+    assert status == 0, stderr
+    assert tree(lab, "ws2", f"{WORKDIR}/data") == tree(lab, "storage", f"{SERVER_REPO}/data")
+
+
+def test_failed_data_push_leaves_no_tag_and_no_commit(site: Site) -> None:
+    lab = site.lab
+    head = sh(lab, "ws1", ["git", "-C", WORKDIR, "rev-parse", "HEAD"])
+    dvcfile = sh(lab, "ws1", ["cat", f"{WORKDIR}/data.dvc"])
+    sh(lab, "ws1", ["sh", "-c", 'head -c 3000 /dev/urandom > "$1/data/more.bin"', "sh", WORKDIR])
+    sh(lab, "storage", ["find", DVC_STORAGE, "-type", "d", "-exec", "chmod", "a-w", "{}", "+"])
+    try:
+        status, _, stderr = site.data("release", "v1.2", "--path", "data", "-m", "never", on="ws1")
+    finally:
+        sh(lab, "storage", ["find", DVC_STORAGE, "-type", "d", "-exec", "chmod", "ug+w", "{}", "+"])
+    assert status == 2, stderr and "nothing was tagged or committed" in stderr
+    assert "v1.2" not in tags(lab)
+    assert sh(lab, "ws1", ["git", "-C", WORKDIR, "tag", "--list", "v1.2"]) == ""
+    assert sh(lab, "ws1", ["git", "-C", WORKDIR, "rev-parse", "HEAD"]) == head
+    assert bare_git(lab, ["rev-parse", "main"]) == head
+    assert sh(lab, "ws1", ["cat", f"{WORKDIR}/data.dvc"]) == dvcfile
+    assert sh(lab, "ws1", ["git", "-C", WORKDIR, "status", "--porcelain"]) == ""
+    sh(lab, "ws1", ["rm", "-f", f"{WORKDIR}/data/more.bin"])
+
+
+def test_fetch_fills_the_cache_without_touching_the_work_tree(site: Site) -> None:
+    lab = site.lab
+    sh(lab, "ws1", ["sh", "-c", 'head -c 7000 /dev/urandom > "$1/data/v12.bin"', "sh", WORKDIR])
+    status, _, stderr = site.data("release", "v1.2", "--path", "data", "-m", "v1.2: v12.bin", on="ws1")
+    assert status == 0, stderr
+    work_tree = work_files(lab, "ws2")
+    cache_before = tree(lab, "ws2", f"{WORKDIR}/.dvc/cache")
+    status, document, stderr = site.data("fetch", "v1.2", "--jobs", "2", on="ws2")
+    assert status == 0, stderr
+    assert document["objects_copied"] == 2 and document["bytes_copied"] > 7000  # v12.bin and the listing
+    assert work_files(lab, "ws2") == work_tree
+    assert set(cache_before) < set(tree(lab, "ws2", f"{WORKDIR}/.dvc/cache"))
+    assert sh(lab, "ws2", ["git", "-C", WORKDIR, "worktree", "list"]).count("\n") == 1
+    # Checking out the fetched version needs no data from storage: it is all in the cache now.
+    sh(lab, "storage", ["chmod", "0", DVC_STORAGE])
+    try:
+        status, document, stderr = site.data("checkout", "v1.2", on="ws2")
+    finally:
+        sh(lab, "storage", ["chmod", "2775", DVC_STORAGE])
+    assert status == 0, stderr
+    # ws2 was at v1.0: new.bin came with v1.1, hello.txt changed then
+    assert document["added"] == ["data/new.bin", "data/v12.bin"] and document["modified"] == ["data/hello.txt"]
+    assert document["bytes"] == 5000 + 7000 + len("hello v1.1\n")
+    assert tree(lab, "ws2", f"{WORKDIR}/data") == tree(lab, "ws1", f"{WORKDIR}/data")
+
+
+def test_versions_json_matches_the_tags(site: Site) -> None:
+    status, document, stderr = site.data("versions", on="ws2")
+    assert status == 0, stderr
+    assert [version["tag"] for version in document] == tags(site.lab)
+    by_tag = {version["tag"]: version for version in document}
+    assert by_tag["v1.0"]["message"].strip() == "first dataset"
+    assert [(d["path"], d["files"], d["bytes"]) for d in by_tag["v1.0"]["datasets"]] == [("data", 2, 20009)]
+    assert [(d["path"], d["files"], d["bytes"]) for d in by_tag["v1.1"]["datasets"]] == [("data", 3, 25011)]
+    commits = bare_git(site.lab, ["rev-parse", "v1.0^{commit}", "v1.1^{commit}"]).split()
+    assert [by_tag["v1.0"]["commit"], by_tag["v1.1"]["commit"]] == commits
+    assert by_tag["v1.2"]["datasets"][0]["files"] == 4
+
+
+def test_pipeline_entrypoint_checks_out_and_releases_in_the_lab(site: Site) -> None:
+    """The image's entrypoint, run for real on ws1 (no Docker): a fresh clone, checkout, store a model, roll back."""
+    lab = site.lab
+    secrets = "/root/pipeline-secrets"
+    workdir = "/root/pipeline-work"
+    sh(lab, "ws1", ["mkdir", "-m", "0700", "-p", secrets])
+    sh(lab, "ws1", ["install", "-m", "0400", KEY, f"{secrets}/id_ed25519"])
+    config_local = sh(lab, "ws1", ["cat", f"{WORKDIR}/.dvc/config.local"]).replace(KEY, f"{secrets}/id_ed25519")
+    sh(lab, "ws1", ["sh", "-c", 'umask 277 && cat > "$1"', "sh", f"{secrets}/config.local"], input=config_local)
+    git_url = sh(lab, "ws1", ["git", "-C", WORKDIR, "remote", "get-url", "origin"]).strip()
+    entrypoint = str(templates_dir() / "pipeline" / "entrypoint.sh")
+    environment = ["env", f"PYTHONPATH={REPO_ROOT}", "PATH=/usr/local/bin:/usr/bin:/bin",
+                   f"PROVISION_COMMAND={sys.executable} -m provision", f"PROVISION_WORKDIR={workdir}",
+                   f"PROVISION_SECRETS_DIR={secrets}",
+                   "PROVISION_KNOWN_HOSTS=/root/.ssh/known_hosts", f"PROVISION_GIT_URL={git_url}"]
+    checkout = json.loads(sh(lab, "ws1", [*environment, "sh", entrypoint, "checkout", "v1.2"]))
+    assert checkout["tag"] == "v1.2"
+    assert tree(lab, "ws1", f"{workdir}/data") == tree(lab, "ws1", f"{WORKDIR}/data")
+    sh(lab, "ws1", ["sh", "-c", 'mkdir -p "$1/model_output" && printf "weights\\n" > "$1/model_output/model.pt"',
+                    "sh", workdir])
+    released = json.loads(sh(lab, "ws1", [*environment, "PROVISION_MESSAGE=model of v1.2", "sh", entrypoint,
+                                          "release", "model-1", "model_output"]))
+    assert released["tag"] == "model-1" and released["files"] == 1
+    assert "model-1" in tags(lab)
+    assert sh(lab, "ws1", ["readlink", f"{workdir}/.dvc/config.local"]).strip() == f"{secrets}/config.local"
+    rolled_back = json.loads(sh(lab, "ws1", [*environment, "PROVISION_STEP=checkout", "PROVISION_VERSION=v1.0",
+                                             "sh", entrypoint]))
+    assert rolled_back["removed"] == ["data/new.bin", "data/v12.bin"]
+    assert tree(lab, "ws1", f"{workdir}/data") == tree(lab, "storage", f"{SERVER_REPO}/data")

@@ -53,6 +53,7 @@ def remote_checkout(inventory: Inventory, name: str, *, timeout: float) -> Itera
     host = inventory.hosts.get(name)
     if host is None:
         raise InputError(f"no such host in the inventory: {name}", file=str(inventory.path), key="--on")
+    inventory.check_targets([host])
     checkout, account = host_checkout(inventory, host)
     keys = HostKeyOptions(inventory.known_hosts_path)
     become_password = SecretLookupForInventory(inventory)(host, "become_password") if host.become else None

@@ -30,6 +30,10 @@ from provision.tasks.files import install_script, unified_diff
 
 SFTP = "sftp"
 GIT = "git"
+#: The forced command of read-write SFTP key lines (and of password sessions): group-writable files,
+#: and no symbolic or hard links (DVC's push and pull need neither; they do need posix-rename).
+SFTP_READ_WRITE_COMMAND = "internal-sftp -u 0002 -P symlink,hardlink"
+SFTP_READ_ONLY_COMMAND = "internal-sftp -R"
 #: Rounds of read, compute, swap before giving up when other processes keep changing the file.
 SWAP_ATTEMPTS = 20
 _CONFLICT = 3
@@ -69,7 +73,7 @@ sh -c "$install" install_file "$staged" "$target" root "" 0644
 def key_line(account: str, public_key: str, marker: str, *, read_only: bool = False) -> str:
     """One authorized_keys line: `restrict`, the forced command of `account` (SFTP or GIT), key, marker."""
     return render("client/authorized_keys_line.j2", account=account, public_key=public_key, marker=marker,
-                  read_only=read_only)
+                  read_only=read_only, sftp_command=SFTP_READ_ONLY_COMMAND if read_only else SFTP_READ_WRITE_COMMAND)
 
 
 #: What sshd separates an authorized_keys line's fields with.

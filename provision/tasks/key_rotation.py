@@ -299,7 +299,7 @@ class ProveNewKey(Task):
         settings, new_key = self.settings, self.rotation.new_key
         info = self.rotation.at(new_key)
         kept = f"; the old key {self.rotation.info.key} stays authorized and in use"
-        listing = ctx.session.run(sftp_list_argv(info, settings, settings.storage_user, settings.dvc_storage))
+        listing = ctx.session.run(sftp_list_argv(info, settings, settings.storage_user, settings.sftp_dvc_storage))
         if not listing.ok:
             failure = command_error(f"proof of the new key: sftp as {settings.storage_user} with {new_key}", listing)
             raise ProvisionError(f"{failure}{kept}")

@@ -214,6 +214,9 @@ def test_play_orders_tasks_and_adds_dataset_only_when_asked(tmp_path: Path) -> N
     host = storage_host(tmp_path)
     names = [task.name for task in storage_tasks(host, None, None)]
     assert names[0] == "export /mnt/nfs"
+    assert names[1:3] == ["SFTP chroot /mnt/nfs", "sshd settings of dvc"]  # before any account is touched
+    assert names.index("directory /mnt/nfs/demo") < names.index("entries of the SFTP chroot /mnt/nfs") < names.index(
+        "DVC site cache of git") < names.index("server repository /mnt/nfs/demo")
     assert names.index("account git") < names.index("directory /mnt/nfs/git") < names.index(
         "bare repository /mnt/nfs/git/demo.git") < names.index("server repository /mnt/nfs/demo")
     assert not any(isinstance(task, EnsureDataset) for task in storage_tasks(host, None, None))

@@ -38,12 +38,13 @@ from provision.tasks.client_key import key_fingerprint, shorten_keys
 
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL"
 KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0rkuTaNhk7cH8WDqv3Ddh"
+READ_WRITE_SFTP = 'restrict,command="internal-sftp -u 0002 -P symlink,hardlink"'
 HAND_WRITTEN = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL admin@laptop"
 
 
 def test_sftp_line_is_restricted_to_internal_sftp_with_group_umask() -> None:
     assert key_line(SFTP, KEY_A, "provision:site:ws1") == \
-        f'restrict,command="internal-sftp -u 0002" {KEY_A} provision:site:ws1'
+        f"{READ_WRITE_SFTP} {KEY_A} provision:site:ws1"
 
 
 def test_read_only_sftp_line_uses_read_only_sftp() -> None:
@@ -155,7 +156,7 @@ def test_keys_are_shortened_to_fingerprints() -> None:
                               check=True).stdout.split()[1]
     assert key_fingerprint(KEY_A) == f"ssh-ed25519 {expected}"
     shortened = shorten_keys(key_line(SFTP, KEY_A, "provision:site:ws1"))
-    assert shortened == f'restrict,command="internal-sftp -u 0002" ssh-ed25519 {expected} provision:site:ws1'
+    assert shortened == f"{READ_WRITE_SFTP} ssh-ed25519 {expected} provision:site:ws1"
     assert KEY_A.split()[1] not in shortened
 
 
@@ -229,8 +230,8 @@ def test_plan_summarizes_and_diffs_with_fingerprints(home: Path) -> None:
     change = task.plan(FileContext(home))  # type: ignore[arg-type]
     assert change is not None
     assert change.summary == f"authorize ws1; revoke ws2 in {keys}"
-    assert f"+restrict,command=\"internal-sftp -u 0002\" {key_fingerprint(KEY_B)} provision:site:ws1" in change.diff
-    assert f"-restrict,command=\"internal-sftp -u 0002\" {key_fingerprint(KEY_A)} provision:site:ws2" in change.diff
+    assert f"+{READ_WRITE_SFTP} {key_fingerprint(KEY_B)} provision:site:ws1" in change.diff
+    assert f"-{READ_WRITE_SFTP} {key_fingerprint(KEY_A)} provision:site:ws2" in change.diff
     assert KEY_A.split()[1] not in change.diff and KEY_B.split()[1] not in change.diff
 
 

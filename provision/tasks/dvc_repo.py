@@ -111,6 +111,8 @@ umask 002
 "$dvc" add --quiet -- "$path"
 "$dvc" push --quiet -- "$path.dvc"
 umask 022
+# What DVC just made in its site cache under that umask stays git_user's alone.
+chmod -R go-w -- "$site_cache"
 commit_paths "$name" "$email" "$message" "$path.dvc" "$(dirname -- "$path")/.gitignore"
 if [ -n "$tag" ]; then
   if ! git rev-parse -q --verify "refs/tags/$tag" >/dev/null; then

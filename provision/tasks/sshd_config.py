@@ -191,7 +191,7 @@ class SftpChrootEntries(Task):
 
     def plan(self, ctx: HostContext) -> Change | None:
         if not ctx.check:
-            ctx.forget(self._fact)  # earlier tasks of this run set the modes of the tool's own entries
+            ctx.forget(self._fact)  # read again: this run may have just created storage_user
         output = ctx.fact(self._fact)
         if output is None:  # storage_user does not exist yet (under --check)
             return None

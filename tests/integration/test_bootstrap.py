@@ -15,7 +15,7 @@ import yaml
 from provision.lab import Lab
 from provision.remote import as_user, script
 from tests.integration.clirunner import provision, provision_json
-from tests.integration.helpers import ALL_OBJECTS, admin_inventory, host_snapshot, own_lab
+from tests.integration.helpers import ALL_OBJECTS, admin_inventory, failures, host_snapshot, own_lab
 
 pytestmark = pytest.mark.integration
 
@@ -379,7 +379,7 @@ def test_two_inventories_on_one_storage_host_never_change_each_others_access(mak
     before = lab.exec("storage", ["cat", drop_in]).stdout
     # ...whose access inventory B's password login (ForceCommand read-write) would change.
     other = inventory_with(lab, tmp_path, inventory_name="other", project="other", auth="password")
-    status, document = bootstrap(lab, tmp_path, inventory=other)
+    status, document = bootstrap(lab, tmp_path, inventory=other, env=vault_env)
     assert status == 2
     failed = next(t for t in document["hosts"]["storage"]["tasks"] if t["status"] == "failed")
     assert failed["name"] == "sshd settings of dvc"
@@ -395,6 +395,27 @@ def test_two_inventories_on_one_storage_host_never_change_each_others_access(mak
     assert lab.exec("storage", ["cat", "/home/git/git-repositories"]).stdout == f"{BARE}\n{NFS}/git/other.git\n"
     status, document = bootstrap(lab, tmp_path)
     assert status == 0 and changed(document) == 0, document
+
+
+def test_a_second_inventory_never_takes_the_first_ones_password_login_away(make_lab, tmp_path: Path,
+                                                                             vault_env: dict[str, str]) -> None:
+    lab = make_lab(["storage", "ws1"])
+    (lab.dir / "host_vars").mkdir()
+    (lab.dir / "host_vars" / "ws1.yml").write_text("auth: password\n")
+    status, document = bootstrap(lab, tmp_path, env=vault_env)
+    assert status == 0, failures(document)
+    drop_in = "/etc/ssh/sshd_config.d/10-provision-dvc.conf"
+    before = lab.exec("storage", ["cat", drop_in]).stdout
+    password_hash = lab.exec("storage", ["getent", "shadow", "dvc"]).stdout.split(":")[1]
+    assert "PasswordAuthentication yes" in before and password_hash.startswith("$")
+    other = inventory_with(lab, tmp_path, inventory_name="other", project="other")  # key-only
+    status, document = bootstrap(lab, tmp_path, inventory=other, env=vault_env)
+    assert status == 2
+    failed = next(t for t in document["hosts"]["storage"]["tasks"] if t["status"] == "failed")
+    assert failed["name"] == "sshd settings of dvc"
+    assert "inventory other would change" in failed["msg"] and "also serves inventory inventory" in failed["msg"]
+    assert lab.exec("storage", ["cat", drop_in]).stdout == before
+    assert lab.exec("storage", ["getent", "shadow", "dvc"]).stdout.split(":")[1] == password_hash
 
 
 def test_check_on_fresh_host_changes_nothing_and_lists_every_change(make_lab, tmp_path: Path) -> None:

@@ -19,12 +19,13 @@ def bootstrap(play_args: PlayArgs, data: str | None, tag: str | None) -> None:
     """Set up the storage host: group, accounts, NFS dirs, bare repo, server repo, DVC config.
 
     Ensures git and dvc (dvc installed into dvc_venv when missing or outside dvc_version), the
-    storage group, the SFTP-only DVC account and the git-shell account (root-owned ~/.ssh), the DVC
-    remote directory on the export, the bare repository, and the server-side repository with a
-    committed .dvc/config (SSH remote URL, no credentials) and a local config.local pointing at the
-    remote directory. With --data, adds a first dataset and tags it once the data push succeeded.
-    While a client has `auth: password`, storage_user also gets the stored storage_password (generated
-    when absent) and an sshd Match block allowing password login for that account only, SFTP only.
+    storage group, the SFTP-only DVC account, confined by an sshd Match block to a chroot that shows
+    it the DVC remote directory alone, and the git-shell account (root-owned ~/.ssh) whose keys reach
+    git_remote alone, the DVC remote directory on the export, the bare repository, and the
+    server-side repository with a committed .dvc/config (SSH remote URL, no credentials) and a local
+    config.local pointing at the remote directory. With --data, adds a first dataset and tags it once
+    the data push succeeded. While a client has `auth: password`, storage_user also gets the stored
+    storage_password (generated when absent) and password login in its Match block, SFTP only.
 
     \b
     Example:

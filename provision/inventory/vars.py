@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import posixpath
 import re
 import shlex
 from collections.abc import Callable
@@ -371,6 +372,16 @@ class Settings:
         """storage_address as the host part of an ssh:// URL or a `user@host` argument: IPv6 in brackets."""
         address = self.storage_address
         return f"[{address}]" if ":" in address else address
+
+    @property
+    def sftp_root(self) -> str:
+        """storage_user's SFTP chroot on storage: the directory holding dvc_storage."""
+        return posixpath.dirname(self.dvc_storage)
+
+    @property
+    def sftp_dvc_storage(self) -> str:
+        """dvc_storage as SFTP clients see it inside the chroot: the path of the committed remote URL."""
+        return "/" + posixpath.basename(self.dvc_storage)
 
 
 

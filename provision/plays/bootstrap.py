@@ -1,10 +1,12 @@
 """`provision bootstrap`: the storage server side of the workflow, in one idempotent play.
 
-Order matters and is the order of the tasks: the export must be there before anything changes;
-tools, group and accounts come before the directories they own; the bare repository before the server
-repository that clones it; the server repository before a dataset is added to it. storage_user's
-password login (only while a client has `auth: password`) comes after the repositories, so a failing
-password step leaves the key-based setup complete.
+Order matters and is the order of the tasks: the export and the SFTP chroot's path must be right
+before anything changes; storage_user's sshd drop-in comes next, so a storage_user that serves another
+inventory is refused before its account is touched; tools, group and accounts come before the
+directories they own; the bare repository before the server repository that clones it; the server
+repository before a dataset is added to it. storage_user's password (only while a client has
+`auth: password`) comes after the repositories, so a failing password step leaves the key-based setup
+complete.
 """
 
 from __future__ import annotations
@@ -15,18 +17,32 @@ import re
 from provision.engine import Phase, Play, Task
 from provision.errors import InputError
 from provision.inventory import Host, Settings
-from provision.tasks.accounts import EnsureGitShellCommands, EnsureGroup, EnsureServiceAccount
+from provision.tasks.accounts import (
+    EnsureGitShellCommands,
+    EnsureGroup,
+    EnsureServedRepository,
+    EnsureServiceAccount,
+)
 from provision.tasks.directories import EnsureDirectory, RequireExport
-from provision.tasks.dvc_repo import EnsureDataset, EnsureServerRepo, site_cache_dir
+from provision.tasks.dvc_repo import EnsureDataset, EnsureServerRepo, EnsureSiteCache
 from provision.tasks.git_repo import EnsureBareRepo
 from provision.tasks.packages import GIT_SHELL, EnsureDvc, EnsureGit
-from provision.tasks.password_login import PasswordLogin, password_login_tasks
+from provision.tasks.password_login import PasswordLogin, StoragePassword
+from provision.tasks.sshd_config import (
+    RequireSftpChroot,
+    SftpChrootEntries,
+    SshdStorageUser,
+    created_chroot_directories,
+)
 
 NOLOGIN = "/usr/sbin/nologin"
 SHARED_DIRECTORY_MODE = 0o2775
-#: Repositories and their parent: the group may read, never write. The SFTP-only DVC account is in the
-#: storage group; write access there would let a DVC client plant hooks or config that git_user runs.
-REPOSITORY_DIRECTORY_MODE = 0o2750
+#: Repositories and their parent: git_user's alone. The SFTP-only DVC account is in the storage group
+#: and its chroot holds them: write access would let a DVC client plant hooks or config that git_user
+#: runs, read access would show it the project's history.
+REPOSITORY_DIRECTORY_MODE = 0o2700
+#: Directories bootstrap makes on the SFTP chroot's path: sshd wants them root's and closed to writes.
+CHROOT_DIRECTORY_MODE = 0o755
 _DATA_PATH = re.compile(r"[A-Za-z0-9._+@%,=][A-Za-z0-9._/+@%,=-]*\Z")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")
 
@@ -73,6 +89,10 @@ def check_settings(host: Host) -> None:
         for other_key, other in owned.items():
             if key != other_key and _within(path, other):
                 raise InputError(f"{key} {path} lies within {other_key} {other}: keep them apart", key=key)
+    if settings.sftp_root == "/":
+        raise InputError(f"dvc_storage {settings.dvc_storage} lies directly in /, which would be storage_user's SFTP "
+                         "chroot and show it the whole host: put it in a directory of its own (e.g. "
+                         f"{settings.nfs_root}/cache)", key="dvc_storage")
 
 
 def _git_remote_directories(settings: Settings) -> list[str]:
@@ -87,12 +107,15 @@ def _git_remote_directories(settings: Settings) -> list[str]:
 
 def storage_tasks(host: Host, data: str | None, tag: str | None, password: PasswordLogin | None = None
                   ) -> list[Task]:
-    """Everything bootstrap ensures on the storage host, in order (password login when `password` is given)."""
+    """Everything bootstrap ensures on the storage host, in order (password login when `password` is enabled)."""
     settings = host.settings
     group = settings.storage_group
     keep_password = password is not None and password.enabled
+    git_directories = _git_remote_directories(settings) if settings.git_remote_is_path else []
     tasks: list[Task] = [
         RequireExport(settings.nfs_root),
+        RequireSftpChroot(settings),
+        SshdStorageUser(settings, keep_password, password.login if password is not None else None),
         EnsureGit(git_shell=True),
         EnsureDvc(settings.dvc_version, settings.dvc_venv),
         EnsureGroup(group, settings.storage_gid),
@@ -100,19 +123,22 @@ def storage_tasks(host: Host, data: str | None, tag: str | None, password: Passw
                              keep_password=keep_password),
         EnsureServiceAccount(settings.git_user, group, GIT_SHELL, "provision git repositories (git-shell)"),
         EnsureGitShellCommands(settings.git_user, GIT_SHELL),
+        *(EnsureDirectory(path, "root", "root", CHROOT_DIRECTORY_MODE)
+          for path in created_chroot_directories(settings)),
         EnsureDirectory(settings.dvc_storage, settings.storage_user, group, SHARED_DIRECTORY_MODE, group_acl=True),
+        *(EnsureDirectory(path, settings.git_user, group, REPOSITORY_DIRECTORY_MODE) for path in git_directories),
     ]
     if settings.git_remote_is_path:
-        tasks += [EnsureDirectory(path, settings.git_user, group, REPOSITORY_DIRECTORY_MODE)
-                  for path in _git_remote_directories(settings)]
-        tasks.append(EnsureBareRepo(settings.git_remote, settings.git_user, group))
+        tasks += [EnsureBareRepo(settings.git_remote, settings.git_user, group),
+                  EnsureServedRepository(settings.git_user, settings.git_remote)]
     tasks += [
         EnsureDirectory(settings.server_repo, settings.git_user, group, REPOSITORY_DIRECTORY_MODE),
-        EnsureDirectory(site_cache_dir(settings), settings.git_user, group, SHARED_DIRECTORY_MODE),
+        SftpChrootEntries(settings, [settings.server_repo, *git_directories]),
+        EnsureSiteCache(settings),
         EnsureServerRepo(settings),
     ]
-    if password is not None:
-        tasks += password_login_tasks(host, password)
+    if password is not None and password.enabled:
+        tasks.append(StoragePassword(host, password.secrets, password.login))
     if data:
         tasks.append(EnsureDataset(settings, data, tag))
     return tasks
@@ -123,7 +149,7 @@ def bootstrap_play(storage: Host, data: str | None = None, tag: str | None = Non
     """One phase on the storage host; `data` and `tag` must have passed check_data_path/check_tag.
 
     `password` (see provision.tasks.password_login.password_login) makes storage_user's password login
-    match the inventory: on while a client has `auth: password`, else off.
+    match the inventory: on while a client has `auth: password`, else off (also when not given).
     """
     check_settings(storage)
     return Play("bootstrap", [

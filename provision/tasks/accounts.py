@@ -9,8 +9,10 @@ or git session of the account can rewrite its own keys.
 git_user's login shell is git-shell, and its key lines carry the forced command
 `git-shell -c "$SSH_ORIGINAL_COMMAND"` (which also catches SFTP subsystem requests). sshd runs a forced
 command through the login shell, so git-shell receives that text and looks up its first word in
-`~/git-shell-commands/`; a root-owned helper there hands the client's command back to git-shell.
-`no-interactive-login` there turns away a session without a command.
+`~/git-shell-commands/`; a root-owned helper there hands the client's command back to git-shell
+only when it names a repository listed in the root-owned `~/git-repositories` (each bootstrap adds
+its git_remote), so a key reaches the bare repositories it is meant for and nothing else git_user can
+write. `no-interactive-login` there turns away a session without a command.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from provision.render import render
 from provision.tasks.files import EnsureFile, describe_attributes
 
 HOME_BASE = "/home"
+#: Root-owned list of the repositories git_user's keys may reach, in git_user's home (not in
+#: ~/git-shell-commands/, where every file is a command).
+SERVED_REPOSITORIES = "git-repositories"
+#: git transport commands that only read; read-write keys may also push (git-receive-pack).
+GIT_READ_VERBS = ("git-upload-pack", "git-upload-archive")
+#: The dispatchers in ~/git-shell-commands, named after the forced commands, and whether read-only.
+_DISPATCHERS = {"git-shell": False, "git-read-only": True}
 _UNUSABLE_HOMES = ("", "/", "/nonexistent")
 
 # $1 user. "absent", or the passwd entry, whether the hash is `*`, the groups, and the state of
@@ -68,6 +77,12 @@ chmod 0644 -- "$home/.ssh/authorized_keys"
 def account_fact(user: str) -> CommandFact:
     """The account probe; equal for equal users, so every task that asks reads it once."""
     return CommandFact(tuple(script(_ACCOUNT_PROBE, user)), privileged=True)
+
+
+def account_home(ctx: HostContext, user: str) -> str:
+    """The account's home on the host; where bootstrap will make it while the account does not exist yet."""
+    state = AccountState.parse(ctx.fact(account_fact(user)))
+    return state.home if state.exists else f"{HOME_BASE}/{user}"
 
 
 def run_as_account(ctx: HostContext, user: str, argv: Sequence[str], *, what: str,
@@ -212,13 +227,49 @@ class EnsureServiceAccount(Task):
 
 
 def git_shell_commands(user: str, git_shell: str) -> dict[str, str]:
-    """The files of ~/git-shell-commands, by name."""
-    return {name: render(f"git_shell/{name}.j2", user=user, git_shell=git_shell)
-            for name in ("git-shell", "git-read-only", "no-interactive-login")}
+    """The files of ~/git-shell-commands, by name: one dispatcher per forced command, no-interactive-login."""
+    files = {name: render("git_shell/dispatch.j2", user=user, git_shell=git_shell, read_only=read_only,
+                          verbs=GIT_READ_VERBS if read_only else ("git-receive-pack", *GIT_READ_VERBS))
+             for name, read_only in _DISPATCHERS.items()}
+    files["no-interactive-login"] = render("git_shell/no-interactive-login.j2", user=user)
+    return files
+
+
+def served_repositories(current: str | None, repository: str) -> str:
+    """The repository list with `repository` in it; every other line stays as it was."""
+    text = current or ""
+    if repository in text.split("\n"):
+        return text
+    return text + ("" if not text or text.endswith("\n") else "\n") + repository + "\n"
+
+
+class EnsureServedRepository(Task):
+    """git_remote listed in git_user's root-owned ~/git-repositories, so the dispatchers serve it."""
+
+    def __init__(self, user: str, repository: str) -> None:
+        self.user = user
+        self.repository = repository
+        self.name = f"repositories served to {user}'s keys"
+        self._account = account_fact(user)
+
+    def _path(self, home: str) -> str:
+        return f"{home.rstrip('/')}/{SERVED_REPOSITORIES}"
+
+    def facts(self) -> Sequence[Fact]:
+        return (self._account, FileFact(self._path(f"{HOME_BASE}/{self.user}")))
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        path = self._path(account_home(ctx, self.user))
+        current: FileState = ctx.fact(FileFact(path))
+        if current.exists and not current.is_file:
+            raise ProvisionError(f"{path} exists and is a {current.kind}, not a file")
+        wanted = served_repositories(current.content if current.exists else None, self.repository)
+        return EnsureFile(path, wanted, owner="root", group="root", mode=0o644).plan(ctx)
 
 
 class EnsureGitShellCommands(Task):
-    """Root-owned ~/git-shell-commands for git_user, so that forced-command key lines work under git-shell."""
+    """Root-owned ~/git-shell-commands for git_user, so that forced-command key lines work under git-shell
+    and reach only the repositories in ~/git-repositories."""
 
     def __init__(self, user: str, git_shell: str) -> None:
         self.user = user
@@ -236,8 +287,7 @@ class EnsureGitShellCommands(Task):
         return (self._account, FileFact(directory), *(FileFact(path) for path in files))
 
     def plan(self, ctx: HostContext) -> Change | None:
-        state = AccountState.parse(ctx.fact(self._account))
-        directory, files = self._paths(state.home if state.exists else f"{HOME_BASE}/{self.user}")
+        directory, files = self._paths(account_home(ctx, self.user))
         current: FileState = ctx.fact(FileFact(directory))
         if current.exists and not current.is_dir:
             raise ProvisionError(f"{directory} exists and is a {current.kind}, not a directory")

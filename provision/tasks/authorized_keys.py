@@ -5,11 +5,18 @@ so that (re-)onboarding and offboarding touch exactly one client's lines and not
 client's, not another inventory's, not a line written by hand. Several `provision` processes may edit the
 same file at once, so the file is rewritten as a compare-and-swap under `flock` on a lock file beside it:
 the new content is installed only if the file is still what was read, else it is read again and the
-change recomputed. The file stays root-owned 0644 (DESIGN.md, Topology).
+change recomputed. The file stays root-owned 0644.
+
+The file is handled as bytes end to end (read as base64, split on b"\\n" only, fields split on spaces
+and tabs as sshd splits them): a line written by hand keeps every byte, carriage returns, form feeds
+and invalid UTF-8 included, so no rewrite can turn one restricted line into two.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,13 +30,17 @@ from provision.tasks.files import install_script, unified_diff
 
 SFTP = "sftp"
 GIT = "git"
+#: The forced command of read-write SFTP key lines (and of password sessions): group-writable files,
+#: and no symbolic or hard links (DVC's push and pull need neither; they do need posix-rename).
+SFTP_READ_WRITE_COMMAND = "internal-sftp -u 0002 -P symlink,hardlink"
+SFTP_READ_ONLY_COMMAND = "internal-sftp -R"
 #: Rounds of read, compute, swap before giving up when other processes keep changing the file.
 SWAP_ATTEMPTS = 20
 _CONFLICT = 3
 _LOCK_WAIT_SECONDS = "60"
 
-# $1 account. Prints the account's home, then the digest and content of its authorized_keys, or
-# "absent"; exits 3 when there is no such account and 4 when it has no ~/.ssh.
+# $1 account. Prints the account's home, then the digest and the base64 of its authorized_keys (bytes
+# survive the trip as they are), or "absent"; exits 3 when there is no such account and 4 when it has no ~/.ssh.
 _READ_KEYS = r"""
 entry=$(getent passwd "$1") || exit 3
 home=$(printf '%s\n' "$entry" | cut -d: -f6)
@@ -39,7 +50,7 @@ file=$home/.ssh/authorized_keys
 if [ -f "$file" ]; then
   digest=$(sha256sum < "$file")
   printf '%s\n' "${digest%% *}"
-  cat -- "$file"
+  base64 -w0 < "$file"
 else
   echo absent
 fi
@@ -62,38 +73,62 @@ sh -c "$install" install_file "$staged" "$target" root "" 0644
 def key_line(account: str, public_key: str, marker: str, *, read_only: bool = False) -> str:
     """One authorized_keys line: `restrict`, the forced command of `account` (SFTP or GIT), key, marker."""
     return render("client/authorized_keys_line.j2", account=account, public_key=public_key, marker=marker,
-                  read_only=read_only)
+                  read_only=read_only, sftp_command=SFTP_READ_ONLY_COMMAND if read_only else SFTP_READ_WRITE_COMMAND)
 
 
-def line_marker(line: str) -> str | None:
-    """The provision marker a key line ends with, if any."""
-    fields = line.split()
-    if not fields or line.lstrip().startswith("#"):
+#: What sshd separates an authorized_keys line's fields with.
+_FIELD_SEPARATORS = re.compile(rb"[ \t]+")
+#: `provision:<inventory>:<client>` in printable ASCII without spaces.
+_MARKER = re.compile(rb"provision:[!-9;-~]+:[!-9;-~]+")
+#: Bytes shown escaped in diffs (control characters other than tab and newline).
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def file_lines(content: bytes) -> list[bytes]:
+    """The lines of a file split on b"\\n" alone, as sshd reads them (no final empty line)."""
+    lines = content.split(b"\n")
+    return lines[:-1] if lines[-1] == b"" else lines
+
+
+def line_marker(line: bytes) -> str | None:
+    """The provision marker a key line ends with, if any (fields split on spaces and tabs, as sshd does)."""
+    stripped = line.strip(b" \t")
+    if not stripped or stripped.startswith(b"#"):
         return None
-    last = fields[-1]
-    return last if last.startswith("provision:") and last.count(":") == 2 else None
+    last = _FIELD_SEPARATORS.split(stripped)[-1]
+    return last.decode() if _MARKER.fullmatch(last) else None
 
 
-def replace_marked_lines(content: str, wanted: Mapping[str, Sequence[str]]) -> str:
+def marked_lines(content: bytes, marker: str) -> list[str]:
+    """The lines of `content` carrying `marker` (ours, so text)."""
+    return [line.decode(errors="surrogateescape") for line in file_lines(content) if line_marker(line) == marker]
+
+
+def replace_marked_lines(content: bytes, wanted: Mapping[str, Sequence[str]]) -> bytes:
     """`content` with the lines of each marker in `wanted` replaced by its lines (none: removed).
 
-    Every other line stays where it is; a client's new lines take the place of its first old line,
-    or go at the end.
+    Every other line stays where it is, byte for byte; a client's new lines take the place of its
+    first old line, or go at the end.
     """
-    lines = content.splitlines()
     placed: set[str] = set()
-    result: list[str] = []
-    for line in lines:
+    result: list[bytes] = []
+    for line in file_lines(content):
         marker = line_marker(line)
         if marker is None or marker not in wanted:
             result.append(line)
         elif marker not in placed:
             placed.add(marker)
-            result.extend(wanted[marker])
+            result.extend(new.encode() for new in wanted[marker])
     for marker, new_lines in wanted.items():
         if marker not in placed:
-            result.extend(new_lines)
-    return "".join(f"{line}\n" for line in result)
+            result.extend(new.encode() for new in new_lines)
+    return b"".join(line + b"\n" for line in result)
+
+
+def displayed(content: bytes) -> str:
+    """The file as text for a diff: keys shortened, bytes that are not printable text escaped."""
+    text = content.decode(errors="backslashreplace")
+    return shorten_keys(_UNPRINTABLE.sub(lambda match: ascii(match.group(0))[1:-1], text))
 
 
 @dataclass(frozen=True)
@@ -102,7 +137,7 @@ class AuthorizedKeys:
 
     home: str
     digest: str
-    content: str
+    content: bytes
 
     @property
     def path(self) -> str:
@@ -128,8 +163,13 @@ class AuthorizedKeysFact(Fact):
             return f"no account {self.account!r} on storage"
         if output.rc != 0:
             return f"account {self.account!r} has no ~/.ssh on storage"
-        home, digest, content = [*output.stdout.split("\n", 2), "", ""][:3]
-        return AuthorizedKeys(home, digest, "" if digest == "absent" else content)
+        home, digest, encoded = [*output.stdout.split("\n", 2), "", ""][:3]
+        if digest == "absent":
+            return AuthorizedKeys(home, digest, b"")
+        try:
+            return AuthorizedKeys(home, digest, base64.b64decode(encoded.strip(), validate=True))
+        except binascii.Error:
+            return f"authorized_keys of {self.account!r} could not be read back (base64)"
 
 
 class AuthorizeKeys(Task):
@@ -167,7 +207,7 @@ class AuthorizeKeys(Task):
             return None
         authorized, revoked = [], []
         for marker, wanted in sorted(known.items()):
-            if _marked(current.content, marker) != list(wanted):
+            if marked_lines(current.content, marker) != list(wanted):
                 (authorized if wanted else revoked).append(_client(marker))
         parts = []
         if authorized:
@@ -176,8 +216,8 @@ class AuthorizeKeys(Task):
             parts.append(f"revoke {', '.join(revoked)}")
         if pending:
             parts.append(f"authorize {', '.join(pending)} (key not generated yet)")
-        diff = unified_diff(current.path, None if current.digest == "absent" else shorten_keys(current.content),
-                            shorten_keys(new_content))
+        diff = unified_diff(current.path, None if current.digest == "absent" else displayed(current.content),
+                            displayed(new_content))
 
         def apply() -> None:
             if pending:
@@ -193,7 +233,7 @@ class AuthorizeKeys(Task):
             new_content = replace_marked_lines(current.content, known)
             if new_content == current.content:
                 return
-            staged = ctx.session.stage(new_content.encode())
+            staged = ctx.session.stage(new_content)
             result = ctx.session.run(
                 script(_SWAP, current.path, current.digest, staged, _LOCK_WAIT_SECONDS, install_script()),
                 privileged=True)
@@ -203,10 +243,6 @@ class AuthorizeKeys(Task):
             if result.rc != _CONFLICT:
                 raise command_error(f"writing {current.path}", result)
         raise ProvisionError(f"{current.path} kept changing under {SWAP_ATTEMPTS} attempts; run again")
-
-
-def _marked(content: str, marker: str) -> list[str]:
-    return [line for line in content.splitlines() if line_marker(line) == marker]
 
 
 def _client(marker: str) -> str:

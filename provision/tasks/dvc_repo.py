@@ -3,7 +3,9 @@
 The committed `.dvc/config` is what every client clones: the default remote as an SSH URL with
 `verify = true`, a group-shared cache, and never a user, password or keyfile. The server repository's
 own `.dvc/config.local` (ignored by DVC's `.dvc/.gitignore`) points that remote at the local directory
-`dvc_storage` and keeps DVC's site cache on local disk. File formats live in templates/dvc/.
+`dvc_storage` and keeps DVC's site cache in git_user's root-owned home, private to git_user (0700):
+DVC keeps pickles there and unpickles them, so no other account may create or change anything in it.
+File formats live in templates/dvc/.
 
 Each change runs as one script as git_user: clone or init, `dvc init`, write the files, commit, push;
 or `dvc add`, `dvc push`, commit, tag, push. `set -e` stops at the first failure, so a tag is only
@@ -19,13 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError
-from provision.facts import CommandFact, Fact
+from provision.errors import ProvisionError, command_error
+from provision.facts import CommandFact, Fact, FileFact, FileState
 from provision.inventory import Settings
 from provision.remote import as_user, script
 from provision.render import render
-from provision.tasks.accounts import run_as_account
-from provision.tasks.directories import FSTYPE_EXPORT
+from provision.tasks.accounts import account_fact, account_home, run_as_account
+from provision.tasks.directories import FSTYPE_EXPORT, EnsureDirectory
 from provision.tasks.files import unified_diff
 from provision.tasks.git_repo import (
     BRANCH_PROBE,
@@ -109,6 +111,8 @@ umask 002
 "$dvc" add --quiet -- "$path"
 "$dvc" push --quiet -- "$path.dvc"
 umask 022
+# What DVC just made in its site cache under that umask stays git_user's alone.
+chmod -R go-w -- "$site_cache"
 commit_paths "$name" "$email" "$message" "$path.dvc" "$(dirname -- "$path")/.gitignore"
 if [ -n "$tag" ]; then
   if ! git rev-parse -q --verify "refs/tags/$tag" >/dev/null; then
@@ -121,13 +125,23 @@ fi
 """
 
 
+#: Directories DVC's site cache holds (`repo/` DVC would create world-writable).
+SITE_CACHE_SUBDIRECTORIES = ("", "/repo")
+SITE_CACHE_MODE = 0o700
+
+
 def remote_url(settings: Settings) -> str:
-    """The committed remote URL: ssh://<storage_address>:<storage_port><dvc_storage>."""
-    return f"ssh://{settings.storage_url_host}:{settings.storage_port}{settings.dvc_storage}"
+    """The committed remote URL: dvc_storage as storage_user's SFTP chroot shows it."""
+    return f"ssh://{settings.storage_url_host}:{settings.storage_port}{settings.sftp_dvc_storage}"
 
 
-def site_cache_dir(settings: Settings) -> str:
-    """Where the server repository keeps DVC's site cache: local disk, never the export."""
+def site_cache_dir(git_home: str) -> str:
+    """Where the server repository keeps DVC's site cache: in git_user's home, which only root can write."""
+    return f"{git_home.rstrip('/')}/dvc-site-cache"
+
+
+def legacy_site_cache_dir(settings: Settings) -> str:
+    """Where earlier versions kept it, in /var/tmp, where any account could create it first."""
     return f"/var/tmp/dvc-site-cache-{settings.project}"
 
 
@@ -137,11 +151,11 @@ def render_committed_config(settings: Settings, *, hardlink_lock: bool) -> str:
                   cache_types=settings.cache_types, hardlink_lock=hardlink_lock)
 
 
-def render_server_config_local(settings: Settings) -> str:
+def render_server_config_local(settings: Settings, git_home: str) -> str:
     """The server repository's own `.dvc/config.local`."""
     shared = settings.server_cache == "shared"
     return render("dvc/server_config.local.j2", dvc_remote=settings.dvc_remote, remote_path=settings.dvc_storage,
-                  site_cache_dir=site_cache_dir(settings), cache_dir=settings.dvc_storage if shared else None)
+                  site_cache_dir=site_cache_dir(git_home), cache_dir=settings.dvc_storage if shared else None)
 
 
 def gc_guard(settings: Settings) -> str:
@@ -166,6 +180,43 @@ def _current(ctx: HostContext, fact: Fact) -> object:
     return ctx.fact(fact)
 
 
+class EnsureSiteCache(Task):
+    """DVC's site cache for server_repo private to git_user (0700, `repo/` too), the /var/tmp one removed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = f"DVC site cache of {settings.git_user}"
+        self._legacy = FileFact(legacy_site_cache_dir(settings))
+
+    def facts(self) -> Sequence[Fact]:
+        return (account_fact(self.settings.git_user), self._legacy)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        settings = self.settings
+        directory = site_cache_dir(account_home(ctx, settings.git_user))
+        changes = [EnsureDirectory(directory + sub, settings.git_user, settings.storage_group, SITE_CACHE_MODE)
+                   .plan(ctx) for sub in SITE_CACHE_SUBDIRECTORIES]
+        steps = [change for change in changes if change is not None]
+        legacy: FileState = ctx.fact(self._legacy)
+        if not steps and not legacy.exists:
+            ctx.note(f"{directory} ({settings.git_user} only)")
+            return None
+        summaries = [change.summary for change in steps]
+        if legacy.exists:
+            summaries.append(f"remove {self._legacy.path} (any account could create or change it there)")
+
+        def apply() -> None:
+            for change in steps:
+                change.apply()
+            if legacy.exists:
+                result = ctx.session.run(["rm", "-rf", "--", self._legacy.path], privileged=True)
+                if not result.ok:
+                    raise command_error(f"removing {self._legacy.path}", result)
+                ctx.forget(self._legacy)
+
+        return Change(", ".join(summaries), apply)
+
+
 class EnsureServerRepo(Task):
     """server_repo: a clone of git_remote with DVC initialised, configured, committed and pushed."""
 
@@ -181,7 +232,7 @@ class EnsureServerRepo(Task):
         """The two files as they should be; hardlink_lock depends on the repository's filesystem."""
         fstype = state.fstype or ctx.state.report(ctx.host.name).exports.get(FSTYPE_EXPORT, "")
         return (render_committed_config(self.settings, hardlink_lock=fstype.startswith("nfs")),
-                render_server_config_local(self.settings))
+                render_server_config_local(self.settings, account_home(ctx, self.settings.git_user)))
 
     def plan(self, ctx: HostContext) -> Change | None:
         settings = self.settings
@@ -212,7 +263,7 @@ class EnsureServerRepo(Task):
                    f"Cache: shared = group, type = {settings.cache_types}.\n"
                    "Credentials stay in each clone's .dvc/config.local, which is not committed.\n")
         argv = script(_SERVER_REPO_APPLY, settings.server_repo, settings.git_remote, _dvc_executable(ctx, settings),
-                      site_cache_dir(settings), config, config_local, name, email, message)
+                      site_cache_dir(account_home(ctx, settings.git_user)), config, config_local, name, email, message)
 
         def apply() -> None:
             run_as_account(ctx, settings.git_user, argv, what=f"setting up {settings.server_repo}",
@@ -361,8 +412,9 @@ class EnsureDataset(Task):
         message = (f"Add dataset {self.path} with DVC (provision bootstrap)\n\n"
                    f"The data is in DVC remote '{settings.dvc_remote}'; `dvc pull` fetches it.\n")
         tag_message = f"{self.tag}: dataset {self.path}" if self.tag else ""
-        argv = script(_DATASET_APPLY, settings.server_repo, _dvc_executable(ctx, settings), site_cache_dir(settings),
-                      self.path, self.tag or "", name, email, message, tag_message)
+        argv = script(_DATASET_APPLY, settings.server_repo, _dvc_executable(ctx, settings),
+                      site_cache_dir(account_home(ctx, settings.git_user)), self.path, self.tag or "", name, email,
+                      message, tag_message)
 
         def apply() -> None:
             run_as_account(ctx, settings.git_user, argv, what=f"adding dataset {self.path}", timeout=DATA_TIMEOUT)

@@ -119,10 +119,10 @@ elif [ -z "$(ls -A -- "$path")" ]; then echo empty
 else echo other; fi
 """
 
-#: core.sharedRepository of the bare repository: the storage group may read, never write. The
-#: SFTP-only DVC account is in that group, and a group-writable repository would let a DVC client
-#: plant hooks or config that git_user then runs.
-SHARED_REPOSITORY = "0640"
+#: core.sharedRepository of the bare repository: git_user's alone. The SFTP-only DVC account is in the
+#: storage group; a group-writable repository would let a DVC client plant hooks or config that
+#: git_user then runs, and a group-readable one would show the project's history to every DVC key.
+SHARED_REPOSITORY = "0600"
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def commit_identity(owner: str, host_name: str) -> tuple[str, str]:
 
 
 class EnsureBareRepo(Task):
-    """The bare repository clients push to, owned by git_user, readable but not writable by the group."""
+    """The bare repository clients push to, owned by git_user and closed to everyone else."""
 
     def __init__(self, path: str, owner: str, group: str) -> None:
         self.path = path
@@ -211,9 +211,9 @@ class EnsureBareRepo(Task):
                                  f"chown -R {self.owner}:{self.group} {self.path}")
         if shared == SHARED_REPOSITORY:
             return None
-        argv = script('git config --file "$1/config" core.sharedRepository "$2" && chmod -R g-w,o-rwx -- "$1"',
+        argv = script('git config --file "$1/config" core.sharedRepository "$2" && chmod -R go-rwx -- "$1"',
                       self.path, SHARED_REPOSITORY)
-        return Change(f"set core.sharedRepository = {SHARED_REPOSITORY} in {self.path}, no group write",
+        return Change(f"set core.sharedRepository = {SHARED_REPOSITORY} in {self.path}, closed to group and others",
                       lambda: self._run(ctx, argv, "git config core.sharedRepository"))
 
     def _run(self, ctx: HostContext, argv: list[str], what: str) -> None:

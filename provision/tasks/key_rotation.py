@@ -27,7 +27,7 @@ from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
 from provision.inventory import Host, Settings
 from provision.remote import BatchOutput, script
-from provision.tasks.authorized_keys import AuthorizeKeys, line_marker
+from provision.tasks.authorized_keys import AuthorizeKeys, marked_lines
 from provision.tasks.checkout import Checkout, CheckoutFact, CheckoutState, git_ssh_command
 from provision.tasks.client_key import (
     CLIENT_EXPORT,
@@ -250,12 +250,12 @@ class RotationKeyLines(AuthorizeKeys):
         return f"{step} for {self.account} ({self.purpose})"
 
     def plan(self, ctx: HostContext) -> Change | None:
-        content = self._read(ctx).content.splitlines()
+        content = self._read(ctx).content
         self.lines = {}
         missing, moving = [], []
         for wanted in self.rotations:
             client = wanted.marker.rsplit(":", 1)[-1]
-            existing = [line for line in content if line_marker(line) == wanted.marker]
+            existing = marked_lines(content, wanted.marker)
             if not existing:
                 missing.append(client)
                 continue
@@ -299,7 +299,7 @@ class ProveNewKey(Task):
         settings, new_key = self.settings, self.rotation.new_key
         info = self.rotation.at(new_key)
         kept = f"; the old key {self.rotation.info.key} stays authorized and in use"
-        listing = ctx.session.run(sftp_list_argv(info, settings, settings.storage_user, settings.dvc_storage))
+        listing = ctx.session.run(sftp_list_argv(info, settings, settings.storage_user, settings.sftp_dvc_storage))
         if not listing.ok:
             failure = command_error(f"proof of the new key: sftp as {settings.storage_user} with {new_key}", listing)
             raise ProvisionError(f"{failure}{kept}")

@@ -1,11 +1,10 @@
-"""Password login for storage_user: the sshd drop-in that allows it, the password, and its proof.
+"""Password login for storage_user: the password, and its proof.
 
 Only inventories with a client on `auth: password` get it. sshd then accepts a password for
-storage_user alone, through a `Match User` block in its own file under /etc/ssh/sshd_config.d/ (a
-Match block in an included file ends with that file, so no other account and no global setting
-changes). `ForceCommand internal-sftp -u 0002` keeps password sessions to SFTP as the account's key
-lines do; it also overrides their `internal-sftp -R`, which is why read-only clients and password
-clients cannot share an inventory (`check_password_access`).
+storage_user alone, through the account's `Match User` drop-in (provision.tasks.sshd_config), whose
+`ForceCommand` keeps password sessions to SFTP as the account's key lines do; it also overrides their
+`internal-sftp -R`, which is why read-only clients and password clients cannot share an inventory
+(`check_password_access`).
 
 The password comes from the secrets store (`storage_password`, looked up for the storage host, its
 groups, then `all`; generated and stored under `all` when absent). It reaches the host only as the
@@ -38,19 +37,15 @@ from provision.connection import (
 )
 from provision.engine import Change, HostContext, Task
 from provision.errors import InputError, ProvisionError, command_error
-from provision.facts import CommandFact, Fact, FileFact, FileState
+from provision.facts import CommandFact, Fact
 from provision.hostkeys import changed_key_message
 from provision.inventory import Host, Inventory, Settings
 from provision.remote import script
-from provision.render import render
 from provision.secrets import ALL_SCOPE, REDACTOR, generate_secret, secret_name, split_name
 from provision.secrets_lookup import SecretLookupForInventory
-from provision.tasks.files import describe_attributes, unified_diff, write_file
 
-DROP_IN_DIR = "/etc/ssh/sshd_config.d"
 PASSWORD_KEY = "storage_password"
 NEXT_PASSWORD_KEY = "storage_password.next"
-SFTP_FORCED_COMMAND = "internal-sftp -u 0002"
 #: After a reload sshd re-executes itself and refuses connections for a moment: logins retry this often.
 LOGIN_ATTEMPTS = 10
 LOGIN_RETRY_SECONDS = 0.3
@@ -65,40 +60,6 @@ esac
 
 # $1 staged file holding `user:password`: chpasswd reads it as stdin; the file goes whatever happens.
 _CHPASSWD = 'chpasswd < "$1"; status=$?; rm -f -- "$1"; exit "$status"'
-
-# $1 staged drop-in, $2 its path: installed root:root 0644 atomically, then `sshd -t`; a configuration
-# sshd refuses is rolled back ON the host in the same command, so a lost connection can never leave
-# an unchecked drop-in for the next reload or boot.
-_INSTALL_DROP_IN = """
-set -u
-staged=$1 target=$2 dir=$(dirname -- "$2")
-backup=""
-if [ -e "$target" ]; then
-  backup=$(mktemp -p "$dir" .provision-backup.XXXXXXXX) && cp -p -- "$target" "$backup" || exit 1
-fi
-tmp=$(mktemp -p "$dir" .provision.XXXXXXXX) || exit 1
-chmod 0644 "$tmp" && chown root:root "$tmp" && cat -- "$staged" > "$tmp" && sync -- "$tmp" \
-  && mv -f -- "$tmp" "$target" || { rm -f -- "$tmp" "$staged" "$backup"; exit 1; }
-rm -f -- "$staged"
-if checked=$(sshd -t 2>&1); then rm -f -- "$backup"; exit 0; fi
-if [ -n "$backup" ]; then mv -f -- "$backup" "$target"; else rm -f -- "$target"; fi
-printf 'sshd -t refused the configuration: %s\n' "$checked" >&2
-exit 3
-"""
-
-# $1 drop-in: removed, then sshd must still accept its configuration.
-_REMOVE_DROP_IN = 'set -eu; rm -f -- "$1"; sshd -t'
-
-
-def drop_in_path(storage_user: str) -> str:
-    """The account's own drop-in; `10-` sorts it before drop-ins that might set the same keywords."""
-    return f"{DROP_IN_DIR}/10-provision-{storage_user}-password.conf"
-
-
-def render_drop_in(storage_user: str) -> str:
-    """The Match block that lets `storage_user`, and only it, log in with a password for SFTP."""
-    return render("sshd/password_login.conf.j2", storage_user=storage_user, force_command=SFTP_FORCED_COMMAND)
-
 
 def password_clients(inventory: Inventory) -> list[Host]:
     """Clients whose DVC remote authenticates with storage_user's password."""
@@ -297,10 +258,10 @@ def set_password(ctx: HostContext, user: str, password: str) -> None:
 def prove_password(ctx: HostContext, login: StorageLogin, settings: Settings, password: str, label: str) -> None:
     """A fresh login with `password` must succeed and list dvc_storage; the proof becomes a note."""
     user = settings.storage_user
-    if not login.password_accepted(user, password, settings.dvc_storage):
+    if not login.password_accepted(user, password, settings.sftp_dvc_storage):
         raise ProvisionError(f"storage refuses {label} for {user} right after chpasswd set it: check its "
                              "PAM and sshd settings (e.g. AuthenticationMethods)")
-    ctx.note(f"{user} logs in with {label} (fresh login, SFTP listing of {settings.dvc_storage})")
+    ctx.note(f"{user} logs in with {label} (fresh login, SFTP listing of {settings.sftp_dvc_storage})")
 
 
 @dataclass(frozen=True)
@@ -317,113 +278,6 @@ def password_login(inventory: Inventory, secrets: SecretLookupForInventory, time
     check_password_access(inventory)
     return PasswordLogin(bool(password_clients(inventory)), secrets,
                          StorageLogin(inventory.storage, inventory.known_hosts_path, timeout))
-
-
-def password_login_tasks(storage: Host, password: PasswordLogin) -> list[Task]:
-    """The drop-in (present or removed), then, when enabled, the password itself."""
-    tasks: list[Task] = [SshdPasswordLogin(storage.settings, password.enabled, password.login)]
-    if password.enabled:
-        tasks.append(StoragePassword(storage, password.secrets, password.login))
-    return tasks
-
-
-class SshdPasswordLogin(Task):
-    """The drop-in present (validated, reloaded, offered by the running sshd) or, when unused, absent."""
-
-    def __init__(self, settings: Settings, enabled: bool, login: StorageLogin) -> None:
-        self.settings = settings
-        self.enabled = enabled
-        self.login = login
-        self.user = settings.storage_user
-        self.path = drop_in_path(self.user)
-        self.content = render_drop_in(self.user)
-        self.fact = FileFact(self.path)
-        self.name = f"sshd password login for {self.user}"
-
-    def facts(self) -> Sequence[Fact]:
-        return (self.fact,)
-
-    def plan(self, ctx: HostContext) -> Change | None:
-        state: FileState = ctx.fact(self.fact)
-        if state.exists and not state.is_file:
-            raise ProvisionError(f"{self.path} exists and is a {state.kind}, not a file")
-        if not self.enabled:
-            if not state.exists:
-                return None
-            return Change(f"remove {self.path} (no client has auth: password), reload sshd",
-                          lambda: self._remove(ctx), unified_diff(self.path, state.content, ""))
-        wrong = describe_attributes(state, "root", "root", 0o644) if state.exists else []
-        if state.exists and state.content == self.content and not wrong:
-            return self._check_running(ctx)
-        verb = "write" if state.exists else "create"
-        summary = (f"{verb} {self.path} (password login for {self.user} only, SFTP only), "
-                   "check it with sshd -t, reload sshd")
-        return Change(summary, lambda: self._install(ctx, state),
-                      unified_diff(self.path, state.content if state.exists else None, self.content))
-
-    def _check_running(self, ctx: HostContext) -> Change | None:
-        """The file is right; the running sshd must offer the password too (a reload may be missing)."""
-        if "password" in self.login.offered_methods(self.user):
-            ctx.note(f"sshd offers password login to {self.user} only, SFTP only ({self.path})")
-            return None
-        return Change(f"reload sshd: it does not offer password login to {self.user} yet", lambda: self._reload(ctx))
-
-    def _install(self, ctx: HostContext, before: FileState) -> None:
-        staged = ctx.session.stage(self.content.encode())
-        installed = ctx.session.run(script(_INSTALL_DROP_IN, staged, self.path), privileged=True)
-        ctx.forget(self.fact)
-        if not installed.ok:
-            raise ProvisionError(f"{installed.detail}; {self.path} was put back as it was")
-        problem = self._validate(ctx)
-        if problem:
-            self._restore(ctx, before)
-            raise ProvisionError(f"{problem}; {self.path} was put back as it was")
-        self._reload(ctx)
-
-    def _validate(self, ctx: HostContext) -> str:
-        """'' when sshd applies the Match block to the account (`sshd -t` already passed)."""
-        spec = f"user={self.user},host=localhost,addr=127.0.0.1"
-        effective = ctx.session.run(["sshd", "-T", "-C", spec], privileged=True)
-        if not effective.ok:
-            return f"sshd -T -C {spec} failed: {effective.detail}"
-        settings = {}
-        for line in effective.stdout.splitlines():
-            keyword, _, value = line.partition(" ")
-            settings.setdefault(keyword.lower(), value.strip())
-        if settings.get("passwordauthentication") != "yes" or settings.get("forcecommand") != SFTP_FORCED_COMMAND:
-            return (f"sshd ignores {self.path} for {self.user} (sshd -T: passwordauthentication "
-                    f"{settings.get('passwordauthentication')}, forcecommand {settings.get('forcecommand')}): "
-                    f"sshd_config must `Include {DROP_IN_DIR}/*.conf` and no earlier Match block may set these")
-        return ""
-
-    def _restore(self, ctx: HostContext, before: FileState) -> None:
-        if before.exists:
-            write_file(ctx.session, self.path, (before.content or "").encode(), owner=before.owner,
-                       group=before.group, mode=before.mode)
-        else:
-            ctx.session.run(["rm", "-f", "--", self.path], privileged=True)
-        ctx.forget(self.fact)
-
-    def _reload(self, ctx: HostContext) -> None:
-        command = self.settings.sshd_reload_command
-        reloaded = ctx.session.run(command, privileged=True)
-        if not reloaded.ok:
-            raise command_error(f"sshd_reload_command `{' '.join(command)}`", reloaded)
-        if not self.enabled:
-            return
-        for _ in range(LOGIN_ATTEMPTS):  # the signalled sshd may take a moment to read its files again
-            if "password" in self.login.offered_methods(self.user):
-                return
-            time.sleep(LOGIN_RETRY_SECONDS)
-        raise ProvisionError(f"after `{' '.join(command)}` sshd still offers no password login to {self.user}: "
-                             "is sshd_reload_command reloading the sshd clients reach?")
-
-    def _remove(self, ctx: HostContext) -> None:
-        removed = ctx.session.run(script(_REMOVE_DROP_IN, self.path), privileged=True)
-        if not removed.ok:
-            raise command_error(f"removing {self.path}", removed)
-        ctx.forget(self.fact)
-        self._reload(ctx)
 
 
 class _PasswordTask(Task):
@@ -458,7 +312,7 @@ class StoragePassword(_PasswordTask):
         if (ctx.fact(self.hash_fact) or "").strip() != "set":
             return Change(f"set {self.user}'s password from {found.name}", lambda: self._set(ctx, found))
         try:
-            accepted = self.login.password_accepted(self.user, found.value, self.settings.dvc_storage)
+            accepted = self.login.password_accepted(self.user, found.value, self.settings.sftp_dvc_storage)
         except PasswordLoginDisabled:
             if not ctx.check:
                 raise
@@ -466,7 +320,7 @@ class StoragePassword(_PasswordTask):
                           "password login)", lambda: None)
         if accepted:
             ctx.note(f"{self.user} logs in with {found.name} (fresh login, SFTP listing of "
-                     f"{self.settings.dvc_storage})")
+                     f"{self.settings.sftp_dvc_storage})")
             return None
         return Change(f"set {self.user}'s password from {found.name} (storage refused it)",
                       lambda: self._set(ctx, found))
@@ -514,7 +368,7 @@ class RotateStoragePassword(_PasswordTask):
             return Change(f"generate {next_name}, set it as {self.user}'s password, prove a login, promote it to "
                           f"{target}", lambda: self._rotate(ctx, next_name, target))
         check_password_value(pending.value)
-        if self.login.password_accepted(self.user, pending.value, self.settings.dvc_storage):
+        if self.login.password_accepted(self.user, pending.value, self.settings.sftp_dvc_storage):
             ctx.note(f"storage already accepts {pending.name}: continuing the rotation begun earlier")
             return Change(f"promote {pending.name} to {target}", lambda: self._promote(ctx, pending, target))
         ctx.note(f"continuing the rotation begun earlier with {pending.name}")

@@ -123,13 +123,13 @@ class ProveAccess(Task):
             return None
         settings, info = self.settings, self.info
         where = f"{settings.storage_user}@{settings.storage_address}:{settings.storage_port}"
-        run_checked(ctx, sftp_list_argv(info, settings, settings.storage_user, settings.dvc_storage),
-                    f"proof: sftp {where} with {info.key} listing {settings.dvc_storage}")
+        run_checked(ctx, sftp_list_argv(info, settings, settings.storage_user, settings.sftp_dvc_storage),
+                    f"proof: sftp {where} with {info.key} listing {settings.sftp_dvc_storage}")
         run_checked(ctx, ["git", "-C", info.workdir, "ls-remote", "--quiet", "origin"],
                     f"proof: git ls-remote origin in {info.workdir}")
         run_checked(ctx, dvc_argv(self.dvc, "--cd", info.workdir, "status", "--cloud", "--remote", settings.dvc_remote),
                     f"proof: dvc status -c -r {settings.dvc_remote} in {info.workdir}", timeout=DVC_PROOF_TIMEOUT)
-        ctx.note(f"sftp {where}{settings.dvc_storage}, git ls-remote and dvc status -c work with {info.key} only")
+        ctx.note(f"sftp {where}{settings.sftp_dvc_storage}, git ls-remote and dvc status -c work with {info.key} only")
         return None
 
 

@@ -143,8 +143,9 @@ def client_sftp(lab: Lab, user: str, key: str = KEY) -> list[str]:
 
 
 def authorized_keys(lab: Lab, account: str) -> list[str]:
-    """The lines of a storage account's authorized_keys."""
-    return lab.host_path("storage", f"/home/{account}/.ssh/authorized_keys").read_text().splitlines()
+    """The lines of a storage account's authorized_keys, split as sshd splits them (on newlines only)."""
+    data = lab.host_path("storage", f"/home/{account}/.ssh/authorized_keys").read_bytes()
+    return data.decode(errors="surrogateescape").split("\n")[:-1]
 
 
 def marked(lines: list[str], client: str) -> list[str]:

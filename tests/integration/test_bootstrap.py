@@ -15,7 +15,7 @@ import yaml
 from provision.lab import Lab
 from provision.remote import as_user, script
 from tests.integration.clirunner import provision, provision_json
-from tests.integration.helpers import ALL_OBJECTS, admin_inventory, host_snapshot, own_lab
+from tests.integration.helpers import ALL_OBJECTS, admin_inventory, failures, host_snapshot, own_lab
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +23,11 @@ NFS = "/mnt/nfs"
 CACHE = f"{NFS}/cache"
 BARE = f"{NFS}/git/demo.git"
 SERVER = f"{NFS}/demo"
+#: dvc_storage as storage_user's SFTP chroot (NFS) shows it: the path of the committed remote URL.
+SFTP_CACHE = "/cache"
+SITE_CACHE = "/home/git/dvc-site-cache"
+READ_WRITE_SFTP = 'restrict,command="internal-sftp -u 0002 -P symlink,hardlink"'
+READ_WRITE_GIT = 'restrict,command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\""'
 # Makes a small dataset as git (the account that owns the server repository).
 MAKE_DATASET = """
 umask 002
@@ -135,8 +140,13 @@ def test_accounts_group_and_dvc_link(storage_lab) -> None:
         assert stat(lab, f"/home/{user}/.ssh") == "root root 755"
         assert stat(lab, f"/home/{user}/.ssh/authorized_keys") == "root root 644"
     assert stat(lab, "/home/git/git-shell-commands") == "root root 755"
-    for helper in ("git-shell", "no-interactive-login"):
+    for helper in ("git-shell", "git-read-only", "no-interactive-login"):
         assert stat(lab, f"/home/git/git-shell-commands/{helper}") == "root root 755"
+    assert stat(lab, "/home/git/git-repositories") == "root root 644"
+    assert lab.exec("storage", ["cat", "/home/git/git-repositories"]).stdout == f"{BARE}\n"
+    drop_in = lab.exec("storage", ["cat", "/etc/ssh/sshd_config.d/10-provision-dvc.conf"]).stdout
+    assert "# provision inventory: inventory\n" in drop_in and f"\tChrootDirectory {NFS}\n" in drop_in
+    assert "PasswordAuthentication" not in drop_in
     assert lab.exec("storage", ["readlink", "/usr/local/bin/dvc"]).stdout.strip() == "/opt/provision/dvc/bin/dvc"
 
 
@@ -146,15 +156,19 @@ def test_directories_owners_modes_and_acl(storage_lab) -> None:
     assert stat(lab, CACHE) == "dvc dvc 2775"
     acl = lab.exec("storage", ["getfacl", "--omit-header", "--default", "--absolute-names", CACHE]).stdout.split()
     assert "group:dvc:rwx" in acl and "group::rwx" in acl
-    assert stat(lab, f"{NFS}/git") == "git dvc 2750"
-    assert stat(lab, BARE) == "git dvc 2750"
-    assert stat(lab, SERVER) == "git dvc 2750"
-    # Nothing in git's metadata or in DVC's config that the storage group (and so the SFTP-only dvc
-    # account) could change: that would let a DVC client plant hooks or config that git runs.
+    assert stat(lab, f"{NFS}/git") == "git dvc 2700"
+    assert stat(lab, SERVER) == "git dvc 2700"
+    # The repositories are closed to the storage group (and so to the SFTP-only dvc account) at the top,
+    # and git's metadata and DVC's config are not group-writable inside either: no hooks or config that
+    # git would run, even if a directory above were opened by hand.
+    assert as_account(lab, "dvc", 'ls "$1" || ls "$2"', f"{NFS}/git", SERVER).returncode != 0
     group_writable = lab.exec("storage", ["find", f"{NFS}/git", f"{SERVER}/.git", f"{SERVER}/.dvc/config",
-                                          f"{SERVER}/.dvc/config.local", "-perm", "-g+w", "-not", "-type", "l"])
+                                          f"{SERVER}/.dvc/config.local", "-perm", "/g+w,o+w", "-not", "-type", "l"])
     assert group_writable.returncode == 0 and group_writable.stdout == ""
-    assert stat(lab, "/var/tmp/dvc-site-cache-demo") == "git dvc 2775"
+    assert stat(lab, SITE_CACHE) == "git dvc 700" and stat(lab, f"{SITE_CACHE}/repo") == "git dvc 700"
+    writable = lab.exec("storage", ["find", SITE_CACHE, "-perm", "/g+w,o+w", "-not", "-type", "l"])
+    assert writable.returncode == 0 and writable.stdout == ""
+    assert lab.exec("storage", ["find", SITE_CACHE, "-mindepth", "2", "-type", "f"]).stdout != ""  # dvc uses it
     foreign = lab.exec("storage", ["find", f"{NFS}/git", SERVER, "!", "-user", "git"]).stdout
     assert foreign == ""  # everything in the repositories was made as git, never as root
 
@@ -162,7 +176,7 @@ def test_directories_owners_modes_and_acl(storage_lab) -> None:
 def test_bare_and_server_repository_config(storage_lab) -> None:
     lab, _ = storage_lab
     bare = as_account(lab, "git", 'git config --file "$1/config" --list', BARE).stdout.splitlines()
-    assert "core.bare=true" in bare and "core.sharedrepository=0640" in bare
+    assert "core.bare=true" in bare and "core.sharedrepository=0600" in bare
     listing = as_account(lab, "git", 'cd "$1" && dvc config --list --show-origin', SERVER).stdout.splitlines()
     committed = {line.split("\t")[1] for line in listing if line.startswith(".dvc/config\t")}
     local = {line.split("\t")[1] for line in listing if line.startswith(".dvc/config.local\t")}
@@ -170,10 +184,10 @@ def test_bare_and_server_repository_config(storage_lab) -> None:
         "core.remote=data",
         "cache.shared=group",
         "cache.type=reflink,symlink,hardlink,copy",
-        f"remote.data.url=ssh://127.0.0.1:{lab.port('storage')}{CACHE}",
+        f"remote.data.url=ssh://127.0.0.1:{lab.port('storage')}{SFTP_CACHE}",
         "remote.data.verify=true",
     }  # ext4 in the lab: no core.hardlink_lock (that is for NFS)
-    assert local == {f"remote.data.url={CACHE}", "core.site_cache_dir=/var/tmp/dvc-site-cache-demo"}
+    assert local == {f"remote.data.url={CACHE}", f"core.site_cache_dir={SITE_CACHE}"}
     git = as_account(lab, "git", 'cd "$1" && git config --get remote.origin.url && git status --porcelain '
                      '&& git check-ignore .dvc/config.local && git rev-parse HEAD && git -C "$2" rev-parse main',
                      SERVER, BARE).stdout.split()
@@ -215,7 +229,7 @@ def test_no_credential_in_any_git_object(storage_lab) -> None:
 def test_storage_user_gets_sftp_but_no_shell(storage_lab, tmp_path: Path) -> None:
     lab, _ = storage_lab
     key = client_key(tmp_path, "dvc_key")
-    authorize(lab, "dvc", 'restrict,command="internal-sftp -u 0002"', key)
+    authorize(lab, "dvc", READ_WRITE_SFTP, key)
     port = str(lab.port("storage"))
     shell = subprocess.run(["ssh", *ssh_options(lab, key), "-p", port, "dvc@127.0.0.1", "id"],
                            capture_output=True, text=True, timeout=30)
@@ -225,29 +239,36 @@ def test_storage_user_gets_sftp_but_no_shell(storage_lab, tmp_path: Path) -> Non
     sample.write_text("pushed over sftp\n")
     sample.chmod(0o666)  # the forced `internal-sftp -u 0002` leaves it group-writable, not world-writable
     batch = tmp_path / "batch"
-    batch.write_text(f"put {sample} {CACHE}/sftp-sample.txt\nls {CACHE}\n")
+    batch.write_text(f"put {sample} {SFTP_CACHE}/sftp-sample.txt\nls {SFTP_CACHE}\n")
     sftp = subprocess.run(["sftp", *ssh_options(lab, key), "-P", port, "-b", str(batch), "dvc@127.0.0.1"],
                           capture_output=True, text=True, timeout=30)
     assert sftp.returncode == 0, sftp.stderr
     assert stat(lab, f"{CACHE}/sftp-sample.txt") == "dvc dvc 664"
-    batch.write_text(f"put {sample} /home/dvc/.ssh/authorized_keys\n")
-    overwrite = subprocess.run(["sftp", *ssh_options(lab, key), "-P", port, "-b", str(batch), "dvc@127.0.0.1"],
-                               capture_output=True, text=True, timeout=30)
-    assert overwrite.returncode != 0
-    assert "pushed over sftp" not in lab.exec("storage", ["cat", "/home/dvc/.ssh/authorized_keys"]).stdout
-    for hook in (f"{BARE}/hooks/post-receive", f"{SERVER}/.git/hooks/post-commit", f"{SERVER}/.git/config"):
-        batch.write_text(f"put {sample} {hook}\n")
-        planted = subprocess.run(["sftp", *ssh_options(lab, key), "-P", port, "-b", str(batch), "dvc@127.0.0.1"],
+    # Confined to the chroot: the host's files, the repositories and DVC's site cache are out of reach,
+    # by their own paths and by their paths inside the chroot alike.
+    for command in ("ls /etc", "get /etc/passwd", "ls /home/git/dvc-site-cache", "ls /git", "ls /demo",
+                    "get /demo/.dvc/config", f"put {sample} /tmp/planted", f"put {sample} /git/demo.git/hooks/x",
+                    f"put {sample} /home/dvc/.ssh/authorized_keys", f"ls {CACHE}",
+                    f"symlink {SFTP_CACHE}/sftp-sample.txt {SFTP_CACHE}/link",
+                    f"ln {SFTP_CACHE}/sftp-sample.txt {SFTP_CACHE}/hardlink"):
+        batch.write_text(command + "\n")
+        refused = subprocess.run(["sftp", *ssh_options(lab, key), "-P", port, "-b", str(batch), "dvc@127.0.0.1"],
                                  capture_output=True, text=True, timeout=30)
-        assert planted.returncode != 0, hook
-        assert "pushed over sftp" not in lab.exec("storage", ["cat", hook]).stdout
+        assert refused.returncode != 0, (command, refused.stdout)
+    assert "pushed over sftp" not in lab.exec("storage", ["cat", "/home/dvc/.ssh/authorized_keys"]).stdout
+    assert lab.exec("storage", ["sh", "-c", 'ls "$1" "$2"/link* /tmp/planted', "ls", f"{BARE}/hooks/x", CACHE]
+                    ).returncode != 0
+    batch.write_text("ls /\n")
+    root = subprocess.run(["sftp", *ssh_options(lab, key), "-P", port, "-b", str(batch), "dvc@127.0.0.1"],
+                          capture_output=True, text=True, timeout=30)
+    assert root.returncode == 0 and "cache" in root.stdout and "passwd" not in root.stdout
     lab.exec("storage", ["rm", "-f", f"{CACHE}/sftp-sample.txt"])
 
 
 def test_git_user_gets_git_but_no_shell(storage_lab, tmp_path: Path) -> None:
     lab, _ = storage_lab
     key = client_key(tmp_path, "git_key")
-    authorize(lab, "git", 'restrict,command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\""', key)
+    authorize(lab, "git", READ_WRITE_GIT, key)
     port = str(lab.port("storage"))
     ssh_command = " ".join(["ssh", *ssh_options(lab, key)])
     remote = subprocess.run(["git", "ls-remote", f"ssh://git@127.0.0.1:{port}{BARE}"], capture_output=True,
@@ -257,12 +278,144 @@ def test_git_user_gets_git_but_no_shell(storage_lab, tmp_path: Path) -> None:
     shell = subprocess.run(["ssh", *ssh_options(lab, key), "-p", port, "git@127.0.0.1", "id"],
                            capture_output=True, text=True, timeout=30)
     assert shell.returncode != 0 and "uid=" not in shell.stdout
-    assert "unrecognized command 'id'" in shell.stderr
+    assert "git transport commands only" in shell.stderr
     batch = tmp_path / "batch"
     batch.write_text(f"ls {BARE}\n")
     sftp = subprocess.run(["sftp", *ssh_options(lab, key), "-P", port, "-b", str(batch), "git@127.0.0.1"],
                           capture_output=True, text=True, timeout=30)
     assert sftp.returncode != 0
+
+
+def git_over_ssh(lab: Lab, key: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """`command` sent to storage as a git client sends it, then a flush packet: the server advertises
+    its refs and ends."""
+    return subprocess.run(["ssh", *ssh_options(lab, key), "-p", str(lab.port("storage")), "git@127.0.0.1", command],
+                          input="0000", capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("options", [READ_WRITE_GIT, 'restrict,command="git-read-only"'])
+def test_git_keys_reach_git_remote_and_no_other_repository(storage_lab, tmp_path: Path, options: str) -> None:
+    lab, _ = storage_lab
+    key = client_key(tmp_path, "git_key")
+    authorize(lab, "git", options, key)
+    served = git_over_ssh(lab, key, f"git-upload-pack '{BARE}'")
+    assert served.returncode == 0 and "refs/heads/main" in served.stdout, served.stderr
+    pushable = git_over_ssh(lab, key, f"git-receive-pack '{BARE}'")
+    assert (pushable.returncode == 0 and "refs/heads/main" in pushable.stdout) == (options == READ_WRITE_GIT)
+    before = as_account(lab, "git", 'git -C "$1" rev-parse HEAD && cat "$1/.git/config"', SERVER).stdout
+    # The non-bare server repository git_user works in, and any other path git_user can write.
+    for command in (f"git-receive-pack '{SERVER}'", f"git-upload-pack '{SERVER}'", "git-receive-pack '/home/git'",
+                    f"git-upload-pack '{BARE}/'", f"git-upload-archive '{SERVER}'"):
+        refused = git_over_ssh(lab, key, command)
+        assert refused.returncode != 0 and "refs/heads" not in refused.stdout, command
+        assert "not a repository served to this key" in refused.stderr or "read-only" in refused.stderr, command
+    assert as_account(lab, "git", 'git -C "$1" rev-parse HEAD && cat "$1/.git/config"', SERVER).stdout == before
+    lab.exec("storage", ["sed", "-i", "$d", "/home/git/.ssh/authorized_keys"])
+
+
+# A pickle that, if DVC ever unpickled it as git, would leave a marker file behind.
+PICKLE = "cposix\nsystem\n(Vtouch /tmp/planted-pickle-ran\ntR."
+# $1 pickle, $2 site cache: as another account, write it over every file and into every directory there.
+PLANT = """
+for target in $(find "$2" 2>/dev/null) "$2/repo/planted"; do
+  if [ -d "$target" ]; then printf '%s' "$1" > "$target/planted" 2>/dev/null && echo "planted $target/planted"
+  else printf '%s' "$1" > "$target" 2>/dev/null && echo "planted $target"; fi
+done
+mkdir -p "$2/repo/x" 2>/dev/null && echo "made $2/repo/x"
+exit 0
+"""
+# As git in server_repo: what bootstrap and a checkout run, reading the site cache.
+DVC_AS_GIT = 'cd "$1" && DVC_NO_ANALYTICS=1 dvc status --quiet && DVC_NO_ANALYTICS=1 dvc checkout --quiet'
+
+
+def test_no_other_account_can_plant_a_pickle_in_dvcs_site_cache(storage_lab) -> None:
+    lab, _ = storage_lab
+    for account in ("dvc", "nobody"):
+        planted = as_account(lab, account, PLANT, PICKLE, SITE_CACHE)
+        assert planted.returncode == 0 and planted.stdout == "", (account, planted.stdout)
+    # The old place in /var/tmp is anyone's to squat: give it the real cache's layout, filled with
+    # pickles; DVC must not look there.
+    layout = lab.exec("storage", ["find", SITE_CACHE, "-type", "d", "-printf", "/var/tmp/dvc-site-cache-demo/%P\n"])
+    squat = as_account(lab, "nobody", 'mkdir -p "$@"', *layout.stdout.split())
+    assert squat.returncode == 0, squat.stderr
+    assert as_account(lab, "nobody", PLANT, PICKLE, "/var/tmp/dvc-site-cache-demo").stdout != ""
+    ran = as_account(lab, "git", DVC_AS_GIT, SERVER)
+    assert ran.returncode == 0, ran.stderr
+    assert lab.exec("storage", ["test", "-e", "/tmp/planted-pickle-ran"]).returncode != 0
+    assert lab.exec("storage", ["rm", "-rf", "/var/tmp/dvc-site-cache-demo"]).returncode == 0
+
+
+def test_a_chroot_sshd_would_refuse_or_a_readable_entry_in_it_is_refused(make_lab, tmp_path: Path) -> None:
+    lab = make_lab(["storage"])
+    assert lab.exec("storage", ["chmod", "0775", NFS]).returncode == 0
+    before = host_snapshot(lab, "storage")
+    status, document = bootstrap(lab, tmp_path)
+    assert status == 2
+    failed = [t for t in document["hosts"]["storage"]["tasks"] if t["status"] == "failed"]
+    assert failed[0]["name"] == f"SFTP chroot {NFS}" and f"{NFS} is root:root 0775" in failed[0]["msg"]
+    assert f"chmod go-w {NFS}" in failed[0]["msg"]
+    assert host_snapshot(lab, "storage") == before  # refused before anything changed
+    assert lab.exec("storage", ["sh", "-c", 'chmod 0755 "$1" && mkdir -m 0755 "$1/other-team"', "fix", NFS]
+                    ).returncode == 0
+    status, document = bootstrap(lab, tmp_path)
+    assert status == 2
+    failed = [t for t in document["hosts"]["storage"]["tasks"] if t["status"] == "failed"]
+    assert failed[0]["name"] == f"entries of the SFTP chroot {NFS}"
+    assert f"dvc could read {NFS}/other-team over SFTP" in failed[0]["msg"]
+    assert lab.exec("storage", ["chmod", "0700", f"{NFS}/other-team"]).returncode == 0
+    status, document = bootstrap(lab, tmp_path)
+    assert status == 0, document
+
+
+def test_two_inventories_on_one_storage_host_never_change_each_others_access(make_lab, tmp_path: Path,
+                                                                              vault_env: dict[str, str]) -> None:
+    lab = make_lab(["storage", "ws1"])
+    status, document = bootstrap(lab, tmp_path)
+    assert status == 0, document
+    key = client_key(tmp_path, "reader")
+    authorize(lab, "dvc", 'restrict,command="internal-sftp -R"', key)  # a read-only client of inventory A...
+    lab.exec("storage", ["sed", "-i", "$s/$/ provision:inventory:ws9/", "/home/dvc/.ssh/authorized_keys"])
+    drop_in = "/etc/ssh/sshd_config.d/10-provision-dvc.conf"
+    before = lab.exec("storage", ["cat", drop_in]).stdout
+    # ...whose access inventory B's password login (ForceCommand read-write) would change.
+    other = inventory_with(lab, tmp_path, inventory_name="other", project="other", auth="password")
+    status, document = bootstrap(lab, tmp_path, inventory=other, env=vault_env)
+    assert status == 2
+    failed = next(t for t in document["hosts"]["storage"]["tasks"] if t["status"] == "failed")
+    assert failed["name"] == "sshd settings of dvc"
+    assert "inventory other would change" in failed["msg"] and "also serves inventory inventory" in failed["msg"]
+    assert lab.exec("storage", ["cat", drop_in]).stdout == before
+    assert lab.exec("storage", ["getent", "shadow", "dvc"]).stdout.split(":")[1] == "*"
+    assert lab.exec("storage", ["test", "-e", f"{NFS}/other"]).returncode != 0
+    # Key-only, B leaves the drop-in as it is: both projects share the accounts, each keeps its access.
+    other = inventory_with(lab, tmp_path, inventory_name="other", project="other")
+    status, document = bootstrap(lab, tmp_path, inventory=other)
+    assert status == 0, document
+    assert lab.exec("storage", ["cat", drop_in]).stdout == before
+    assert lab.exec("storage", ["cat", "/home/git/git-repositories"]).stdout == f"{BARE}\n{NFS}/git/other.git\n"
+    status, document = bootstrap(lab, tmp_path)
+    assert status == 0 and changed(document) == 0, document
+
+
+def test_a_second_inventory_never_takes_the_first_ones_password_login_away(make_lab, tmp_path: Path,
+                                                                             vault_env: dict[str, str]) -> None:
+    lab = make_lab(["storage", "ws1"])
+    (lab.dir / "host_vars").mkdir()
+    (lab.dir / "host_vars" / "ws1.yml").write_text("auth: password\n")
+    status, document = bootstrap(lab, tmp_path, env=vault_env)
+    assert status == 0, failures(document)
+    drop_in = "/etc/ssh/sshd_config.d/10-provision-dvc.conf"
+    before = lab.exec("storage", ["cat", drop_in]).stdout
+    password_hash = lab.exec("storage", ["getent", "shadow", "dvc"]).stdout.split(":")[1]
+    assert "PasswordAuthentication yes" in before and password_hash.startswith("$")
+    other = inventory_with(lab, tmp_path, inventory_name="other", project="other")  # key-only
+    status, document = bootstrap(lab, tmp_path, inventory=other, env=vault_env)
+    assert status == 2
+    failed = next(t for t in document["hosts"]["storage"]["tasks"] if t["status"] == "failed")
+    assert failed["name"] == "sshd settings of dvc"
+    assert "inventory other would change" in failed["msg"] and "also serves inventory inventory" in failed["msg"]
+    assert lab.exec("storage", ["cat", drop_in]).stdout == before
+    assert lab.exec("storage", ["getent", "shadow", "dvc"]).stdout.split(":")[1] == password_hash
 
 
 def test_check_on_fresh_host_changes_nothing_and_lists_every_change(make_lab, tmp_path: Path) -> None:
@@ -271,13 +424,15 @@ def test_check_on_fresh_host_changes_nothing_and_lists_every_change(make_lab, tm
     status, document = bootstrap(lab, tmp_path, "--check", "--diff")
     assert status == 0, document
     tasks = {t["name"]: t for t in document["hosts"]["storage"]["tasks"]}
-    expected = ["dvc", "group dvc", "account dvc", "account git", "git-shell commands of git",
-                f"directory {CACHE}", f"directory {NFS}/git", f"bare repository {BARE}", f"directory {SERVER}",
-                "directory /var/tmp/dvc-site-cache-demo", f"server repository {SERVER}"]
+    expected = ["sshd settings of dvc", "dvc", "group dvc", "account dvc", "account git",
+                "git-shell commands of git", f"directory {CACHE}", f"directory {NFS}/git", f"bare repository {BARE}",
+                "repositories served to git's keys", f"directory {SERVER}", "DVC site cache of git",
+                f"server repository {SERVER}"]
     for name in expected:
         assert tasks[name]["changed"] and tasks[name]["msg"].startswith("would "), tasks[name]
     diff = tasks[f"server repository {SERVER}"]["diff"]
-    assert f"+++ {SERVER}/.dvc/config\n" in diff and f"+    url = ssh://127.0.0.1:{lab.port('storage')}{CACHE}" in diff
+    assert f"+++ {SERVER}/.dvc/config\n" in diff
+    assert f"+    url = ssh://127.0.0.1:{lab.port('storage')}{SFTP_CACHE}\n" in diff
     assert f"+++ {SERVER}/.dvc/config.local\n" in diff and f"+    url = {CACHE}" in diff
     assert host_snapshot(lab, "storage") == before
 
@@ -292,7 +447,7 @@ def test_become_as_unprivileged_admin(make_lab, tmp_path: Path, vault_env: dict[
     status, document = bootstrap(lab, tmp_path, inventory=inventory, env=vault_env)
     assert status == 0, document
     assert password not in json.dumps(document)
-    assert stat(lab, SERVER) == "git dvc 2750" and stat(lab, CACHE) == "dvc dvc 2775"
+    assert stat(lab, SERVER) == "git dvc 2700" and stat(lab, CACHE) == "dvc dvc 2775"
     assert stat(lab, "/home/dvc/.ssh/authorized_keys") == "root root 644"
     assert lab.exec("storage", ["find", SERVER, "!", "-user", "git"]).stdout == ""
     status, document = bootstrap(lab, tmp_path, inventory=inventory, env=vault_env)

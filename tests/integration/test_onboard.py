@@ -42,6 +42,11 @@ GIT_IDENTITY = ["-c", "user.name=Test User", "-c", "user.email=test@example.inva
 HAND_WRITTEN_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL admin@laptop"
 OTHER_INVENTORY_LINE = ('restrict,command="internal-sftp -R" ssh-ed25519 '
                         "AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0rkuTaNhk7cH8WDqv3Ddh provision:other:ws1")
+#: A restricted line written by hand whose comment holds a form feed, a NEL, a carriage return and bytes
+#: that are not UTF-8: a rewrite that split on those would make its second half an unrestricted line.
+TRICKY_LINE = ('restrict,command="internal-sftp -R" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0'
+               "rkuTaNhk7cH8WDqv3Ddh ops\x0cssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/"
+               "unOaKFawL a\u0085b\r").encode() + b" \xff\xfe provision:inventory:ws1\r"
 
 
 def onboard(lab: Lab, home: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -88,6 +93,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             path = f"/home/{account}/.ssh/authorized_keys"
             run(lab, "storage", ["sh", "-c", 'printf "%s\\n%s\\n" "$2" "$3" >> "$1"', "sh", path,
                                  HAND_WRITTEN_LINE, OTHER_INVENTORY_LINE])
+            with lab.host_path("storage", path).open("ab") as keys:
+                keys.write(TRICKY_LINE + b"\n")
         hosts = ("storage", "ws1", "ws2", "ws3")
         before = {host: host_snapshot(lab, host) for host in hosts}
         pins_before = lab.known_hosts_path.read_bytes()
@@ -140,13 +147,16 @@ def test_storage_holds_one_correct_line_per_client_and_account(site: Site) -> No
     sftp_lines, git_lines = authorized_keys(lab, "dvc"), authorized_keys(lab, "git")
     for host in ("ws1", "ws2", "ws3"):
         key = public_key(lab, host)
-        forced = "internal-sftp -R" if host == "ws3" else "internal-sftp -u 0002"
+        forced = "internal-sftp -R" if host == "ws3" else "internal-sftp -u 0002 -P symlink,hardlink"
         assert marked(sftp_lines, host) == [f'restrict,command="{forced}" {key} provision:inventory:{host}']
         git_forced = "git-read-only" if host == "ws3" else 'git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"'
         assert marked(git_lines, host) == [f'restrict,command="{git_forced}" {key} provision:inventory:{host}']
     for lines in (sftp_lines, git_lines):
         assert lines[:2] == [HAND_WRITTEN_LINE, OTHER_INVENTORY_LINE]
-        assert len(lines) == 5
+        assert len(lines) == 6
+    for account in ("dvc", "git"):  # the hand-written line kept byte for byte, still one line
+        raw = lab.host_path("storage", f"/home/{account}/.ssh/authorized_keys").read_bytes().split(b"\n")
+        assert raw[2] == TRICKY_LINE and raw.count(TRICKY_LINE) == 1
     for account in ("dvc", "git"):
         stat = run(lab, "storage", ["stat", "-c", "%U %G %a", f"/home/{account}/.ssh/authorized_keys"]).stdout
         assert stat.split() == ["root", "root", "644"]
@@ -181,7 +191,7 @@ def test_client_has_pins_checkout_and_config_local(site: Site) -> None:
     listing = run(lab, "ws1", [DVC, "--cd", WORKDIR, "config", "--list", "--show-origin"]).stdout
     assert "config.local\tremote.data.user=dvc" in listing
     assert f"config.local\tremote.data.keyfile={KEY}" in listing
-    assert f"config\tremote.data.url=ssh://127.0.0.1:{port}/mnt/nfs/cache" in listing
+    assert f"config\tremote.data.url=ssh://127.0.0.1:{port}/cache" in listing  # inside dvc's SFTP chroot
     assert ".dvc/config.local" not in run(lab, "ws1", ["git", "-C", WORKDIR, "ls-files"]).stdout
 
 
@@ -207,7 +217,7 @@ def test_client_key_gets_no_shell_and_no_sftp_as_git(site: Site) -> None:
     assert refused_git.returncode != 0 and "uid=" not in refused_git.stdout
     sftp_git = lab.exec("ws1", client_sftp(lab, "git"), input="ls /\n")
     assert sftp_git.returncode != 0
-    sftp_dvc = lab.exec("ws1", client_sftp(lab, "dvc"), input="ls /mnt/nfs/cache\n")
+    sftp_dvc = lab.exec("ws1", client_sftp(lab, "dvc"), input="ls /cache\n")
     assert sftp_dvc.returncode == 0, sftp_dvc.stderr
 
 
@@ -262,7 +272,7 @@ def test_reonboarding_replaces_exactly_that_clients_lines(site: Site) -> None:
         assert [line for line in after if "provision:inventory:ws1" not in line] == \
             [line for line in before[account] if "provision:inventory:ws1" not in line]
         assert [new_key in line for line in marked(after, "ws1")] == [True]
-    assert lab.exec("ws1", client_sftp(lab, "dvc"), input="ls /mnt/nfs/cache\n").returncode == 0
+    assert lab.exec("ws1", client_sftp(lab, "dvc"), input="ls /cache\n").returncode == 0
 
 
 def test_offboard_revokes_removes_credentials_then_purges(site: Site) -> None:

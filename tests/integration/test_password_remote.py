@@ -40,7 +40,7 @@ from tests.integration.helpers import (
 
 pytestmark = pytest.mark.integration
 
-DROP_IN = "/etc/ssh/sshd_config.d/10-provision-dvc-password.conf"
+DROP_IN = "/etc/ssh/sshd_config.d/10-provision-dvc.conf"
 PASSWORD_NAME = "inventory/all/storage_password"
 NEXT_NAME = "inventory/all/storage_password.next"
 VAULT_PASSWORD = "vault password for the password-remote lab"
@@ -143,7 +143,7 @@ def test_bootstrap_check_changes_nothing_and_stores_nothing(site: Site) -> None:
     messages = " | ".join(t["msg"] for t in document["hosts"]["storage"]["tasks"])
     assert f"would generate {PASSWORD_NAME}, store it, set it as dvc's password" in messages
     assert f"would create {DROP_IN}" in messages
-    assert "+Match User dvc" in task(document, "storage", "sshd password login for dvc")["diff"]
+    assert "+Match User dvc" in task(document, "storage", "sshd settings of dvc")["diff"]
 
 
 def test_bootstrap_lets_dvc_alone_log_in_with_the_stored_password(site: Site) -> None:
@@ -163,7 +163,8 @@ def test_bootstrap_lets_dvc_alone_log_in_with_the_stored_password(site: Site) ->
         return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
 
     assert effective("dvc")["passwordauthentication"] == "yes"
-    assert effective("dvc")["forcecommand"] == "internal-sftp -u 0002"
+    assert effective("dvc")["forcecommand"] == "internal-sftp -u 0002 -P symlink,hardlink"
+    assert effective("dvc")["chrootdirectory"] == "/mnt/nfs"
     for user in ("git", "root", lab.admin_user):
         assert effective(user)["passwordauthentication"] == "no"
         assert effective(user)["forcecommand"] == "none"
@@ -178,7 +179,10 @@ def test_a_password_session_is_sftp_only_and_no_other_account_takes_a_password(s
     client = connect(lab, "dvc", password)
     try:
         sftp = client.open_sftp()
-        assert "files" in sftp.listdir("/mnt/nfs/cache")
+        assert "files" in sftp.listdir("/cache")  # dvc_storage inside the chroot, and nothing else readable
+        for elsewhere in ("/etc", "/mnt/nfs/cache", "/demo", "/git"):
+            with pytest.raises(OSError):
+                sftp.listdir(elsewhere)
         _, stdout, stderr = client.exec_command("id")
         output = stdout.read() + stderr.read()
         assert b"uid=" not in output
@@ -301,8 +305,9 @@ def test_without_password_clients_bootstrap_takes_the_password_login_away(site: 
     (lab.dir / "host_vars" / "ws1.yml").unlink()
     status, document = site.run("bootstrap, no password client", "bootstrap", "-i", inventory, "--diff")
     assert status == 0, failures(document)
-    assert "-Match User dvc" in task(document, "storage", "sshd password login for dvc")["diff"]
-    assert lab.exec("storage", ["test", "-e", DROP_IN]).returncode == 1
+    assert "-\tPasswordAuthentication yes" in task(document, "storage", "sshd settings of dvc")["diff"]
+    drop_in = sh(lab, "storage", ["cat", DROP_IN])
+    assert "ChrootDirectory /mnt/nfs" in drop_in and "Password" not in drop_in and "ForceCommand" not in drop_in
     assert sh(lab, "storage", ["getent", "shadow", "dvc"]).split(":")[1] == "*"
     with pytest.raises(paramiko.BadAuthenticationType):
         connect(lab, "dvc", site.secret(PASSWORD_NAME) or "")
@@ -317,15 +322,16 @@ def test_a_drop_in_sshd_refuses_is_rolled_back_on_the_host(site: Site) -> None:
     lab, inventory = site.lab, str(site.lab.inventory_path)
     (lab.dir / "host_vars" / "ws1.yml").write_text("auth: password\n")
     broken = "/etc/ssh/sshd_config.d/00-broken.conf"
+    before = sh(lab, "storage", ["cat", DROP_IN])
     lab.exec("storage", ["sh", "-c", 'echo "NoSuchKeyword yes" > "$1"', "sh", broken])
     try:
         status, document = site.run("bootstrap, sshd refuses", "bootstrap", "-i", inventory)
         assert status == 2
-        message = task(document, "storage", "sshd password login for dvc")["msg"]
+        message = task(document, "storage", "sshd settings of dvc")["msg"]
         assert "sshd -t refused the configuration" in message and "put back" in message
-        assert lab.exec("storage", ["test", "-e", DROP_IN]).returncode == 1
+        assert sh(lab, "storage", ["cat", DROP_IN]) == before
         leftovers = sh(lab, "storage", ["ls", "-a", "/etc/ssh/sshd_config.d"]).split()
-        assert sorted(leftovers) == [".", "..", "00-broken.conf"]
+        assert sorted(leftovers) == [".", "..", "00-broken.conf", "10-provision-dvc.conf"]
     finally:
         lab.exec("storage", ["rm", "-f", broken])
     status, document = site.run("bootstrap, sshd accepts again", "bootstrap", "-i", inventory)

@@ -77,7 +77,7 @@ def lines(lab: Lab, account: str, host: str) -> list[str]:
 
 def sftp(lab: Lab, host: str, key: str, account: str = "dvc") -> Any:
     """sftp from a client to storage with only `key`, listing the DVC remote."""
-    return lab.exec(host, client_sftp(lab, account, key), input="ls /mnt/nfs/cache\n" if account == "dvc" else "ls /\n")
+    return lab.exec(host, client_sftp(lab, account, key), input="ls /cache\n" if account == "dvc" else "ls /\n")
 
 
 def keep_old_key(lab: Lab, host: str) -> str:

@@ -11,13 +11,21 @@ import yaml
 from packaging.version import Version
 
 from provision.errors import InputError, ProvisionError
-from provision.facts import FileState
+from provision.facts import FileFact, FileState
 from provision.inventory import load_inventory
 from provision.plays.bootstrap import bootstrap_play, check_data_path, check_settings, check_tag, storage_tasks
-from provision.tasks.accounts import AccountState, account_problems
-from provision.tasks.dvc_repo import DatasetState, EnsureDataset, dataset_steps, server_repo_steps
+from provision.tasks.accounts import AccountState, account_fact, account_problems
+from provision.tasks.dvc_repo import (
+    DatasetState,
+    EnsureDataset,
+    EnsureSiteCache,
+    dataset_steps,
+    legacy_site_cache_dir,
+    server_repo_steps,
+)
 from provision.tasks.git_repo import WorkTreeState
 from provision.tasks.packages import DvcState, decide_dvc, in_range, parse_version
+from tests.unit.helpers import FakeContext
 
 VENV = "/opt/provision/dvc"
 SPEC = ">=3.50,<4"
@@ -214,6 +222,9 @@ def test_play_orders_tasks_and_adds_dataset_only_when_asked(tmp_path: Path) -> N
     host = storage_host(tmp_path)
     names = [task.name for task in storage_tasks(host, None, None)]
     assert names[0] == "export /mnt/nfs"
+    assert names[1:3] == ["SFTP chroot /mnt/nfs", "sshd settings of dvc"]  # before any account is touched
+    assert names.index("directory /mnt/nfs/demo") < names.index("entries of the SFTP chroot /mnt/nfs") < names.index(
+        "DVC site cache of git") < names.index("server repository /mnt/nfs/demo")
     assert names.index("account git") < names.index("directory /mnt/nfs/git") < names.index(
         "bare repository /mnt/nfs/git/demo.git") < names.index("server repository /mnt/nfs/demo")
     assert not any(isinstance(task, EnsureDataset) for task in storage_tasks(host, None, None))
@@ -232,3 +243,29 @@ def test_git_remote_directly_in_the_export_gets_its_own_directory(tmp_path: Path
     host = storage_host(tmp_path, git_remote="/mnt/nfs/demo.git")
     names = [task.name for task in storage_tasks(host, None, None)]
     assert "directory /mnt/nfs/demo.git" in names and "directory /mnt/nfs" not in names
+
+
+def _site_cache_context(tmp_path: Path, site_cache: FileState, legacy: FileState) -> tuple[EnsureSiteCache, Any]:
+    settings = storage_host(tmp_path).settings
+    entry = "passwd git:x:998:998::/srv/git-home:/usr/bin/git-shell\nhash star\ngroups dvc\n"
+    facts = {account_fact("git").key: entry,
+             FileFact("/srv/git-home/dvc-site-cache").key: site_cache,
+             FileFact("/srv/git-home/dvc-site-cache/repo").key: site_cache,
+             FileFact(legacy_site_cache_dir(settings)).key: legacy}
+    return EnsureSiteCache(settings), FakeContext("storage", facts)
+
+
+def test_site_cache_is_private_in_git_users_home_and_the_var_tmp_one_goes(tmp_path: Path) -> None:
+    private = FileState(True, "git", "dvc", 0o700, "directory")
+    task, ctx = _site_cache_context(tmp_path, FileState(False), FileState(False))
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None
+    assert change.summary == ("create /srv/git-home/dvc-site-cache (git:dvc 0700), "
+                              "create /srv/git-home/dvc-site-cache/repo (git:dvc 0700)")
+    task, ctx = _site_cache_context(tmp_path, FileState(True, "git", "dvc", 0o2775, "directory"),
+                                    FileState(True, "nobody", "nogroup", 0o777, "directory"))
+    change = task.plan(ctx)  # type: ignore[arg-type]
+    assert change is not None and "mode 2775 -> 0700" in change.summary
+    assert change.summary.endswith("remove /var/tmp/dvc-site-cache-demo (any account could create or change it there)")
+    task, ctx = _site_cache_context(tmp_path, private, FileState(False))
+    assert task.plan(ctx) is None  # type: ignore[arg-type]

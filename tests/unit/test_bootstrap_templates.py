@@ -12,7 +12,7 @@ from configobj import ConfigObj
 
 from provision.inventory import Settings, load_inventory
 from provision.render import dvc_value
-from provision.tasks.accounts import git_shell_commands
+from provision.tasks.accounts import git_shell_commands, served_repositories
 from provision.tasks.dvc_repo import (
     gc_guard,
     remote_url,
@@ -40,7 +40,7 @@ def test_committed_config_has_remote_cache_and_no_credentials(tmp_path: Path) ->
     config = parse(text)
     assert config["core"] == {"remote": "data"}
     assert config["cache"] == {"shared": "group", "type": "reflink,symlink,hardlink,copy"}
-    assert config['remote "data"'] == {"url": "ssh://10.0.0.5:2222/mnt/nfs/cache", "verify": "true"}
+    assert config['remote "data"'] == {"url": "ssh://10.0.0.5:2222/cache", "verify": "true"}
     assert set(config) == {"core", "cache", 'remote "data"'}
     for word in ("user", "password", "keyfile"):
         assert f"{word} =" not in text
@@ -59,27 +59,27 @@ def test_matches_what_dvc_itself_writes(tmp_path: Path) -> None:
     body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
     assert body == ("[core]\n    remote = data\n    hardlink_lock = true\n"
                     "[cache]\n    shared = group\n    type = \"reflink,symlink,hardlink,copy\"\n"
-                    "['remote \"data\"']\n    url = ssh://10.0.0.5:2222/mnt/nfs/cache\n    verify = true\n")
+                    "['remote \"data\"']\n    url = ssh://10.0.0.5:2222/cache\n    verify = true\n")
 
 
 def test_values_with_commas_survive_configobj(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, dvc_storage="/mnt/nfs/a,b", cache_types="symlink",
                             dvc_remote="store", storage_address="storage.example.org", storage_port=22)
     config = parse(render_committed_config(settings, hardlink_lock=False))
-    assert config['remote "store"']["url"] == "ssh://storage.example.org:22/mnt/nfs/a,b"
+    assert config['remote "store"']["url"] == "ssh://storage.example.org:22/a,b"
     assert config["cache"]["type"] == "symlink"
     assert dvc_value("a,b") == '"a,b"' and dvc_value("plain") == "plain"
 
 
 def test_ipv6_storage_address_is_bracketed(tmp_path: Path) -> None:
-    assert remote_url(settings_for(tmp_path, storage_address="fd00::5")) == "ssh://[fd00::5]:2222/mnt/nfs/cache"
+    assert remote_url(settings_for(tmp_path, storage_address="fd00::5")) == "ssh://[fd00::5]:2222/cache"
 
 
 @pytest.mark.parametrize(("server_cache", "cache_dir"), [("separate", None), ("shared", "/mnt/nfs/cache")])
 def test_server_config_local(tmp_path: Path, server_cache: str, cache_dir: str | None) -> None:
-    config = parse(render_server_config_local(settings_for(tmp_path, server_cache=server_cache)))
+    config = parse(render_server_config_local(settings_for(tmp_path, server_cache=server_cache), "/home/git"))
     assert config['remote "data"'] == {"url": "/mnt/nfs/cache"}
-    assert config["core"] == {"site_cache_dir": "/var/tmp/dvc-site-cache-demo"}
+    assert config["core"] == {"site_cache_dir": "/home/git/dvc-site-cache"}
     assert config.get("cache", {}).get("dir") == cache_dir
 
 
@@ -90,22 +90,52 @@ def test_gc_guard_names_the_safe_form(tmp_path: Path) -> None:
     assert "/mnt/nfs/demo" in text and "git fetch" in text
 
 
-def test_git_shell_helper_hands_the_original_command_to_git_shell() -> None:
-    files = git_shell_commands("git", "/usr/bin/git-shell")
-    helper = files["git-shell"]
-    assert helper.startswith("#!/bin/sh\n")
-    assert 'exec /usr/bin/git-shell -c "${SSH_ORIGINAL_COMMAND:-}"' in helper
-    assert "PROVISION_GIT_SHELL" in helper  # guard against running itself again
-    assert files["no-interactive-login"].rstrip().endswith("exit 128")
+def _dispatch(tmp_path: Path, name: str, command: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a rendered dispatcher as git-shell would, with /bin/echo standing in for git-shell."""
+    helper = tmp_path / name
+    helper.write_text(git_shell_commands("git", "/bin/echo")[name])
+    (tmp_path / "git-repositories").write_text("# served\n/srv/git/demo.git\n/srv/git/other.git")
+    return subprocess.run(["sh", str(helper), "-c", "$SSH_ORIGINAL_COMMAND"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SSH_ORIGINAL_COMMAND": command, **env},
+                          check=False)
 
 
-def test_git_shell_helper_runs_git_shell_once(tmp_path: Path) -> None:
-    helper = tmp_path / "git-shell"
-    helper.write_text(git_shell_commands("git", "/bin/echo")["git-shell"])
-    env = {"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": "git-upload-pack '/srv/demo.git'"}
-    done = subprocess.run(["sh", str(helper), "-c", "$SSH_ORIGINAL_COMMAND"], env=env, capture_output=True,
-                          text=True, check=False)
-    assert (done.returncode, done.stdout) == (0, "-c git-upload-pack '/srv/demo.git'\n")
-    again = subprocess.run(["sh", str(helper)], env={**env, "PROVISION_GIT_SHELL": "1"}, capture_output=True,
-                           text=True, check=False)
-    assert again.returncode == 1 and again.stdout == ""
+@pytest.mark.parametrize("command", ["git-upload-pack '/srv/git/demo.git'", "git-receive-pack '/srv/git/demo.git'",
+                                     "git-upload-archive '/srv/git/other.git'"])
+def test_read_write_dispatcher_hands_listed_repositories_to_git_shell(tmp_path: Path, command: str) -> None:
+    done = _dispatch(tmp_path, "git-shell", command)
+    assert (done.returncode, done.stdout) == (0, f"-c {command}\n")
+
+
+@pytest.mark.parametrize("command", [
+    "git-receive-pack '/srv/demo'",                       # a working tree git_user can write
+    "git-upload-pack '/srv/git/demo.git/'",
+    "git-upload-pack '/srv/git/demo.git' '/srv/demo'",
+    "git-upload-pack /srv/git/demo.git",
+    "git-upload-pack '# served'",
+    "git upload-pack '/srv/git/demo.git'",
+    "sftp",
+    "",
+])
+def test_dispatchers_refuse_every_other_command(tmp_path: Path, command: str) -> None:
+    for name in ("git-shell", "git-read-only"):
+        done = _dispatch(tmp_path, name, command)
+        assert done.returncode == 1 and done.stdout == "", (name, command)
+
+
+def test_read_only_dispatcher_refuses_pushes(tmp_path: Path) -> None:
+    assert _dispatch(tmp_path, "git-read-only", "git-upload-pack '/srv/git/demo.git'").returncode == 0
+    done = _dispatch(tmp_path, "git-read-only", "git-receive-pack '/srv/git/demo.git'")
+    assert done.returncode == 1 and "read-only" in done.stderr
+
+
+def test_dispatcher_runs_git_shell_once(tmp_path: Path) -> None:
+    done = _dispatch(tmp_path, "git-shell", "git-upload-pack '/srv/git/demo.git'", PROVISION_GIT_SHELL="1")
+    assert done.returncode == 1 and done.stdout == ""
+    assert git_shell_commands("git", "/bin/echo")["no-interactive-login"].rstrip().endswith("exit 128")
+
+
+def test_served_repositories_adds_one_line_and_keeps_the_others() -> None:
+    assert served_repositories(None, "/srv/a.git") == "/srv/a.git\n"
+    assert served_repositories("/srv/b.git", "/srv/a.git") == "/srv/b.git\n/srv/a.git\n"
+    assert served_repositories("/srv/a.git\n/srv/b.git\n", "/srv/a.git") == "/srv/a.git\n/srv/b.git\n"

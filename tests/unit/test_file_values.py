@@ -13,6 +13,7 @@ from provision.errors import InputError
 from provision.hostkeys import KnownHosts
 from provision.inventory import load_inventory
 from provision.render import MultiLineValue, one_line, render
+from provision.tasks.authorized_keys import SFTP, key_line
 from provision.tasks.client_known_hosts import pinned_known_hosts
 from provision.tasks.dvc_client import merge_config
 
@@ -55,8 +56,7 @@ def test_one_line_refuses_breaks_without_showing_the_value(bad: str) -> None:
 
 def test_every_template_value_is_checked() -> None:
     with pytest.raises(MultiLineValue, match=r"client/authorized_keys_line\.j2"):
-        render("client/authorized_keys_line.j2", account="sftp", read_only=False,
-               public_key="ssh-ed25519 AAAA", marker="provision:site:ws1\nssh-ed25519 AAAAevil")
+        key_line(SFTP, "ssh-ed25519 AAAA", "provision:site:ws1\nssh-ed25519 AAAAevil")
     with pytest.raises(MultiLineValue, match=r"dvc/config\.j2"):
         render("dvc/config.j2", dvc_remote="storage", hardlink_lock=False, cache_types="copy",
                url="ssh://nas:22/x\n[core]\n    no_scm = true")

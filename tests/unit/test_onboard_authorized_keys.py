@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from provision.connection import CommandResult
 from provision.engine import Change
@@ -26,6 +28,8 @@ from provision.tasks.authorized_keys import (
     AuthorizedKeys,
     AuthorizedKeysFact,
     AuthorizeKeys,
+    displayed,
+    file_lines,
     key_line,
     line_marker,
     replace_marked_lines,
@@ -34,12 +38,13 @@ from provision.tasks.client_key import key_fingerprint, shorten_keys
 
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL"
 KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0rkuTaNhk7cH8WDqv3Ddh"
+READ_WRITE_SFTP = 'restrict,command="internal-sftp -u 0002 -P symlink,hardlink"'
 HAND_WRITTEN = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL admin@laptop"
 
 
 def test_sftp_line_is_restricted_to_internal_sftp_with_group_umask() -> None:
     assert key_line(SFTP, KEY_A, "provision:site:ws1") == \
-        f'restrict,command="internal-sftp -u 0002" {KEY_A} provision:site:ws1'
+        f"{READ_WRITE_SFTP} {KEY_A} provision:site:ws1"
 
 
 def test_read_only_sftp_line_uses_read_only_sftp() -> None:
@@ -54,13 +59,16 @@ def test_git_line_forces_git_shell_with_the_original_command() -> None:
 
 @pytest.mark.parametrize(("line", "marker"), [
     (f'restrict,command="internal-sftp -R" {KEY_A} provision:site:ws1', "provision:site:ws1"),
+    (f"{KEY_A}\tprovision:site:ws1 ", "provision:site:ws1"),
     (HAND_WRITTEN, None),
     (f"# {KEY_A} provision:site:ws1", None),
     ("", None),
     (f"{KEY_A} provision:broken", None),
+    (f"{KEY_A} provision:site:ws1\r", None),
+    (f"{KEY_A}\x0cprovision:site:ws1", None),
 ])
 def test_line_marker(line: str, marker: str | None) -> None:
-    assert line_marker(line) == marker
+    assert line_marker(line.encode()) == marker
 
 
 def test_replacing_one_client_keeps_every_other_line_in_place() -> None:
@@ -72,31 +80,75 @@ def test_replacing_one_client_keeps_every_other_line_in_place() -> None:
         "# a comment",
     ]) + "\n"
     new_line = key_line(SFTP, KEY_B, "provision:site:ws1")
-    result = replace_marked_lines(content, {"provision:site:ws1": [new_line]})
-    assert result.splitlines() == [
+    result = replace_marked_lines(content.encode(), {"provision:site:ws1": [new_line]})
+    assert result.decode().splitlines() == [
         HAND_WRITTEN, new_line, key_line(SFTP, KEY_A, "provision:other:ws1"),
         key_line(SFTP, KEY_A, "provision:site:ws2"), "# a comment",
     ]
 
 
 def test_new_clients_are_appended_and_duplicates_collapse() -> None:
-    content = key_line(SFTP, KEY_A, "provision:site:ws1") + "\n" + key_line(SFTP, KEY_A, "provision:site:ws1") + "\n"
-    result = replace_marked_lines(content, {"provision:site:ws1": [key_line(SFTP, KEY_A, "provision:site:ws1")],
-                                            "provision:site:ws2": [key_line(SFTP, KEY_B, "provision:site:ws2")]})
-    assert result.splitlines() == [key_line(SFTP, KEY_A, "provision:site:ws1"),
+    content = (key_line(SFTP, KEY_A, "provision:site:ws1") + "\n") * 2
+    wanted = {"provision:site:ws1": [key_line(SFTP, KEY_A, "provision:site:ws1")],
+              "provision:site:ws2": [key_line(SFTP, KEY_B, "provision:site:ws2")]}
+    result = replace_marked_lines(content.encode(), wanted)
+    assert result.decode().splitlines() == [key_line(SFTP, KEY_A, "provision:site:ws1"),
                                    key_line(SFTP, KEY_B, "provision:site:ws2")]
 
 
 def test_an_empty_list_revokes_and_a_file_without_final_newline_gets_one() -> None:
     content = HAND_WRITTEN + "\n" + key_line(GIT, KEY_A, "provision:site:ws1")
-    assert replace_marked_lines(content, {"provision:site:ws1": []}) == HAND_WRITTEN + "\n"
-    assert replace_marked_lines("", {}) == ""
+    assert replace_marked_lines(content.encode(), {"provision:site:ws1": []}) == HAND_WRITTEN.encode() + b"\n"
+    assert replace_marked_lines(b"", {}) == b""
 
 
 def test_replacing_is_idempotent() -> None:
     wanted = {"provision:site:ws1": [key_line(SFTP, KEY_A, "provision:site:ws1")]}
-    once = replace_marked_lines(HAND_WRITTEN + "\n", wanted)
+    once = replace_marked_lines(HAND_WRITTEN.encode() + b"\n", wanted)
     assert replace_marked_lines(once, wanted) == once
+
+
+#: A restricted line written by hand, with bytes str.splitlines() would split on (form feed, NEL, U+2028),
+#: a carriage return and invalid UTF-8: each must stay one line, byte for byte.
+TRICKY_LINES = [
+    b'restrict,command="internal-sftp -R" ' + KEY_B.encode() + b" admin\x0c" + KEY_A.encode() + b" me",
+    b'restrict,command="x" ' + KEY_B.encode() + b" a\xc2\x85" + KEY_A.encode(),
+    b'restrict,command="x" ' + KEY_B.encode() + " b\u2028".encode() + KEY_A.encode(),
+    b"from=\"10.0.0.1\" " + KEY_B.encode() + b" crlf\r",
+    b"# not UTF-8: \xff\xfe",
+    b"",
+]
+
+
+def test_foreign_lines_keep_every_byte() -> None:
+    content = b"\n".join(TRICKY_LINES) + b"\n"
+    new_line = key_line(SFTP, KEY_A, "provision:site:ws1")
+    result = replace_marked_lines(content, {"provision:site:ws1": [new_line]})
+    assert result == content + new_line.encode() + b"\n"
+    assert replace_marked_lines(result, {"provision:site:ws1": []}) == content
+
+
+_LINE_BYTES = st.binary(max_size=60).map(lambda data: data.replace(b"\n", b""))
+
+
+@settings(max_examples=300, deadline=None)
+@given(foreign=st.lists(_LINE_BYTES, max_size=8), ending=st.sampled_from([b"", b"\n"]),
+       clients=st.lists(st.sampled_from(["ws1", "ws2", "ws3"]), max_size=3))
+def test_replacing_changes_no_byte_of_a_foreign_line(foreign: list[bytes], ending: bytes,
+                                                     clients: list[str]) -> None:
+    content = b"\n".join(foreign) + (ending if foreign else b"")
+    wanted = {f"provision:site:{client}": [key_line(SFTP, KEY_A, f"provision:site:{client}")] for client in clients}
+    result = replace_marked_lines(content, wanted)
+    assert result.endswith(b"\n") or not result
+    kept = [line for line in result.split(b"\n")[:-1] if line_marker(line) not in wanted]
+    assert kept == [line for line in file_lines(content) if line_marker(line) not in wanted]
+    added = [line for line in result.split(b"\n")[:-1] if line_marker(line) in wanted]
+    assert sorted(added) == sorted(line.encode() for lines in wanted.values() for line in lines)
+
+
+def test_diffs_escape_control_bytes_and_invalid_utf8() -> None:
+    shown = displayed(b"a\x0cb\xff\n")
+    assert shown == "a\\x0cb\\xff\n"
 
 
 def test_keys_are_shortened_to_fingerprints() -> None:
@@ -104,7 +156,7 @@ def test_keys_are_shortened_to_fingerprints() -> None:
                               check=True).stdout.split()[1]
     assert key_fingerprint(KEY_A) == f"ssh-ed25519 {expected}"
     shortened = shorten_keys(key_line(SFTP, KEY_A, "provision:site:ws1"))
-    assert shortened == f'restrict,command="internal-sftp -u 0002" ssh-ed25519 {expected} provision:site:ws1'
+    assert shortened == f"{READ_WRITE_SFTP} ssh-ed25519 {expected} provision:site:ws1"
     assert KEY_A.split()[1] not in shortened
 
 
@@ -144,10 +196,10 @@ class FileContext:
         path = self.home / ".ssh" / "authorized_keys"
         self.reads += 1
         if not path.exists():
-            state = AuthorizedKeys(str(self.home), "absent", "")
+            state = AuthorizedKeys(str(self.home), "absent", b"")
         else:
             data = path.read_bytes()
-            state = AuthorizedKeys(str(self.home), hashlib.sha256(data).hexdigest(), data.decode())
+            state = AuthorizedKeys(str(self.home), hashlib.sha256(data).hexdigest(), data)
         if self.after_read is not None:
             self.after_read()
         return state
@@ -178,8 +230,8 @@ def test_plan_summarizes_and_diffs_with_fingerprints(home: Path) -> None:
     change = task.plan(FileContext(home))  # type: ignore[arg-type]
     assert change is not None
     assert change.summary == f"authorize ws1; revoke ws2 in {keys}"
-    assert f"+restrict,command=\"internal-sftp -u 0002\" {key_fingerprint(KEY_B)} provision:site:ws1" in change.diff
-    assert f"-restrict,command=\"internal-sftp -u 0002\" {key_fingerprint(KEY_A)} provision:site:ws2" in change.diff
+    assert f"+{READ_WRITE_SFTP} {key_fingerprint(KEY_B)} provision:site:ws1" in change.diff
+    assert f"-{READ_WRITE_SFTP} {key_fingerprint(KEY_A)} provision:site:ws2" in change.diff
     assert KEY_A.split()[1] not in change.diff and KEY_B.split()[1] not in change.diff
 
 

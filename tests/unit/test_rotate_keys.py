@@ -136,7 +136,7 @@ def test_states_a_rotation_cannot_continue_from_say_why(tmp_path: Path, keys: Ro
 def _lines_task(content: str, wanted: list[RotatedLines], *, revoke_old: bool,
                 check: bool = False) -> tuple[RotationKeyLines, FakeContext]:
     task = RotationKeyLines("dvc", wanted, purpose="DVC over SFTP", revoke_old=revoke_old)
-    ctx = FakeContext("nas", {task.fact.key: AuthorizedKeys("/home/dvc", "digest", content)}, check=check)
+    ctx = FakeContext("nas", {task.fact.key: AuthorizedKeys("/home/dvc", "digest", content.encode())}, check=check)
     return task, ctx
 
 

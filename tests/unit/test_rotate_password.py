@@ -1,4 +1,4 @@
-"""storage_user's password: the sshd drop-in, where the password comes from, how it reaches chpasswd,
+"""storage_user's password: where the password comes from, how it reaches chpasswd,
 and the rotation's recoverable steps (a store and a login stand in for the real ones here; the lab
 tests run the real thing)."""
 
@@ -14,7 +14,6 @@ import pytest
 
 from provision.connection import CommandResult
 from provision.errors import InputError, ProvisionError
-from provision.facts import FileState
 from provision.inventory import Inventory, load_inventory
 from provision.plays.rotate import rotate_password_play
 from provision.secrets import REDACTOR
@@ -23,13 +22,10 @@ from provision.tasks.password_login import (
     PASSWORD_KEY,
     PasswordLoginDisabled,
     RotateStoragePassword,
-    SshdPasswordLogin,
     StoragePassword,
     check_password_access,
-    drop_in_path,
     find_secret,
     password_clients,
-    render_drop_in,
     set_password,
     sibling_name,
 )
@@ -40,15 +36,6 @@ def _inventory(tmp_path: Path, ws1: dict[str, str] | None = None, ws2: dict[str,
     """ws1 on `auth: password` unless told otherwise, both in the clients' subgroup `lab`."""
     hosts = {"ws1": {"auth": "password"} if ws1 is None else ws1, "ws2": ws2 or {}}
     return load_inventory(write_inventory(tmp_path, {"children": {"lab": {"hosts": hosts}}}))
-
-
-def test_drop_in_is_one_match_block_for_the_account_alone() -> None:
-    text = render_drop_in("dvc")
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert lines[0] == "Match User dvc"
-    assert all(line.startswith("\t") for line in lines[1:]), "a line outside the Match block is a global setting"
-    assert "\tPasswordAuthentication yes" in lines and "\tForceCommand internal-sftp -u 0002" in lines
-    assert drop_in_path("dvc") == "/etc/ssh/sshd_config.d/10-provision-dvc-password.conf"
 
 
 def test_password_clients_and_read_only_clients_cannot_share_an_inventory(tmp_path: Path) -> None:
@@ -255,30 +242,6 @@ def test_bootstrap_under_check_before_sshd_takes_passwords(tmp_path: Path) -> No
     task, ctx, _ = _storage_password(tmp_path, values, Login(set(), ("publickey",)), "set\n")
     with pytest.raises(PasswordLoginDisabled):
         task.plan(ctx)  # type: ignore[arg-type]
-
-
-def _drop_in(tmp_path: Path, enabled: bool, state: FileState, login: Login) -> tuple[SshdPasswordLogin, Context]:
-    task = SshdPasswordLogin(_inventory(tmp_path).hosts["nas"].settings, enabled, login)  # type: ignore[arg-type]
-    return task, Context({task.fact.key: state})
-
-
-def test_drop_in_steps(tmp_path: Path) -> None:
-    content = render_drop_in("dvc")
-    task, ctx = _drop_in(tmp_path, True, FileState(False), Login(set()))
-    change = task.plan(ctx)  # type: ignore[arg-type]
-    assert change is not None and change.summary.startswith("create /etc/ssh/sshd_config.d/10-provision-dvc-")
-    assert "+Match User dvc" in change.diff
-    present = FileState(True, "root", "root", 0o644, "regular file", content)
-    task, ctx = _drop_in(tmp_path, True, present, Login(set()))
-    assert task.plan(ctx) is None  # type: ignore[arg-type]
-    task, ctx = _drop_in(tmp_path, True, present, Login(set(), ("publickey",)))
-    change = task.plan(ctx)  # type: ignore[arg-type]
-    assert change is not None and change.summary.startswith("reload sshd")
-    task, ctx = _drop_in(tmp_path, False, present, Login(set()))
-    change = task.plan(ctx)  # type: ignore[arg-type]
-    assert change is not None and change.summary.startswith("remove ") and "-Match User dvc" in change.diff
-    task, ctx = _drop_in(tmp_path, False, FileState(False), Login(set()))
-    assert task.plan(ctx) is None  # type: ignore[arg-type]
 
 
 def test_password_play_rotates_storage_only_when_the_limit_keeps_it(tmp_path: Path) -> None:

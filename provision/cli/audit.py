@@ -1,0 +1,121 @@
+"""`provision audit`: committed credentials in repositories, unsafe setups on hosts, and the pre-commit hook."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from provision.audit.findings import Finding
+from provision.audit.hook import install_hook
+from provision.audit.repo import audit_repository
+from provision.cli.common import PlayArgs, play_options
+from provision.engine import EXIT_FINDINGS, EXIT_OK, Engine, RunOptions, exit_status
+from provision.plays.audit import audit_hosts_play, host_findings
+from provision.report import ConsoleReporter, QuietReporter, console, play_document, print_json
+from provision.secrets import REDACTOR
+from provision.secrets_lookup import SecretLookupForInventory
+
+
+def _print_findings(findings: Sequence[Finding], *, blocked: bool = False) -> None:
+    out = console()
+    for finding in findings:
+        out.print(finding.text(), markup=False)
+    if findings:
+        what = "commit refused: " if blocked else ""
+        out.print(f"{what}{len(findings)} finding{'s' if len(findings) != 1 else ''}", markup=False)
+    else:
+        out.print("no findings", markup=False)
+
+
+@click.group()
+def audit() -> None:
+    """Find committed credentials and unsafe setups; block them at commit time.
+
+    Exit status: 0 nothing found, 8 findings, 1 usage error.
+
+    \b
+    Example:
+      provision audit repo --history
+      provision audit install-hook
+      provision audit hosts -i site.yml
+    """
+
+
+@audit.command("repo")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--history", is_flag=True, help="Also every commit reachable from any ref or stash.")
+@click.option("--staged", is_flag=True, help="Only the staged content (what the pre-commit hook checks).")
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document.")
+def audit_repo(path: Path, history: bool, staged: bool, json_output: bool) -> None:
+    """Scan the git work tree at PATH (default: here) for committed credentials.
+
+    DVC configs (`.dvc/config`, subrepos', a tracked `.dvc/config.local`) with passwords or other
+    credential keys, credentials in URLs, private keys, `.env` files, and generic secrets found by
+    detect-secrets (mark false positives in `.secrets.baseline`). Values are always masked.
+
+    \b
+    Example:
+      provision audit repo ~/demo --history --json
+    """
+    if history and staged:
+        raise click.UsageError("--history and --staged exclude each other")
+    collector = audit_repository(path, history=history, staged=staged)
+    for secret in collector.secrets:
+        REDACTOR.register(secret)
+    findings = collector.findings
+    status = EXIT_FINDINGS if findings else EXIT_OK
+    if json_output:
+        print_json({"command": "audit repo", "findings": [f.document() for f in findings], "exit_status": status})
+    else:
+        _print_findings(findings, blocked=staged)
+    sys.exit(status)
+
+
+@audit.command("install-hook")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
+def audit_install_hook(path: Path) -> None:
+    """Install a git pre-commit hook that refuses commits whose staged files hold credentials.
+
+    An existing pre-commit hook is kept (renamed to pre-commit.chained) and runs first.
+
+    \b
+    Example:
+      provision audit install-hook ~/demo
+    """
+    click.echo(install_hook(path))
+
+
+@audit.command("hosts")
+@play_options
+def audit_hosts(play_args: PlayArgs) -> None:
+    """Check storage and clients, read-only and in one round trip per host, against what bootstrap and
+    onboard set up: key lines, markers, modes, owners, drop-ins, pins and committed credentials.
+
+    \b
+    Example:
+      provision audit hosts -i site.yml --json
+    """
+    inventory = play_args.load()
+    hosts = inventory.select(play_args.limit)
+    options = RunOptions(check=True, forks=play_args.forks, timeout=play_args.timeout,
+                         accept_new_hostkeys=play_args.accept_new_hostkeys)
+    reporter = QuietReporter() if play_args.json else ConsoleReporter(console(), verbose=play_args.verbose)
+    engine = Engine(inventory, options, reporter, secrets=SecretLookupForInventory(inventory))
+    play = audit_hosts_play(inventory, hosts)
+    state = engine.run(play)
+    findings = host_findings(state)
+    status = exit_status(state) | (EXIT_FINDINGS if findings else EXIT_OK)
+    if play_args.json:
+        document = play_document(play.command, state, status)
+        document["findings"] = [f.document() for f in findings]
+        print_json(document)
+    else:
+        reporter.recap(state)
+        _print_findings(findings)
+    sys.exit(status)
+
+
+

@@ -196,14 +196,15 @@ class Rules:
             if found and number not in taken:
                 taken.add(number)
                 hits += found
-        seen: set[tuple[int, str]] = set()
+        by_line: dict[int, list[tuple[str, str]]] = {}
         for potential in _process_line_based_plugins(lines=list(lines), filename=path):
-            number, secret = potential.line_number, potential.secret_value or ""
-            if number in taken or (number, secret) in seen or not secret:
-                continue
-            seen.add((number, secret))
+            if potential.line_number not in taken and potential.secret_value:
+                by_line.setdefault(potential.line_number, []).append((potential.type, potential.secret_value))
+        for number, found_here in by_line.items():
+            kinds = ", ".join(sorted({kind for kind, _ in found_here}))
+            secret = max((value for _, value in found_here), key=len)  # one finding per line, its longest value
             hits.append(Hit(Finding(
-                "detect-secrets", path, f"{potential.type} (detect-secrets)",
+                "detect-secrets", path, f"{kinds} (detect-secrets)",
                 f"{ROTATE_FIRST}; if it is no secret, mark it in {BASELINE} (`detect-secrets audit {BASELINE}`)",
                 line=number, value=MASK), secret))
         return self._kept(path, hits)

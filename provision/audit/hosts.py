@@ -83,19 +83,22 @@ def directory_finding(host: str, path: str, state: FileState, owner: str, group:
     return Finding("directory-mode", path, f"{found} (want {owner}:{group} {mode:04o})", fix, host=host)
 
 
-def group_writable_finding(host: str, path: str, state: FileState, mode: int, writable: Sequence[str]
+def group_writable_finding(host: str, path: str, state: FileState, mode: int | None, writable: Sequence[str]
                            ) -> Finding | None:
-    """A repository: its directory's mode as bootstrap makes it, and nothing in it writable by the group or others."""
+    """A repository: nothing in it the group or others can write (directory closed to them, or no such
+    path in it), and its directory's mode as bootstrap makes it when `mode` is given."""
     problems = []
-    if state.exists and state.mode != mode:
+    if mode is not None and state.exists and state.mode != mode:
         problems.append(f"mode {state.mode:04o} (want {mode:04o})")
-    if writable:
-        problems.append(f"{len(writable)} path{'s' if len(writable) != 1 else ''} writable by group or others, "
-                        f"e.g. {writable[0]}")
+    closed = state.exists and state.mode & 0o011 == 0  # nobody but the owner may enter: what is inside is out of reach
+    if writable and not closed:
+        problems.append(f"{len(writable)} path{'s' if len(writable) != 1 else ''} inside writable by group or "
+                        f"others, e.g. {writable[0]}")
     if not problems:
         return None
     return Finding("repository-writable", path, "; ".join(problems),
-                   f"{BOOTSTRAP} (a writable repository lets the storage group plant hooks git_user runs)", host=host)
+                   f"{BOOTSTRAP} (a repository the storage group can write lets an SFTP client plant what git_user "
+                   "runs or commits)", host=host)
 
 
 def drop_in_findings(host: str, wanted: Mapping[str, str], present: Mapping[str, str | None],

@@ -145,7 +145,7 @@ class AuditStorage(Task):
         self.repositories = [settings.server_repo] + ([settings.git_remote] if settings.git_remote_is_path else [])
         self.password_login = bool(password_clients(inventory))
         self.dvc_storage = FileFact(settings.dvc_storage)
-        self.server_repo = FileFact(settings.server_repo)
+        self.repository_states = [FileFact(path) for path in self.repositories]
         self.writable = CommandFact(tuple(script(_WRITABLE, *self.repositories)), privileged=True)
         self.drop_ins = CommandFact(tuple(script(_DROP_INS, DROP_IN_DIR)), privileged=True)
         self.drop_in = FileFact(drop_in_path(settings.storage_user))
@@ -153,7 +153,7 @@ class AuditStorage(Task):
         self.account = account_fact(settings.storage_user)
 
     def facts(self) -> Sequence[Fact]:
-        return (self.dvc_storage, self.server_repo, self.writable, self.drop_ins, self.drop_in, self.sshd_valid,
+        return (self.dvc_storage, *self.repository_states, self.writable, self.drop_ins, self.drop_in, self.sshd_valid,
                 self.account)
 
     def plan(self, ctx: HostContext) -> Change | None:
@@ -162,10 +162,11 @@ class AuditStorage(Task):
                                                             settings.storage_user, settings.storage_group,
                                                             SHARED_DIRECTORY_MODE)]
         writable = (ctx.fact(self.writable) or "").splitlines()
-        for repository in self.repositories:
+        for repository, state_fact in zip(self.repositories, self.repository_states, strict=True):
             inside = [path for path in writable if path == repository or path.startswith(repository.rstrip("/") + "/")]
-            state = ctx.fact(self.server_repo) if repository == settings.server_repo else FileState(exists=False)
-            findings.append(group_writable_finding(host, repository, state, REPOSITORY_DIRECTORY_MODE, inside))
+            # bootstrap sets the server repository's own mode; git sets the bare repository's (core.sharedRepository)
+            mode = REPOSITORY_DIRECTORY_MODE if repository == settings.server_repo else None
+            findings.append(group_writable_finding(host, repository, ctx.fact(state_fact), mode, inside))
         wanted = {self.drop_in.path: render_drop_in(settings.storage_user)} if self.password_login else {}
         present = {path: None for path in (ctx.fact(self.drop_ins) or "").splitlines()}
         drop_in: FileState = ctx.fact(self.drop_in)

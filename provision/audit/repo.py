@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provision.audit.findings import Finding
-from provision.audit.rules import Hit, Rules, is_dvc_config, rules_for
+from provision.audit.rules import BASELINE, Hit, Rules, is_dvc_config, rules_for
 from provision.errors import InputError, ProvisionError
 
 #: Files larger than this are data, not configuration: skipped.
@@ -223,15 +223,22 @@ def scan_history(root: Path, rules: Rules, progress: Callable[[int], None] | Non
     return collector
 
 
-def audit_repository(path: Path, *, history: bool = False, staged: bool = False) -> Collector:
-    """The findings of `provision audit repo`, with the rules of the repository's own baseline."""
+def audit_repository(path: Path, *, history: bool = False, staged: bool = False,
+                     update_baseline: bool = False) -> Collector:
+    """The findings of `provision audit repo`, with the rules of the repository's own baseline.
+
+    `update_baseline` records them in that baseline (for secrets already rotated: see the README's
+    migration guide), so the next run accepts them.
+    """
     root = repository_root(path)
     with rules_for(root) as rules:
         if staged:
             return scan_staged(root, rules)
-        current = scan_worktree(root, rules)
-        if not history:
-            return current
-        past = scan_history(root, rules)
-        past.hits += [hit for hit in current.hits if not past.has(hit)]  # not committed (yet)
-        return past
+        found = scan_worktree(root, rules)
+        if history:
+            past = scan_history(root, rules)
+            past.hits += [hit for hit in found.hits if not past.has(hit)]  # not committed (yet)
+            found = past
+        if update_baseline:
+            rules.record(root / BASELINE, found.hits)
+        return found

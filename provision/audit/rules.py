@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from configobj import ConfigObj, ConfigObjError
+from detect_secrets.core.baseline import save_to_file
+from detect_secrets.core.potential_secret import PotentialSecret
 from detect_secrets.core.scan import _process_line_based_plugins
+from detect_secrets.core.secrets_collection import SecretsCollection
 from detect_secrets.settings import default_settings, transient_settings
 
 from provision.audit.findings import ROTATE_FIRST, Finding, masked
@@ -163,8 +166,23 @@ def _env_hit(path: str, number: int, text: str) -> Hit | None:
 class Rules:
     """All content rules, with detect-secrets configured for the repository (use `rules_for`)."""
 
-    def __init__(self, accepted: set[tuple[str, str]]) -> None:
+    def __init__(self, accepted: set[tuple[str, str]], baseline: dict[str, Any] | None = None) -> None:
         self.accepted = accepted
+        self.baseline = baseline
+
+    def record(self, path: Path, hits: Sequence[Hit]) -> int:
+        """Add `hits` to the baseline at `path` (made with the current plugins when absent), each secret
+        once per file; entries already there keep their audit marks. How many were added."""
+        collection = SecretsCollection.load_from_baseline(self.baseline) if self.baseline else SecretsCollection()
+        added = 0
+        for hit in hits:
+            finding = hit.finding
+            secret = PotentialSecret(f"provision {finding.rule}", finding.path, hit.secret, finding.line or 0)
+            if secret not in collection[finding.path]:
+                collection[finding.path].add(secret)
+                added += 1
+        save_to_file(collection, str(path))
+        return added
 
     def scan_text(self, path: str, text: str) -> list[Hit]:
         """Every rule on a whole file."""
@@ -236,4 +254,4 @@ def rules_for(root: Path | None) -> Iterator[Rules]:
     except (OSError, ValueError) as error:
         raise InputError(f"not a detect-secrets baseline: {error}", file=str(baseline_path)) from None
     with transient_settings({key: baseline[key] for key in ("plugins_used", "filters_used") if key in baseline}):
-        yield Rules(_accepted(baseline))
+        yield Rules(_accepted(baseline), baseline)

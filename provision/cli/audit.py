@@ -11,6 +11,7 @@ import click
 from provision.audit.findings import Finding
 from provision.audit.hook import install_hook
 from provision.audit.repo import audit_repository
+from provision.audit.rules import BASELINE
 from provision.cli.common import PlayArgs, play_options
 from provision.engine import EXIT_FINDINGS, EXIT_OK, Engine, RunOptions, exit_status
 from provision.plays.audit import audit_hosts_play, host_findings
@@ -48,8 +49,10 @@ def audit() -> None:
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--history", is_flag=True, help="Also every commit reachable from any ref or stash.")
 @click.option("--staged", is_flag=True, help="Only the staged content (what the pre-commit hook checks).")
+@click.option("--update-baseline", is_flag=True,
+              help="Record the findings in .secrets.baseline as accepted (only for secrets already rotated).")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document.")
-def audit_repo(path: Path, history: bool, staged: bool, json_output: bool) -> None:
+def audit_repo(path: Path, history: bool, staged: bool, update_baseline: bool, json_output: bool) -> None:
     """Scan the git work tree at PATH (default: here) for committed credentials.
 
     DVC configs (`.dvc/config`, subrepos', a tracked `.dvc/config.local`) with passwords or other
@@ -60,17 +63,19 @@ def audit_repo(path: Path, history: bool, staged: bool, json_output: bool) -> No
     Example:
       provision audit repo ~/demo --history --json
     """
-    if history and staged:
-        raise click.UsageError("--history and --staged exclude each other")
-    collector = audit_repository(path, history=history, staged=staged)
+    if staged and (history or update_baseline):
+        raise click.UsageError("--staged goes alone: it checks what is about to be committed")
+    collector = audit_repository(path, history=history, staged=staged, update_baseline=update_baseline)
     for secret in collector.secrets:
         REDACTOR.register(secret)
     findings = collector.findings
-    status = EXIT_FINDINGS if findings else EXIT_OK
+    status = EXIT_FINDINGS if findings and not update_baseline else EXIT_OK
     if json_output:
         print_json({"command": "audit repo", "findings": [f.document() for f in findings], "exit_status": status})
     else:
         _print_findings(findings, blocked=staged)
+        if update_baseline:
+            console().print(f"recorded in {BASELINE}: the next audit accepts them", markup=False)
     sys.exit(status)
 
 

@@ -216,3 +216,21 @@ def test_a_long_history_is_streamed_and_each_password_found_once(tmp_path: Path)
     assert [f.rule for f in findings] == ["dvc-credential"] * 10
     messages = [git(repo, "log", "-1", "--format=%s", f.commit or "") for f in findings]
     assert messages == [f"change {number}" for number in range(100, 1001, 100)]
+
+
+def test_update_baseline_accepts_what_was_found_and_keeps_audit_marks(planted: Planted) -> None:
+    recorded = audit_repository(planted.repo, history=True, update_baseline=True).findings
+    assert len(recorded) == 8
+    baseline = json.loads((planted.repo / BASELINE).read_text())
+    assert {entry["type"] for entries in baseline["results"].values() for entry in entries} >= {
+        "provision dvc-credential", "provision private-key"}
+    assert HISTORY_PASSWORD not in (planted.repo / BASELINE).read_text()
+    assert audit_repository(planted.repo, history=True).findings == []
+    entry = baseline["results"][".dvc/config"][0]
+    entry["is_secret"] = True  # `detect-secrets audit` says it is real after all
+    (planted.repo / BASELINE).write_text(json.dumps(baseline))
+    audit_repository(planted.repo, update_baseline=True)
+    again = json.loads((planted.repo / BASELINE).read_text())
+    assert again["results"][".dvc/config"][0]["is_secret"] is True
+    assert found(audit_repository(planted.repo, history=True).findings) == {
+        ("dvc-credential", ".dvc/config", planted.commits["password"])}

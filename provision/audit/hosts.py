@@ -21,6 +21,8 @@ from provision.tasks.key_rotation import line_public_key
 
 _ANY_KEY = re.compile(r"(?:^|\s)((?:ssh-[a-z0-9-]+|ecdsa-sha2-nistp\d+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,2})(?=\s|$)")
 BOOTSTRAP = "`provision bootstrap`"
+#: Stands in for a line's key when it has no ed25519 key, to show the options onboard would write.
+_ANY_ED25519 = "ssh-ed25519 KEY"
 
 
 def _mode(state: FileState) -> str:
@@ -56,10 +58,9 @@ def key_line_findings(host: str, path: str, content: str, kind: str, clients: Ma
                                 f"`provision offboard {client}`", line=number, host=host)
             else:
                 public_key = line_public_key(line)
-                wanted = key_line(kind, public_key or "KEY", marker,
-                                  read_only=clients[client].settings.access == "read")
-                if public_key is None or line != wanted:
-                    options = wanted.split(" ssh-ed25519 ")[0]
+                read_only = clients[client].settings.access == "read"
+                if public_key is None or line != key_line(kind, public_key, marker, read_only=read_only):
+                    options = key_line(kind, _ANY_ED25519, marker, read_only=read_only).split(f" {_ANY_ED25519}")[0]
                     found = Finding("key-line-options", path,
                                     f"not the line onboard writes (want `{options}` and an ed25519 key)",
                                     f"`provision onboard {client}`", line=number, host=host)

@@ -75,10 +75,6 @@ class Collector:
     def findings(self) -> list[Finding]:
         return [hit.finding for hit in self.hits]
 
-    @property
-    def secrets(self) -> list[str]:
-        return [hit.secret for hit in self.hits]
-
 
 def scan_worktree(root: Path, rules: Rules) -> Collector:
     """Tracked files and untracked ones git would not ignore, as they are on disk."""

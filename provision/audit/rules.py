@@ -81,7 +81,8 @@ class Hit:
 
 def _placeholder(value: str) -> bool:
     """`$VAR`, `${VAR}`, `{{ x }}`, `<password>`, `%(x)s` or a mask: not a value."""
-    return not value or value[0] in "${<%" or set(value) <= {"*", "x", "X"}
+    return (not value or value.startswith(("$", "{{", "%(")) or (value.startswith("<") and value.endswith(">"))
+            or set(value) <= {"*", "x", "X"})
 
 
 def _unquoted(value: str) -> str:

@@ -16,7 +16,6 @@ from provision.cli.common import PlayArgs, play_options
 from provision.engine import EXIT_FINDINGS, EXIT_OK, Engine, RunOptions, exit_status
 from provision.plays.audit import audit_hosts_play, host_findings
 from provision.report import ConsoleReporter, QuietReporter, console, play_document, print_json
-from provision.secrets import REDACTOR
 from provision.secrets_lookup import SecretLookupForInventory
 
 
@@ -66,8 +65,6 @@ def audit_repo(path: Path, history: bool, staged: bool, update_baseline: bool, j
     if staged and (history or update_baseline):
         raise click.UsageError("--staged goes alone: it checks what is about to be committed")
     collector = audit_repository(path, history=history, staged=staged, update_baseline=update_baseline)
-    for secret in collector.secrets:
-        REDACTOR.register(secret)
     findings = collector.findings
     status = EXIT_FINDINGS if findings and not update_baseline else EXIT_OK
     if json_output:

@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from provision.audit.findings import Finding
 from provision.audit.hook import install_hook
 from provision.audit.repo import audit_repository
 from provision.audit.rules import BASELINE
-from provision.cli.common import PlayArgs, play_options
-from provision.engine import EXIT_FINDINGS, EXIT_OK, Engine, RunOptions, exit_status
+from provision.cli.common import PlayArgs, play_options, run_play
+from provision.engine import EXIT_FINDINGS, EXIT_OK
 from provision.plays.audit import audit_hosts_play, host_findings
-from provision.report import ConsoleReporter, QuietReporter, console, play_document, print_json
-from provision.secrets_lookup import SecretLookupForInventory
-
-
-def _print_findings(findings: Sequence[Finding], *, blocked: bool = False) -> None:
-    out = console()
-    for finding in findings:
-        out.print(finding.text(), markup=False)
-    if findings:
-        what = "commit refused: " if blocked else ""
-        out.print(f"{what}{len(findings)} finding{'s' if len(findings) != 1 else ''}", markup=False)
-    else:
-        out.print("no findings", markup=False)
+from provision.report import console, print_findings, print_json
 
 
 @click.group()
@@ -70,7 +56,7 @@ def audit_repo(path: Path, history: bool, staged: bool, update_baseline: bool, j
     if json_output:
         print_json({"command": "audit repo", "findings": [f.document() for f in findings], "exit_status": status})
     else:
-        _print_findings(findings, blocked=staged)
+        print_findings(console(), findings, blocked=staged)
         if update_baseline:
             console().print(f"recorded in {BASELINE}: the next audit accepts them", markup=False)
     sys.exit(status)
@@ -102,22 +88,5 @@ def audit_hosts(play_args: PlayArgs) -> None:
     """
     inventory = play_args.load()
     hosts = inventory.select(play_args.limit)
-    options = RunOptions(check=True, forks=play_args.forks, timeout=play_args.timeout,
-                         accept_new_hostkeys=play_args.accept_new_hostkeys)
-    reporter = QuietReporter() if play_args.json else ConsoleReporter(console(), verbose=play_args.verbose)
-    engine = Engine(inventory, options, reporter, secrets=SecretLookupForInventory(inventory))
-    play = audit_hosts_play(inventory, hosts)
-    state = engine.run(play)
-    findings = host_findings(state)
-    status = exit_status(state) | (EXIT_FINDINGS if findings else EXIT_OK)
-    if play_args.json:
-        document = play_document(play.command, state, status)
-        document["findings"] = [f.document() for f in findings]
-        print_json(document)
-    else:
-        reporter.recap(state)
-        _print_findings(findings)
-    sys.exit(status)
-
-
-
+    play_args.check = True  # read-only, whatever the flags say
+    run_play(play_args, inventory, lambda engine: audit_hosts_play(inventory, hosts), findings=host_findings)

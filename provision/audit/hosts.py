@@ -84,16 +84,18 @@ def directory_finding(host: str, path: str, state: FileState, owner: str, group:
     return Finding("directory-mode", path, f"{found} (want {owner}:{group} {mode:04o})", fix, host=host)
 
 
-def group_writable_finding(host: str, path: str, state: FileState, mode: int | None, writable: Sequence[str]
-                           ) -> Finding | None:
+def group_writable_finding(host: str, path: str, state: FileState, mode: int | None, writable: Sequence[str],
+                           listed: int | None = None) -> Finding | None:
     """A repository: nothing in it the group or others can write (directory closed to them, or no such
-    path in it), and its directory's mode as bootstrap makes it when `mode` is given."""
+    path in it), and its directory's mode as bootstrap makes it when `mode` is given. `listed`: the most
+    paths the host lists, so that many means at least that many."""
     problems = []
     if mode is not None and state.exists and state.mode != mode:
         problems.append(f"mode {state.mode:04o} (want {mode:04o})")
     closed = state.exists and state.mode & 0o011 == 0  # nobody but the owner may enter: what is inside is out of reach
     if writable and not closed:
-        problems.append(f"{len(writable)} path{'s' if len(writable) != 1 else ''} inside writable by group or "
+        count = f"at least {len(writable)}" if len(writable) == listed else str(len(writable))
+        problems.append(f"{count} path{'s' if len(writable) != 1 else ''} inside writable by group or "
                         f"others, e.g. {writable[0]}")
     if not problems:
         return None

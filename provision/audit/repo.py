@@ -8,7 +8,6 @@ commits that touched them. Each distinct secret is reported once, at the first c
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -95,7 +94,7 @@ class BlobReader:
 
     def __init__(self, root: Path) -> None:
         self._process = subprocess.Popen(["git", "-C", str(root), "cat-file", "--batch"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env=os.environ.copy())
+                                         stdout=subprocess.PIPE)
 
     def read(self, name: str) -> bytes | None:
         assert self._process.stdin is not None and self._process.stdout is not None

@@ -37,10 +37,11 @@ from provision.tasks.password_login import DROP_IN_DIR, drop_in_path, password_c
 #: The export that carries a host's findings to the command.
 FINDINGS_EXPORT = "audit findings"
 
-# $1 user, $2 path (maybe ~/...): the path expanded against the user's home, its state, a file's content.
+# $1 user, $2 path (maybe ~/...), $3 "content" or not: the path expanded against the user's home, its state,
+# and a file's content when asked.
 _HOME_FILE = KEY_PATH_PRELUDE + PATH_STATE + r"""
 printf '%s\n%s\n' "$key" "$(path_state "$key")"
-if [ -f "$key" ]; then cat -- "$key"; fi
+if [ "$3" = content ] && [ -f "$key" ]; then cat -- "$key"; fi
 """
 
 # $1 user, $2 config.local (maybe ~/...): the site cache directory DVC uses there (core.site_cache_dir, else
@@ -52,8 +53,17 @@ dir=${dir%\"}; dir=${dir#\"}
 printf '%s\n%s\n' "$dir" "$(path_state "$dir")"
 """
 
-# $@ directories: every path in them (symbolic links aside) that the group or others may write.
-_WRITABLE = 'for d in "$@"; do [ -d "$d" ] && find "$d" ! -type l \\( -perm -g+w -o -perm -o+w \\) -print; done; true'
+# $1 how many to list per directory, then directories: paths in them (symbolic links aside) that the group or
+# others may write.
+_WRITABLE = """
+limit=$1; shift
+for d in "$@"; do
+  [ -d "$d" ] && find "$d" ! -type l \\( -perm -g+w -o -perm -o+w \\) -print | head -n "$limit"
+done
+true
+"""
+#: Paths listed per repository: enough to count "at least", small enough for one round trip.
+WRITABLE_LISTED = 100
 _DROP_INS = 'for f in "$1"/*provision*; do [ -f "$f" ] && printf "%s\\n" "$f"; done; true'
 
 
@@ -67,18 +77,20 @@ class PathInHome:
 
 @dataclass(frozen=True)
 class HomeFileFact(Fact):
-    """A file of the connecting user, `~/` expanded against its home on the host."""
+    """A path of the connecting user, `~/` expanded against its home on the host; a file's content only when
+    `content` (config.local is never read: it may hold a password)."""
 
     user: str
     path: str
+    content: bool = False
     privileged: bool = True
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return ("home file", self.user, self.path)
+    def key(self) -> tuple[str, str, str, bool]:
+        return ("home file", self.user, self.path, self.content)
 
     def argv(self) -> list[str]:
-        return script(_HOME_FILE, self.user, self.path)
+        return script(_HOME_FILE, self.user, self.path, "content" if self.content else "")
 
     def parse(self, output: BatchOutput) -> PathInHome | None:
         lines = output.stdout.split("\n", 2)
@@ -94,8 +106,8 @@ class SiteCacheFact(HomeFileFact):
     """The site cache directory the checkout's config.local gives DVC, and its state."""
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return ("site cache", self.user, self.path)
+    def key(self) -> tuple[str, str, str, bool]:
+        return ("site cache", self.user, self.path, False)
 
     def argv(self) -> list[str]:
         return script(_SITE_CACHE, self.user, self.path)
@@ -146,7 +158,8 @@ class AuditStorage(Task):
         self.password_login = bool(password_clients(inventory))
         self.dvc_storage = FileFact(settings.dvc_storage)
         self.repository_states = [FileFact(path) for path in self.repositories]
-        self.writable = CommandFact(tuple(script(_WRITABLE, *self.repositories)), privileged=True)
+        self.writable = CommandFact(tuple(script(_WRITABLE, str(WRITABLE_LISTED), *self.repositories)),
+                                    privileged=True)
         self.drop_ins = CommandFact(tuple(script(_DROP_INS, DROP_IN_DIR)), privileged=True)
         self.drop_in = FileFact(drop_in_path(settings.storage_user))
         self.sshd_valid = CommandFact(("sshd", "-t"), privileged=True)
@@ -166,7 +179,8 @@ class AuditStorage(Task):
             inside = [path for path in writable if path == repository or path.startswith(repository.rstrip("/") + "/")]
             # bootstrap sets the server repository's own mode; git sets the bare repository's (core.sharedRepository)
             mode = REPOSITORY_DIRECTORY_MODE if repository == settings.server_repo else None
-            findings.append(group_writable_finding(host, repository, ctx.fact(state_fact), mode, inside))
+            findings.append(group_writable_finding(host, repository, ctx.fact(state_fact), mode, inside,
+                                                   WRITABLE_LISTED))
         wanted = {self.drop_in.path: render_drop_in(settings.storage_user)} if self.password_login else {}
         present = {path: None for path in (ctx.fact(self.drop_ins) or "").splitlines()}
         drop_in: FileState = ctx.fact(self.drop_in)
@@ -195,9 +209,9 @@ class AuditClient(Task):
         self.user = connecting_user(client)
         workdir = settings.workdir.rstrip("/")
         self.key = KeyStateFact(self.user, settings.client_key)
-        self.known_hosts = HomeFileFact(self.user, "~/.ssh/known_hosts")
+        self.known_hosts = HomeFileFact(self.user, "~/.ssh/known_hosts", content=True)
         self.config_local = HomeFileFact(self.user, f"{workdir}/{CONFIG_LOCAL}")
-        self.config = HomeFileFact(self.user, f"{workdir}/{CONFIG}")
+        self.config = HomeFileFact(self.user, f"{workdir}/{CONFIG}", content=True)
         self.site_cache = SiteCacheFact(self.user, f"{workdir}/{CONFIG_LOCAL}")
 
     def facts(self) -> Sequence[Fact]:

@@ -126,6 +126,7 @@ def dvc_config_hits(path: str, text: str) -> list[Hit]:
 
 
 def url_hits(path: str, number: int, text: str) -> list[Hit]:
+    """`scheme://user:secret@` in one line (line `number` of `path`)."""
     hits = []
     for match in _URL_CREDENTIAL.finditer(text):
         secret = match.group("secret")
@@ -141,15 +142,16 @@ def url_hits(path: str, number: int, text: str) -> list[Hit]:
 
 def _private_key_hit(path: str, lines: Lines, index: int) -> Hit:
     """The key block from lines[index] (its BEGIN line) to its END line, as far as `lines` holds it."""
+    number, first = lines[index]
     block = []
     for _, text in lines[index:]:
         block.append(text.strip())
         if _PRIVATE_KEY_END.search(text):
             break
+    begin = _PRIVATE_KEY_BEGIN.search(first)
     return Hit(Finding("private-key", path, "a private key",
                        "treat it as compromised: replace it (`provision rotate keys` for client keys) and take the "
-                       "file out of git", line=lines[index][0], value=f"{_PRIVATE_KEY_BEGIN.search(lines[index][1])[0]}"
-                       f" {MASK}"), "\n".join(block))
+                       "file out of git", line=number, value=f"{begin[0] if begin else ''} {MASK}"), "\n".join(block))
 
 
 def _env_hit(path: str, number: int, text: str) -> Hit | None:

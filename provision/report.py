@@ -10,6 +10,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
@@ -18,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from provision.audit.findings import Finding
 from provision.engine import PlayState, Status, TaskResult
 from provision.secrets import REDACTOR
 
@@ -164,6 +166,17 @@ def play_document(command: str, state: PlayState, exit_status: int) -> dict[str,
     }
     stats = {host: report.stats() for host, report in state.reports.items()}
     return {"command": command, "hosts": hosts, "stats": stats, "exit_status": exit_status}
+
+
+def print_findings(out: Console, findings: Sequence[Finding], *, blocked: bool = False) -> None:
+    """An audit's findings, one line each (values masked), then how many; `blocked` for the commit hook."""
+    for finding in findings:
+        out.print(finding.text(), markup=False)
+    if not findings:
+        out.print("no findings", markup=False)
+        return
+    refused = "commit refused: " if blocked else ""
+    out.print(f"{refused}{len(findings)} finding{'s' if len(findings) != 1 else ''}", markup=False)
 
 
 def print_json(document: Any) -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from provision.engine import Engine, Play, RunOptions, exit_status
+from provision.audit.findings import Finding
+from provision.engine import EXIT_FINDINGS, EXIT_OK, Engine, Play, PlayState, RunOptions, exit_status
 from provision.inventory import Inventory, load_inventory
-from provision.report import ConsoleReporter, QuietReporter, console, play_document, print_json
+from provision.report import ConsoleReporter, QuietReporter, console, play_document, print_findings, print_json
 from provision.secrets_lookup import SecretLookupForInventory
 
 
@@ -74,18 +75,27 @@ def play_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def run_play(args: PlayArgs, inventory: Inventory, build: Callable[[Engine], Play],
-             secrets: SecretLookupForInventory | None = None) -> None:
+             secrets: SecretLookupForInventory | None = None,
+             findings: Callable[[PlayState], Sequence[Finding]] | None = None) -> None:
     """Run a play, print lines and recap (or one JSON document), exit with the status mask.
 
     `secrets`: the play's own lookup when its tasks also write secrets, so one store serves both.
+    `findings`: an audit's findings from the play's results: listed after the recap (or under
+    "findings" in the document), and exit bit 8 when there are any.
     """
     reporter = QuietReporter() if args.json else ConsoleReporter(console(), verbose=args.verbose)
     engine = Engine(inventory, args.options(), reporter, secrets=secrets or SecretLookupForInventory(inventory))
     play = build(engine)
     state = engine.run(play)
-    status = exit_status(state)
+    found = list(findings(state)) if findings else []
+    status = exit_status(state) | (EXIT_FINDINGS if found else EXIT_OK)
     if args.json:
-        print_json(play_document(play.command, state, status))
+        document = play_document(play.command, state, status)
+        if findings:
+            document["findings"] = [finding.document() for finding in found]
+        print_json(document)
     else:
         reporter.recap(state)
+        if findings:
+            print_findings(console(), found)
     sys.exit(status)

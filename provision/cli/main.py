@@ -13,6 +13,7 @@ import traceback
 import click
 
 from provision import __version__
+from provision.cli.audit import audit
 from provision.cli.bootstrap import bootstrap
 from provision.cli.common import PlayArgs, inventory_option, play_options, run_play
 from provision.cli.data import data
@@ -173,6 +174,7 @@ cli.add_command(offboard)
 cli.add_command(rotate)
 cli.add_command(data)
 cli.add_command(pipeline)
+cli.add_command(audit)
 
 
 def main() -> None:

@@ -23,7 +23,12 @@ from provision.tasks.accounts import (
     EnsureServedRepository,
     EnsureServiceAccount,
 )
-from provision.tasks.directories import EnsureDirectory, RequireExport
+from provision.tasks.directories import (
+    REPOSITORY_DIRECTORY_MODE,
+    SHARED_DIRECTORY_MODE,
+    EnsureDirectory,
+    RequireExport,
+)
 from provision.tasks.dvc_repo import EnsureDataset, EnsureServerRepo, EnsureSiteCache
 from provision.tasks.git_repo import EnsureBareRepo
 from provision.tasks.packages import GIT_SHELL, EnsureDvc, EnsureGit
@@ -36,11 +41,6 @@ from provision.tasks.sshd_config import (
 )
 
 NOLOGIN = "/usr/sbin/nologin"
-SHARED_DIRECTORY_MODE = 0o2775
-#: Repositories and their parent: git_user's alone. The SFTP-only DVC account is in the storage group
-#: and its chroot holds them: write access would let a DVC client plant hooks or config that git_user
-#: runs, read access would show it the project's history.
-REPOSITORY_DIRECTORY_MODE = 0o2700
 #: Directories bootstrap makes on the SFTP chroot's path: sshd wants them root's and closed to writes.
 CHROOT_DIRECTORY_MODE = 0o755
 _DATA_PATH = re.compile(r"[A-Za-z0-9._+@%,=][A-Za-z0-9._/+@%,=-]*\Z")

@@ -146,9 +146,11 @@ class AuthorizedKeys:
 
 @dataclass(frozen=True)
 class AuthorizedKeysFact(Fact):
-    """An account's authorized_keys (readable by all: root-owned 0644 under 0755 directories)."""
+    """An account's authorized_keys, read with the account facts it is batched with (root-owned 0644 under
+    root-owned 0755 directories: no account can put a link there for root to follow)."""
 
     account: str
+    privileged: bool = True
 
     @property
     def key(self) -> tuple[str, str]:

@@ -17,12 +17,19 @@ from provision.facts import CommandFact, Fact, FileFact, FileState
 from provision.remote import script
 from provision.tasks.files import describe_attributes
 
+#: dvc_storage: the storage group reads and writes it (clients push as storage_user).
+SHARED_DIRECTORY_MODE = 0o2775
+#: Repositories and their parent: git_user's alone. The SFTP-only DVC account is in the storage group
+#: and its chroot holds them: write access would let a DVC client plant hooks or config that git_user
+#: runs, read access would show it the project's history.
+REPOSITORY_DIRECTORY_MODE = 0o2700
 #: Export key under which RequireExport hands the export's filesystem type to later tasks.
 FSTYPE_EXPORT = "nfs_root_fstype"
 
 # Exit 3 when the filesystem of argv[1] has no POSIX ACLs (getfacl cannot tell: it shows an empty one).
 _ACL_SUPPORT_CHECK = """
 import errno, os, sys
+
 try:
     os.getxattr(sys.argv[1], "system.posix_acl_default")
 except OSError as error:

@@ -39,6 +39,20 @@ class PlayArgs:
                           accept_new_hostkeys=self.accept_new_hostkeys)
 
 
+@dataclass
+class Invocation:
+    """What the entry point needs to know after a command ended, however it ended (see provision.cli.main)."""
+
+    verbose: bool = False
+
+
+def _remember_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """Record -v where the entry point finds it, so an error is shown with its traceback."""
+    if isinstance(ctx.obj, Invocation):
+        ctx.obj.verbose = value
+    return value
+
+
 def inventory_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("-i", "--inventory", envvar="PROVISION_INVENTORY", metavar="FILE",
                         help="Ansible YAML inventory (default: $PROVISION_INVENTORY).")(func)
@@ -54,7 +68,8 @@ def play_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-f", "--forks", type=click.IntRange(1, 500), default=10, show_default=True,
                      help="Hosts worked on in parallel."),
         click.option("--json", "json_output", is_flag=True, help="Print one JSON document instead of lines."),
-        click.option("-v", "--verbose", is_flag=True, help="Show every task and tracebacks."),
+        click.option("-v", "--verbose", is_flag=True, callback=_remember_verbose,
+                     help="Show every task and tracebacks."),
         click.option("--accept-new-hostkeys", is_flag=True,
                      help="Pin the key of a host seen for the first time (a changed key is still refused)."),
         click.option("--timeout", type=click.FloatRange(1, 86400), default=30.0, show_default=True,

@@ -15,7 +15,7 @@ import click
 from provision import __version__
 from provision.cli.audit import audit
 from provision.cli.bootstrap import bootstrap
-from provision.cli.common import PlayArgs, inventory_option, play_options, run_play
+from provision.cli.common import Invocation, PlayArgs, inventory_option, play_options, run_play
 from provision.cli.data import data
 from provision.cli.lab import lab
 from provision.cli.onboard import offboard, onboard
@@ -178,10 +178,11 @@ cli.add_command(audit)
 
 
 def main() -> None:
-    """Entry point: maps every error to one line and the DESIGN.md exit statuses."""
-    verbose = "-v" in sys.argv or "--verbose" in sys.argv
+    """Entry point: maps every error to one line and the exit statuses of the README's "Exit status"."""
+    invocation = Invocation()
     try:
-        code = cli.main(prog_name="provision", complete_var="_PROVISION_COMPLETE", standalone_mode=False)
+        code = cli.main(prog_name="provision", complete_var="_PROVISION_COMPLETE", standalone_mode=False,
+                        obj=invocation)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:
@@ -191,12 +192,12 @@ def main() -> None:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except ProvisionError as error:
-        if verbose:
+        if invocation.verbose:
             traceback.print_exc()
         click.echo(f"error: {REDACTOR.mask(str(error))}", err=True)
         sys.exit(error.exit_status)
     except Exception as error:  # an unexpected failure is still one line; -v shows where
-        if verbose:
+        if invocation.verbose:
             traceback.print_exc()
         click.echo(f"error: internal: {type(error).__name__}: {REDACTOR.mask(str(error))} (-v for details)", err=True)
         sys.exit(EXIT_FAILED)

@@ -100,3 +100,14 @@ def test_inventory_list_json_honours_limit() -> None:
     assert set(limited["_meta"]["hostvars"]) != set(everything["_meta"]["hostvars"])
     assert limited["_meta"]["hostvars"]
     assert set(limited["_meta"]["hostvars"]) <= set(everything["_meta"]["hostvars"])
+
+
+def test_verbose_is_the_commands_own_option_not_any_v_on_the_line(tmp_path: Path) -> None:
+    """`-v` of a play shows the traceback of an error; a `-v` meant for another program does not."""
+    missing = str(tmp_path / "nope.yml")
+    quiet = run("ping", "-i", missing)
+    verbose = run("ping", "-v", "-i", missing)
+    assert quiet.returncode == verbose.returncode == 1
+    assert "Traceback" not in quiet.stderr and "Traceback" in verbose.stderr
+    elsewhere = run("lab", "exec", "--dir", str(tmp_path / "no-lab"), "ws1", "--", "ls", "-v")
+    assert elsewhere.returncode != 0 and "Traceback" not in elsewhere.stderr

@@ -364,7 +364,7 @@ class Engine:
 
 
 def exit_status(state: PlayState) -> int:
-    """The DESIGN.md bit mask: 2 a host failed, 4 a host unreachable or refused."""
+    """The exit status bit mask (README, "Exit status"): 2 a host failed, 4 a host unreachable or refused."""
     status = EXIT_OK
     for report in state.reports.values():
         if report.failed:

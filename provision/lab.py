@@ -348,7 +348,7 @@ class Lab:
                              f"`provision lab down --purge --dir {self.dir}` first")
 
     def _dvc_venv_to_share(self, share_dvc: bool | None) -> Path | None:
-        """The running venv when lab hosts can run its dvc; see DESIGN.md, Tests."""
+        """The running venv when lab hosts can run its dvc; see docs/architecture.md, Tests."""
         if share_dvc is False:
             return None
         venv = Path(sys.prefix).resolve()

@@ -147,7 +147,7 @@ class QuietReporter:
 
 
 def play_document(command: str, state: PlayState, exit_status: int) -> dict[str, Any]:
-    """The --json document of DESIGN.md, secrets masked."""
+    """The --json document (README, "Commands"), secrets masked."""
     hosts = {
         host: {
             "status": str(report.status),

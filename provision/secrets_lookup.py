@@ -9,7 +9,7 @@ from provision.secrets import SecretStore, lookup, open_store
 
 
 class SecretLookupForInventory:
-    """`(host, key) -> value` over the inventory's store, in DESIGN.md's lookup order."""
+    """`(host, key) -> value` over the inventory's store, in the lookup order of docs/security.md."""
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory

@@ -99,7 +99,7 @@ class StoredSecret:
 
 
 def find_secret(secrets: SecretLookupForInventory, host: Host, key: str) -> StoredSecret | None:
-    """`key` for `host` in DESIGN.md's order (host, its groups deepest first, all), with its name."""
+    """`key` for `host` in the lookup order of docs/security.md (host, its groups deepest first, all), with its name."""
     store = secrets.store()
     for scope in dict.fromkeys([host.name, *secrets.groups_deepest_first(host), ALL_SCOPE]):
         name = secret_name(secrets.inventory.name, scope, key)

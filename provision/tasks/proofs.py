@@ -1,6 +1,6 @@
 """Proof before success: the client reaches storage with its own key, its pins and nothing else.
 
-DVC's SSH remote checks no host key (SEED.md), so access is proven with OpenSSH first: `sftp` as
+DVC's SSH remote checks no host key of its own (docs/security.md), so access is proven with OpenSSH first: `sftp` as
 storage_user with only the client key (`-F /dev/null`, no agent, the client's known_hosts, strict host
 key checking) lists dvc_storage, and `git ls-remote` through the checkout's `core.sshCommand` works.
 Only then does DVC talk to the remote (`dvc status -c`). Offboarding proves the opposite: storage

@@ -33,7 +33,7 @@ done
 
 
 def require_lab() -> None:
-    """Integration tests must run (DESIGN.md, Tests): a machine that cannot host the lab is a failure."""
+    """Integration tests must run (docs/architecture.md, Tests): a machine that cannot host the lab is a failure."""
     try:
         require_prerequisites()
     except ProvisionError as error:

@@ -37,14 +37,13 @@ class Runner(Protocol):
 class Checkout:
     """A DVC checkout and how DVC runs in it.
 
-    `site_cache`: DVC's site cache directory to use (empty: DVC's own choice); `data_umask`: the umask of
+    DVC's site cache is the one the checkout's config.local names. `data_umask`: the umask of
     DVC's writes where the cache is shared with a group (empty: the caller's umask); `identity`: committer
     name and email used only when git has none configured there.
     """
 
     repo: str
     dvc: str = "dvc"
-    site_cache: str = ""
     data_umask: str = ""
     identity: tuple[str, str] = ("provision", "provision@localhost")
 
@@ -57,7 +56,7 @@ def _script_text(name: str) -> str:
 
 def data_script(checkout: Checkout, name: str, *args: str) -> list[str]:
     """The argv running templates/data/<name>.sh in `checkout` with `args`."""
-    return script(_script_text(name), checkout.repo, checkout.dvc, checkout.site_cache, checkout.data_umask, *args,
+    return script(_script_text(name), checkout.repo, checkout.dvc, checkout.data_umask, *args,
                   name=f"provision-data-{name}")
 
 

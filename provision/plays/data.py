@@ -17,7 +17,6 @@ from provision.errors import InputError
 from provision.inventory import Host, Inventory
 from provision.remote import as_user
 from provision.secrets_lookup import SecretLookupForInventory
-from provision.tasks.dvc_repo import site_cache_dir
 from provision.tasks.git_repo import commit_identity
 
 #: The umask of DVC's writes on storage: the cache and remote are shared with the storage group.
@@ -42,7 +41,7 @@ def host_checkout(inventory: Inventory, host: Host) -> tuple[Checkout, str | Non
     """The checkout a data command works in on `host`, and the account it runs as (None: the connecting one)."""
     settings = host.settings
     if host.name == inventory.storage.name:
-        return Checkout(settings.server_repo, site_cache=site_cache_dir(settings), data_umask=STORAGE_DATA_UMASK,
+        return Checkout(settings.server_repo, data_umask=STORAGE_DATA_UMASK,
                         identity=commit_identity(settings.git_user, host.name)), settings.git_user
     return Checkout(settings.workdir, identity=commit_identity(host.user or "root", host.name)), None
 

@@ -1,8 +1,9 @@
 # Start of every `provision data` script. $1 repository ("~/" is the running user's home), $2 dvc,
-# $3 DVC site cache directory or empty, $4 umask for DVC's writes or empty (git keeps 022 then).
+# $3 umask for DVC's writes or empty (git keeps 022 then). DVC's site cache is the private one that the
+# checkout's config.local names (bootstrap and onboard set core.site_cache_dir there).
 set -eu
-repo=$1 dvc=$2 site_cache=$3 data_umask=$4
-shift 4
+repo=$1 dvc=$2 data_umask=$3
+shift 3
 case $repo in "~/"*) repo=$HOME/${repo#"~/"} ;; esac
 cd -- "$repo" 2>/dev/null || { echo "$repo: no such directory" >&2; exit 3; }
 if [ "$(git rev-parse --show-toplevel 2>/dev/null)" != "$(pwd -P)" ] || [ ! -d .dvc ]; then
@@ -10,7 +11,6 @@ if [ "$(git rev-parse --show-toplevel 2>/dev/null)" != "$(pwd -P)" ] || [ ! -d .
   exit 3
 fi
 export DVC_NO_ANALYTICS=1 GIT_TERMINAL_PROMPT=0
-if [ -n "$site_cache" ]; then export DVC_SITE_CACHE_DIR="$site_cache"; fi
 if [ -n "$data_umask" ]; then umask 022; fi
 run_dvc() {
   if [ -n "$data_umask" ]; then (umask "$data_umask" && "$dvc" "$@"); else "$dvc" "$@"; fi

@@ -53,7 +53,7 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditedLab]:
         keys = f"/home/{settings.storage_user}/.ssh/authorized_keys"
         stale = key_line(SFTP, STALE_KEY, f"provision:{settings.inventory_name}:ws9")
         run(lab, "storage", ["sh", "-c", 'printf "%s\\n%s\\n" "$2" "$3" >> "$1"', "sh", keys, ROGUE_LINE, stale])
-        run(lab, "storage", ["chmod", "-R", "g+w", settings.git_remote])
+        run(lab, "storage", ["chmod", "-R", "g+rwX", settings.git_remote])
         run(lab, "ws1", ["chmod", "0644", f"{WORKDIR}/.dvc/config.local"])
         yield AuditedLab(lab, home, settings, fresh, audit_hosts(lab, home))
 

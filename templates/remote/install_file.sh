@@ -6,7 +6,8 @@
 # belong to root and be writable by nobody else (above the target's directory, a sticky one such as
 # /tmp is fine: nobody else may rename root's entries there): then no other account can swap the
 # temporary file for a link between two steps. Anywhere else root refuses to write. The staged file
-# lies in the connecting user's staging directory, so it is opened without following a link.
+# lies in the connecting user's staging directory: staged_content (provision.connection.STAGED_CONTENT,
+# defined before this script) reads it without following a link and refuses it if it was rewritten.
 set -eu
 staged=$1 target=$2 owner=$3 group=$4 mode=$5
 dir=$(dirname -- "$target")
@@ -34,7 +35,7 @@ fi
 if [ -n "$mode" ]; then chmod -- "$mode" "$tmp"; fi
 if [ -n "$owner" ]; then chown -- "$owner" "$tmp"; fi
 if [ -n "$group" ]; then chgrp -- "$group" "$tmp"; fi
-dd if="$staged" iflag=nofollow status=none > "$tmp"
+staged_content "$staged" > "$tmp"
 sync -- "$tmp"
 mv -f -- "$tmp" "$target"
 trap - EXIT

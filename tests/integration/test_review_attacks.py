@@ -69,8 +69,6 @@ print(rewrites, flush=True)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="root installs and chpasswd read staged files as the connecting user "
-                   "left them, whatever that user's processes wrote there after the upload")
 def test_a_process_of_the_connecting_admin_cannot_rewrite_what_root_installs(make_lab, tmp_path: Path,
                                                                            vault_env: dict[str, str]) -> None:
     """Storage reached as the sudo admin, a password client: its staged drop-in and chpasswd input are raced."""

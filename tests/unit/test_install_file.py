@@ -68,3 +68,15 @@ def test_a_staged_file_swapped_for_a_link_is_not_followed(session: LocalSession,
     result = session.run(script(install_script(), staged, str(target), "", "", "0644"), privileged=True)
     assert not result.ok
     assert not target.exists() and _leftovers(target.parent) == []
+
+
+def test_a_staged_file_rewritten_after_its_upload_is_refused(session: LocalSession, tmp_path: Path) -> None:
+    """Same inode, same owner, no link: only the seal tells that the connecting user changed it."""
+    target = tmp_path / "out" / "sshd.conf"
+    target.parent.mkdir(mode=0o755)
+    staged = session.stage(b"Match User dvc\n")
+    with open(staged, "r+b") as handle:
+        handle.write(b"PermitRootLogin yes\n")
+    result = session.run(script(install_script(), staged, str(target), "", "", "0644"), privileged=True)
+    assert not result.ok and "changed after its upload" in result.stderr
+    assert not target.exists() and _leftovers(target.parent) == []

@@ -7,9 +7,7 @@ so they need root, as the install step chowns to root.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provision.connection import CommandResult
+from provision.connection import CommandResult, seal
 from provision.engine import Change
 from provision.facts import Fact
 from provision.tasks.authorized_keys import (
@@ -168,15 +166,18 @@ class LocalShell:
 
     label = "local"
 
+    def __init__(self, staging: Path) -> None:
+        self.staging = staging
+
     def run(self, argv: Sequence[str], *, privileged: bool = False, timeout: float | None = None) -> CommandResult:
         done = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=60)
         return CommandResult(tuple(argv), done.returncode, done.stdout, done.stderr)
 
     def stage(self, data: bytes) -> str:
-        descriptor, path = tempfile.mkstemp(prefix=".provision-stage-")
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        return path
+        name, sealed = seal(data)
+        path = self.staging / name
+        path.write_bytes(sealed)
+        return str(path)
 
 
 class FileContext:
@@ -186,7 +187,7 @@ class FileContext:
                  after_read: Callable[[], None] | None = None) -> None:
         self.home = home
         self.check = check
-        self.session = LocalShell()
+        self.session = LocalShell(home)
         self.notes: list[str] = []
         self.reads = 0
         self.after_read = after_read

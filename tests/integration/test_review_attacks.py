@@ -2,6 +2,8 @@
 
 - a process of the connecting admin on storage (it cannot sudo: it lacks the password) rewrites the files
   provision stages for root (the sshd drop-in, chpasswd's input) between upload and install;
+- a client's storage key changes the mode of dvc_storage (world-writable for every local user on
+  storage) over SFTP;
 - a client of one project pushes, with its own git key, to the repository of another project that
   shares the storage host's git_user.
 """
@@ -15,7 +17,15 @@ import pytest
 import yaml
 
 from tests.integration.clirunner import provision, provision_json
-from tests.integration.helpers import admin_inventory, client_ssh_options, failures, sh
+from tests.integration.helpers import (
+    DVC,
+    WORKDIR,
+    admin_inventory,
+    client_sftp,
+    client_ssh_options,
+    failures,
+    sh,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +111,26 @@ def test_a_process_of_the_connecting_admin_cannot_rewrite_what_root_installs(mak
     status, document = provision_json("bootstrap", "-i", str(inventory), home=tmp_path, env=vault_env)
     assert status == 0, failures(document)
     assert "racer" not in drop_in.read_text()
+
+
+@pytest.mark.xfail(strict=True, reason="internal-sftp serves setstat: a client key chmods what storage_user owns")
+def test_a_client_key_cannot_open_dvc_storage_to_other_local_users(make_lab, tmp_path: Path) -> None:
+    """chmod over SFTP is refused, while dvc push and pull (which never set modes) keep working."""
+    lab = make_lab(["storage", "ws1"])
+    done = provision("bootstrap", "-i", str(lab.inventory_path), home=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status, document = provision_json("onboard", "-i", str(lab.inventory_path), "ws1", home=tmp_path)
+    assert status == 0, failures(document)
+    push = ("set -e; cd \"$0\"; mkdir -p pushed; echo pushed > pushed/a.txt; $1 add -q pushed; $1 push -q; "
+            "rm -rf pushed .dvc/cache; $1 pull -q pushed.dvc; cat pushed/a.txt")
+    pushed = lab.exec("ws1", ["env", "DVC_NO_ANALYTICS=1", "sh", "-c", push, WORKDIR, DVC])
+    assert pushed.returncode == 0 and pushed.stdout == "pushed\n", pushed.stderr
+
+    chmod = lab.exec("ws1", client_sftp(lab, "dvc"), input="-chmod 0777 /cache\n-chmod 0777 /cache/files\n")
+    assert sh(lab, "storage", ["stat", "-c", "%a", "/mnt/nfs/cache", "/mnt/nfs/cache/files"]) == "2775\n2775\n", \
+        chmod.stderr
+    planted = lab.exec("storage", ["su", "-s", "/bin/sh", "-c", "echo x > /mnt/nfs/cache/files/planted", "nobody"])
+    assert planted.returncode != 0
 
 
 @pytest.mark.xfail(strict=True, reason="git_user's ~/git-repositories is one list for every inventory that "

@@ -113,7 +113,6 @@ def test_a_process_of_the_connecting_admin_cannot_rewrite_what_root_installs(mak
     assert "racer" not in drop_in.read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="internal-sftp serves setstat: a client key chmods what storage_user owns")
 def test_a_client_key_cannot_open_dvc_storage_to_other_local_users(make_lab, tmp_path: Path) -> None:
     """chmod over SFTP is refused, while dvc push and pull (which never set modes) keep working."""
     lab = make_lab(["storage", "ws1"])

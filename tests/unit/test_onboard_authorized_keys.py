@@ -36,7 +36,7 @@ from provision.tasks.client_key import key_fingerprint, shorten_keys
 
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL"
 KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0rkuTaNhk7cH8WDqv3Ddh"
-READ_WRITE_SFTP = 'restrict,command="internal-sftp -u 0002 -P symlink,hardlink"'
+READ_WRITE_SFTP = 'restrict,command="internal-sftp -u 0002 -P symlink,hardlink,setstat,fsetstat,lsetstat"'
 HAND_WRITTEN = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL admin@laptop"
 
 

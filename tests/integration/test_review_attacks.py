@@ -2,6 +2,7 @@
 
 - a process of the connecting admin on storage (it cannot sudo: it lacks the password) rewrites the files
   provision stages for root (the sshd drop-in, chpasswd's input) between upload and install;
+- the connecting admin on a client plants a `dvc` in a dvc_venv it can write, which root runs;
 - a client's storage key changes the mode of dvc_storage (world-writable for every local user on
   storage) over SFTP;
 - a client of one project pushes, with its own git key, to the repository of another project that
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from provision.lab import Lab
 from tests.integration.clirunner import provision, provision_json
 from tests.integration.helpers import (
     DVC,
@@ -25,6 +27,8 @@ from tests.integration.helpers import (
     client_ssh_options,
     failures,
     sh,
+    task,
+    vault_settings,
 )
 
 pytestmark = pytest.mark.integration
@@ -111,6 +115,37 @@ def test_a_process_of_the_connecting_admin_cannot_rewrite_what_root_installs(mak
     status, document = provision_json("bootstrap", "-i", str(inventory), home=tmp_path, env=vault_env)
     assert status == 0, failures(document)
     assert "racer" not in drop_in.read_text()
+
+
+# Run as the connecting admin on a client: a `dvc` in $1/bin that records who ran it and claims a version.
+PLANT_DVC = """
+mkdir -p "$1/bin"
+printf '#!/bin/sh\\nid -un > /tmp/planted-dvc-ran\\necho 3.60.0\\n' > "$1/bin/dvc"
+chmod 0755 "$1/bin/dvc"
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="the dvc probe and install run dvc_venv's programs as root wherever it is")
+def test_root_never_runs_a_dvc_the_connecting_user_planted_in_dvc_venv(make_lab, tmp_path: Path) -> None:
+    """dvc_venv in the admin's home (a per-user virtualenv): even `onboard --check` must not run its dvc as root."""
+    lab: Lab = make_lab(["storage", "ws1"])
+    inventory = admin_inventory(lab, tmp_path, {"ws1"})
+    venv = f"/home/{lab.admin_user}/dvc"
+    data = yaml.safe_load(inventory.read_text())
+    data["all"]["children"]["clients"]["hosts"]["ws1"]["dvc_venv"] = venv
+    inventory.write_text(yaml.safe_dump(data))
+    env = vault_settings(tmp_path)
+    stored = provision("secrets", "set", "-i", str(inventory), "--scope", "all", "become_password", home=tmp_path,
+                       env=env, stdin=lab.admin_password_file.read_text())
+    assert stored.returncode == 0, stored.stderr
+    sh(lab, "ws1", ["su", "-s", "/bin/sh", "-c", PLANT_DVC, lab.admin_user, "sh", venv])
+
+    status, document = provision_json("onboard", "-i", str(inventory), "ws1", "--check", home=tmp_path, env=env)
+    assert status & 2, failures(document)
+    ran = lab.exec("ws1", ["cat", "/tmp/planted-dvc-ran"]).stdout
+    assert "root" not in ran, failures(document)
+    dvc = task(document, "ws1", "dvc")
+    assert dvc["status"] == "failed" and f"dvc_venv {venv}" in dvc["msg"], dvc
 
 
 def test_a_client_key_cannot_open_dvc_storage_to_other_local_users(make_lab, tmp_path: Path) -> None:

@@ -125,7 +125,6 @@ chmod 0755 "$1/bin/dvc"
 """
 
 
-@pytest.mark.xfail(strict=True, reason="the dvc probe and install run dvc_venv's programs as root wherever it is")
 def test_root_never_runs_a_dvc_the_connecting_user_planted_in_dvc_venv(make_lab, tmp_path: Path) -> None:
     """dvc_venv in the admin's home (a per-user virtualenv): even `onboard --check` must not run its dvc as root."""
     lab: Lab = make_lab(["storage", "ws1"])

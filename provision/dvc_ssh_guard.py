@@ -13,10 +13,12 @@ nothing and says so on stderr, and `provision onboard`/`ping` warn. Standard lib
 inside dvc's virtualenv, where provision itself is not installed.
 
 A directory output's listing (a `.dir` object) names each file by a path relative to the output, and
-DVC writes each file where that path leads, `..` included; any client that can push data and commits
-could send another client's `dvc pull` to `~/.ssh/rc`. When `dvc_data.hashfile.tree` is imported, the
+DVC writes each file where that path leads, `..` included, and through any link on the way, such as
+the output's own path committed to git as a link; any client that can push data and commits could
+send another client's `dvc pull` to `~/.ssh/rc`. So when `dvc_data.hashfile.tree` is imported, the
 guard wraps `Tree.from_list`, through which every listing is read, to refuse an entry whose path is
-absolute or has an empty, `.` or `..` part.
+absolute or has an empty, `.` or `..` part; and when `dvc_data.index.checkout` is, it wraps `apply`,
+which makes, changes and deletes a checkout's files, to refuse changes below a link in the checkout.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import importlib.machinery
 import importlib.metadata
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -36,6 +38,10 @@ CHECKED_DVC_SSH_VERSIONS = frozenset({"4.3.0"})
 TARGET_MODULE = "dvc_ssh"
 #: Where DVC reads directory listings (Tree.from_list).
 LISTING_MODULE = "dvc_data.hashfile.tree"
+#: Where DVC applies a checkout's changes to the work tree (apply).
+CHECKOUT_MODULE = "dvc_data.index.checkout"
+#: The changes of a checkout diff, each a list of entries whose `key` is a path below the checkout.
+_DIFF_CHANGES = ("files_delete", "dirs_delete", "dirs_create", "files_create", "files_chmod")
 #: Set on the patched method, so that a second patch (or a status probe) can tell.
 MARKER = "__provision_guarded__"
 
@@ -107,6 +113,47 @@ def guard_listings(module: ModuleType) -> bool:
     return True
 
 
+def link_on_the_way(root: str, keys: Iterable[Sequence[str]]) -> str | None:
+    """The first directory below `root` on the way to one of `keys` (path parts) that is a link, if any."""
+    checked: set[tuple[str, ...]] = set()
+    for key in keys:
+        for depth in range(1, len(key)):
+            parts = tuple(key[:depth])
+            if parts in checked:
+                continue
+            checked.add(parts)
+            path = os.path.join(root, *parts)
+            if os.path.islink(path):
+                return path
+    return None
+
+
+def guard_checkout(module: ModuleType) -> bool:
+    """Wrap the module's `apply` so that no change to a local checkout goes through a link inside it."""
+    original = getattr(module, "apply", None)
+    if original is None:
+        print("provision: this dvc-data has no checkout apply, so provision's guard cannot keep checkouts from "
+              "writing through links: data from another client may write files outside the output",
+              file=sys.stderr)
+        return False
+    if getattr(original, MARKER, False):
+        return True
+
+    @functools.wraps(original)
+    def apply(diff: Any, path: str, fs: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fs, "protocol", None) == "local":
+            keys = (entry.key for change in _DIFF_CHANGES for entry in getattr(diff, change, ()) if entry.key)
+            link = link_on_the_way(path, keys)
+            if link is not None:
+                raise OSError(f"{link} is a link inside the checkout: DVC would write through it, so the checkout "
+                              "is refused by provision's guard (remove the link, then check out again)")
+        return original(diff, path, fs, *args, **kwargs)
+
+    setattr(apply, MARKER, True)
+    module.apply = apply
+    return True
+
+
 def _installed_version() -> str | None:
     try:
         return importlib.metadata.version("dvc-ssh")
@@ -119,7 +166,8 @@ def _guard_ssh(module: ModuleType) -> None:
 
 
 #: The modules the guard patches, each with its patch.
-_PATCHES: dict[str, Callable[[ModuleType], object]] = {TARGET_MODULE: _guard_ssh, LISTING_MODULE: guard_listings}
+_PATCHES: dict[str, Callable[[ModuleType], object]] = {
+    TARGET_MODULE: _guard_ssh, LISTING_MODULE: guard_listings, CHECKOUT_MODULE: guard_checkout}
 
 
 class _GuardingLoader(importlib.abc.Loader):

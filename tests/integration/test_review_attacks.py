@@ -181,9 +181,7 @@ def _object(content: bytes, suffix: str = "") -> tuple[str, str]:
 
 @pytest.mark.parametrize(("relpath", "link", "planted"), [
     ("../../.ssh/rc", None, "/root/.ssh/rc"),  # sshd runs ~/.ssh/rc at every login
-    pytest.param("git", "/usr/local/sbin", "/usr/local/sbin/git",  # empty, and ahead of /usr/bin on root's PATH
-                 marks=pytest.mark.xfail(strict=True, reason="DVC writes an output's files through a link "
-                                                             "committed in git at the output's path")),
+    ("git", "/usr/local/sbin", "/usr/local/sbin/git"),  # empty, and ahead of /usr/bin on root's PATH
 ])
 def test_another_clients_data_never_writes_outside_the_checkout(make_lab, tmp_path: Path, relpath: str,
                                                                 link: str | None, planted: str) -> None:

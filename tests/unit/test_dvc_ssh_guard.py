@@ -151,3 +151,27 @@ def test_unguarded_dvc_is_warned_about(state: DvcState, expected: str) -> None:
 
 def test_no_dvc_at_all_is_no_warning() -> None:
     assert unguarded_dvc_warning(DvcState(), VENV) is None
+
+
+def test_the_guard_refuses_a_checkout_through_a_link_in_it(tmp_path: Path) -> None:
+    """`models` committed as a link to a directory outside: no change below it reaches DVC's apply."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "checkout" / "data").mkdir(parents=True)
+    (tmp_path / "checkout" / "models").symlink_to(tmp_path / "outside")
+    applied: list[str] = []
+    module = types.ModuleType("dvc_data.index.checkout")
+    module.apply = lambda diff, path, fs, **kwargs: applied.append(path)  # type: ignore[attr-defined]
+    assert dvc_ssh_guard.guard_checkout(module) is True
+    local = types.SimpleNamespace(protocol="local")
+
+    def diff(*keys: tuple[str, ...]) -> types.SimpleNamespace:
+        return types.SimpleNamespace(files_create=[types.SimpleNamespace(key=key) for key in keys])
+
+    root = str(tmp_path / "checkout")
+    module.apply(diff(("data", "a.txt"), ("models",)), root, local)  # type: ignore[attr-defined]
+    assert applied == [root]
+    with pytest.raises(OSError, match=r"models is a link inside the checkout"):
+        module.apply(diff(("data", "a.txt"), ("models", "git")), root, local)  # type: ignore[attr-defined]
+    assert applied == [root] and not list((tmp_path / "outside").iterdir())
+    module.apply(diff(("models", "git")), root, types.SimpleNamespace(protocol="s3"))  # type: ignore[attr-defined]
+    assert applied == [root, root]

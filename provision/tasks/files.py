@@ -23,19 +23,16 @@ ROOT_ONLY_DIRECTORY = r"""
 root_only_directory() {
   component=$1
   while [ ! -e "$component" ]; do component=$(dirname -- "$component"); done
-  component=$(readlink -e -- "$component") || { printf '%s cannot be resolved
-' "$1"; return 1; }
+  component=$(readlink -e -- "$component") || { printf '%s cannot be resolved\n' "$1"; return 1; }
   parent=
   while :; do
     uid=$(stat -c %u -- "$component") permissions=0$(stat -c %a -- "$component")
     if [ "$uid" -ne 0 ]; then
-      printf '%s belongs to uid %s, who could swap what is in it
-' "$component" "$uid"
+      printf '%s belongs to uid %s, who could swap what is in it\n' "$component" "$uid"
       return 1
     fi
     if [ $((permissions & 022)) -ne 0 ] && { [ -z "$parent" ] || [ $((permissions & 01000)) -eq 0 ]; }; then
-      printf '%s is writable by its group or others
-' "$component"
+      printf '%s is writable by its group or others\n' "$component"
       return 1
     fi
     parent=yes

@@ -10,6 +10,7 @@ no hop escapes that rule.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import io
 import logging
 import os
@@ -336,6 +337,33 @@ exit 0
 """
 
 
+#: Random bytes appended to every staged file; the file is named after the SHA-256 of content and seal.
+SEAL_BYTES = 32
+
+#: Shell function for scripts that read a file staged by `Session.stage`: `staged_content FILE` prints its
+#: content, read once and never through a link, and fails unless the whole file hashes to its name. The
+#: staging directory belongs to the connecting user, so any process of that user could rewrite the file
+#: between upload and install (root would then install, or chpasswd, what that process chose); without
+#: the seal it cannot make a file with that digest, and someone who sees the name in `ps` cannot test
+#: guesses of a secret against it.
+STAGED_CONTENT = f"""
+staged_content() {{
+  staged_sealed=$(dd if="$1" iflag=nofollow,nonblock status=none | base64 -w0)
+  if [ "$(printf '%s' "$staged_sealed" | base64 -d | sha256sum)" != "${{1##*/}}  -" ]; then
+    printf 'staged file %s changed after its upload: refusing it\\n' "$1" >&2
+    return 1
+  fi
+  printf '%s' "$staged_sealed" | base64 -d | head -c -{SEAL_BYTES}
+}}
+"""
+
+
+def seal(data: bytes) -> tuple[str, bytes]:
+    """A staged file's name and bytes: `data` and a random seal, named after their SHA-256 (STAGED_CONTENT)."""
+    sealed = data + secrets.token_bytes(SEAL_BYTES)
+    return hashlib.sha256(sealed).hexdigest(), sealed
+
+
 class _Staging:
     """A private `mktemp -d` per session for files on their way to a privileged install.
 
@@ -347,7 +375,7 @@ class _Staging:
         self.directory: str | None = None
         self._release: Callable[[], None] | None = None
 
-    def path(self, session: _SessionBase) -> str:
+    def path(self, session: _SessionBase, name: str) -> str:
         if self.directory is None:
             self.directory, self._release = session.hold(script(HOLD_STAGING, STAGING_PATTERN))
             if not self.directory.startswith(STAGING_PATTERN.rstrip("X")):
@@ -355,7 +383,7 @@ class _Staging:
                 self.directory, self._release = None, None
                 raise ProvisionError(f"{session.label}: cannot make and lock a staging directory in /tmp "
                                      "(needs mktemp and flock)")
-        return f"{self.directory}/{secrets.token_hex(8)}"
+        return f"{self.directory}/{name}"
 
     def remove(self, session: _SessionBase) -> None:
         try:
@@ -402,9 +430,14 @@ class _SessionBase(ABC):
         return CommandResult(tuple(argv), result.rc, result.stdout, result.stderr)
 
     def stage(self, data: bytes) -> str:
-        """Upload bytes into this session's private staging directory; returns the staged path."""
-        path = self._staging.path(self)
-        self.upload(data, path, 0o600)
+        """Upload bytes into this session's private staging directory; returns the staged path.
+
+        The file holds `data` and a random seal and is named after their digest: scripts read it with
+        STAGED_CONTENT, which refuses it if anything changed it after the upload.
+        """
+        name, sealed = seal(data)
+        path = self._staging.path(self, name)
+        self.upload(sealed, path, 0o600)
         return path
 
 

@@ -31,8 +31,10 @@ from provision.tasks.files import install_script, unified_diff
 SFTP = "sftp"
 GIT = "git"
 #: The forced command of read-write SFTP key lines (and of password sessions): group-writable files,
-#: and no symbolic or hard links (DVC's push and pull need neither; they do need posix-rename).
-SFTP_READ_WRITE_COMMAND = "internal-sftp -u 0002 -P symlink,hardlink"
+#: no symbolic or hard links and no mode, owner or time changes (a client could otherwise make
+#: dvc_storage writable for every local user on storage); DVC's push and pull need none of them (they
+#: do need posix-rename).
+SFTP_READ_WRITE_COMMAND = "internal-sftp -u 0002 -P symlink,hardlink,setstat,fsetstat,lsetstat"
 SFTP_READ_ONLY_COMMAND = "internal-sftp -R"
 #: Rounds of read, compute, swap before giving up when other processes keep changing the file.
 SWAP_ATTEMPTS = 20

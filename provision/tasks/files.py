@@ -7,18 +7,46 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from provision.connection import Session
+from provision.connection import STAGED_CONTENT, Session
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import Fact, FileFact, FileState
 from provision.paths import templates_dir
 from provision.remote import script
 
+#: Shell function for scripts that run as root: `root_only_directory DIR` succeeds when DIR (while it is
+#: missing, its nearest existing ancestor) and every directory above it belong to root and nobody else
+#: can write them (above DIR a sticky one, such as /tmp, is fine: nobody else may rename root's entries
+#: there); else it prints why and fails. Anywhere else another account could swap what root reads, runs
+#: or writes for files or links of its own.
+ROOT_ONLY_DIRECTORY = r"""
+root_only_directory() {
+  component=$1
+  while [ ! -e "$component" ]; do component=$(dirname -- "$component"); done
+  component=$(readlink -e -- "$component") || { printf '%s cannot be resolved\n' "$1"; return 1; }
+  parent=
+  while :; do
+    uid=$(stat -c %u -- "$component") permissions=0$(stat -c %a -- "$component")
+    if [ "$uid" -ne 0 ]; then
+      printf '%s belongs to uid %s, who could swap what is in it\n' "$component" "$uid"
+      return 1
+    fi
+    if [ $((permissions & 022)) -ne 0 ] && { [ -z "$parent" ] || [ $((permissions & 01000)) -eq 0 ]; }; then
+      printf '%s is writable by its group or others\n' "$component"
+      return 1
+    fi
+    parent=yes
+    [ "$component" = / ] && return 0
+    component=$(dirname -- "$component")
+  done
+}
+"""
+
 
 @cache
 def install_script() -> str:
     """templates/remote/install_file.sh: copy a staged file into place with owner and mode, fsync, rename."""
-    return (templates_dir() / "remote" / "install_file.sh").read_text()
+    return STAGED_CONTENT + ROOT_ONLY_DIRECTORY + (templates_dir() / "remote" / "install_file.sh").read_text()
 
 
 def write_file(session: Session, path: str, data: bytes, *, owner: str = "", group: str = "",

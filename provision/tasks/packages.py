@@ -26,7 +26,7 @@ from provision.errors import ProvisionError, command_error
 from provision.facts import CommandFact, Fact
 from provision.remote import script
 from provision.render import render
-from provision.tasks.files import write_file
+from provision.tasks.files import ROOT_ONLY_DIRECTORY, write_file
 
 DVC_LINK = "/usr/local/bin/dvc"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -55,13 +55,18 @@ for kind in ("py", "pth"):
 """
 
 # $1 dvc_venv, $2 the guard's module name, $3 _VENV_FACTS. One line per finding: the venv's dvc, the
-# venv's python and _VENV_FACTS, the link, another dvc on PATH, the system Python.
-_DVC_PROBE = """
+# venv's python and _VENV_FACTS (as root only from a venv that only root can change, else why not), the
+# link, another dvc on PATH, the system Python.
+_DVC_PROBE = ROOT_ONLY_DIRECTORY + """
 venv=$1 link=/usr/local/bin/dvc
-if [ -x "$venv/bin/dvc" ]; then printf 'venv %s\\n' "$("$venv/bin/dvc" --version 2>/dev/null | tail -n 1)"; fi
-if [ -x "$venv/bin/python" ]; then
-  echo 'venv-python yes'
-  "$venv/bin/python" -I -B -c "$3" "$2" 2>/dev/null
+if [ "$(id -u)" -eq 0 ] && ! unsafe=$(root_only_directory "$venv"); then
+  printf 'venv-unsafe %s\\n' "$unsafe"
+else
+  if [ -x "$venv/bin/dvc" ]; then printf 'venv %s\\n' "$("$venv/bin/dvc" --version 2>/dev/null | tail -n 1)"; fi
+  if [ -x "$venv/bin/python" ]; then
+    echo 'venv-python yes'
+    "$venv/bin/python" -I -B -c "$3" "$2" 2>/dev/null
+  fi
 fi
 if [ -L "$link" ]; then printf 'link %s\\n' "$(readlink -- "$link")"
 elif [ -e "$link" ]; then echo 'link-file yes'; fi
@@ -75,9 +80,10 @@ fi
 """
 
 # $1 dvc_venv, $2 pip requirement. Creates the venv when missing, installs, prints the version.
-_DVC_INSTALL = """
+_DVC_INSTALL = ROOT_ONLY_DIRECTORY + """
 set -eu
 venv=$1 requirement=$2
+if [ "$(id -u)" -eq 0 ] && ! problem=$(root_only_directory "$venv"); then echo "$problem" >&2; exit 1; fi
 if [ ! -x "$venv/bin/python" ]; then /usr/bin/python3 -m venv "$venv"; fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$requirement"
 "$venv/bin/dvc" --version
@@ -127,6 +133,7 @@ class DvcState:
     purelib: str | None = None
     dvc_ssh_version: str | None = None
     guard_checksums: tuple[str | None, str | None] = (None, None)
+    venv_unsafe: str | None = None
 
     @property
     def guard_installed(self) -> bool:
@@ -160,6 +167,7 @@ class DvcState:
             purelib=values.get("purelib") or None,
             dvc_ssh_version=values.get("dvc-ssh") or None,
             guard_checksums=(values.get("guard-py"), values.get("guard-pth")),
+            venv_unsafe=values.get("venv-unsafe") or None,
         )
 
 
@@ -244,12 +252,21 @@ class _DvcTask(Task):
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
 
+    def _state(self, ctx: HostContext) -> DvcState:
+        """The probe's findings; a dvc_venv that another account can change is refused (root runs it)."""
+        state = DvcState.parse(ctx.fact(self._fact) or "")
+        if state.venv_unsafe:
+            raise ProvisionError(f"dvc_venv {self.venv}: {state.venv_unsafe}: root would run and install programs "
+                                 "there that another account can change; use a directory only root can write, "
+                                 "such as the default /opt/provision/dvc")
+        return state
+
 
 class EnsureDvc(_DvcTask):
     """dvc within `dvc_version`: reused when present, else pip-installed into `dvc_venv` and linked."""
 
     def plan(self, ctx: HostContext) -> Change | None:
-        state = DvcState.parse(ctx.fact(self._fact) or "")
+        state = self._state(ctx)
         decision = decide_dvc(state, self.spec, self.venv)
         ctx.export(DVC_EXPORT, decision.executable)
         if decision.link and state.link_is_file:
@@ -321,7 +338,7 @@ class FindDvc(_DvcTask):
     """dvc within `dvc_version` must be there already: rotations prove access with it, never install it."""
 
     def plan(self, ctx: HostContext) -> Change | None:
-        decision = decide_dvc(DvcState.parse(ctx.fact(self._fact) or ""), self.spec, self.venv)
+        decision = decide_dvc(self._state(ctx), self.spec, self.venv)
         if decision.install:
             raise ProvisionError(f"no dvc {self.spec} on this host: run `provision onboard` first")
         ctx.export(DVC_EXPORT, decision.executable)

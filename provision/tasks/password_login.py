@@ -28,6 +28,7 @@ from pathlib import Path
 import paramiko
 
 from provision.connection import (
+    STAGED_CONTENT,
     HostKeyError,
     HostKeyOptions,
     SSHSession,
@@ -58,8 +59,14 @@ case $(getent shadow "$1" | cut -d: -f2) in
 esac
 """
 
-# $1 staged file holding `user:password`: chpasswd reads it as stdin; the file goes whatever happens.
-_CHPASSWD = 'chpasswd < "$1"; status=$?; rm -f -- "$1"; exit "$status"'
+# $1 staged file holding `user:password`: chpasswd reads it (never rewritten since the upload) on stdin;
+# the file goes whatever happens.
+_CHPASSWD = STAGED_CONTENT + """
+content=$(staged_content "$1") && printf '%s\\n' "$content" | chpasswd
+status=$?
+rm -f -- "$1"
+exit "$status"
+"""
 
 def password_clients(inventory: Inventory) -> list[Host]:
     """Clients whose DVC remote authenticates with storage_user's password."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from provision.connection import STAGED_CONTENT
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState
@@ -46,7 +47,7 @@ _OWNER_PREFIX = "# provision inventory: "
 # $1 staged drop-in, $2 its path: installed root:root 0644 atomically, then `sshd -t`; a configuration
 # sshd refuses is rolled back ON the host in the same command, so a lost connection can never leave
 # an unchecked drop-in for the next reload or boot.
-_INSTALL_DROP_IN = """
+_INSTALL_DROP_IN = STAGED_CONTENT + """
 set -u
 staged=$1 target=$2 dir=$(dirname -- "$2")
 backup=""
@@ -54,7 +55,7 @@ if [ -e "$target" ]; then
   backup=$(mktemp -p "$dir" .provision-backup.XXXXXXXX) && cp -p -- "$target" "$backup" || exit 1
 fi
 tmp=$(mktemp -p "$dir" .provision.XXXXXXXX) || exit 1
-chmod 0644 "$tmp" && chown root:root "$tmp" && cat -- "$staged" > "$tmp" && sync -- "$tmp" \\
+chmod 0644 "$tmp" && chown root:root "$tmp" && staged_content "$staged" > "$tmp" && sync -- "$tmp" \\
   && mv -f -- "$tmp" "$target" || { rm -f -- "$tmp" "$staged" "$backup"; exit 1; }
 rm -f -- "$staged"
 if checked=$(sshd -t 2>&1); then rm -f -- "$backup"; exit 0; fi

@@ -6,24 +6,16 @@
 # belong to root and be writable by nobody else (above the target's directory, a sticky one such as
 # /tmp is fine: nobody else may rename root's entries there): then no other account can swap the
 # temporary file for a link between two steps. Anywhere else root refuses to write. The staged file
-# lies in the connecting user's staging directory, so it is opened without following a link.
+# lies in the connecting user's staging directory: staged_content (provision.connection.STAGED_CONTENT)
+# reads it without following a link and refuses it if it was rewritten. root_only_directory
+# (provision.tasks.files.ROOT_ONLY_DIRECTORY) checks the directories. Both are defined before this script.
 set -eu
 staged=$1 target=$2 owner=$3 group=$4 mode=$5
 dir=$(dirname -- "$target")
 refuse() { printf 'refusing to write %s as root: %s\n' "$target" "$1" >&2; exit 1; }
 if [ "$(id -u)" -eq 0 ]; then
-  component=$(readlink -e -- "$dir") || refuse "$dir does not exist"
-  parent=
-  while :; do
-    uid=$(stat -c %u -- "$component") permissions=0$(stat -c %a -- "$component")
-    [ "$uid" -eq 0 ] || refuse "$component belongs to uid $uid, who could swap files in it for links"
-    if [ $((permissions & 022)) -ne 0 ] && { [ -z "$parent" ] || [ $((permissions & 01000)) -eq 0 ]; }; then
-      refuse "$component is writable by its group or others"
-    fi
-    parent=yes
-    [ "$component" = / ] && break
-    component=$(dirname -- "$component")
-  done
+  [ -d "$dir" ] || refuse "$dir does not exist"
+  problem=$(root_only_directory "$dir") || refuse "$problem"
 fi
 tmp=$(mktemp -p "$dir" ".provision.XXXXXXXX")
 trap 'rm -f -- "$tmp" "$staged"' EXIT
@@ -34,7 +26,7 @@ fi
 if [ -n "$mode" ]; then chmod -- "$mode" "$tmp"; fi
 if [ -n "$owner" ]; then chown -- "$owner" "$tmp"; fi
 if [ -n "$group" ]; then chgrp -- "$group" "$tmp"; fi
-dd if="$staged" iflag=nofollow status=none > "$tmp"
+staged_content "$staged" > "$tmp"
 sync -- "$tmp"
 mv -f -- "$tmp" "$target"
 trap - EXIT

@@ -14,6 +14,7 @@ import yaml
 
 from provision.lab import Lab
 from provision.remote import as_user, script
+from provision.tasks.authorized_keys import SFTP_READ_WRITE_COMMAND
 from tests.integration.clirunner import provision, provision_json
 from tests.integration.helpers import ALL_OBJECTS, admin_inventory, failures, host_snapshot, own_lab
 
@@ -26,7 +27,7 @@ SERVER = f"{NFS}/demo"
 #: dvc_storage as storage_user's SFTP chroot (NFS) shows it: the path of the committed remote URL.
 SFTP_CACHE = "/cache"
 SITE_CACHE = "/home/git/dvc-site-cache"
-READ_WRITE_SFTP = 'restrict,command="internal-sftp -u 0002 -P symlink,hardlink"'
+READ_WRITE_SFTP = f'restrict,command="{SFTP_READ_WRITE_COMMAND}"'
 READ_WRITE_GIT = 'restrict,command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\""'
 # Makes a small dataset as git (the account that owns the server repository).
 MAKE_DATASET = """

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from provision.lab import Lab
+from provision.tasks.authorized_keys import SFTP_READ_WRITE_COMMAND
 from tests.integration.clirunner import provision, provision_json
 from tests.integration.helpers import (
     DVC,
@@ -147,7 +148,7 @@ def test_storage_holds_one_correct_line_per_client_and_account(site: Site) -> No
     sftp_lines, git_lines = authorized_keys(lab, "dvc"), authorized_keys(lab, "git")
     for host in ("ws1", "ws2", "ws3"):
         key = public_key(lab, host)
-        forced = "internal-sftp -R" if host == "ws3" else "internal-sftp -u 0002 -P symlink,hardlink"
+        forced = "internal-sftp -R" if host == "ws3" else SFTP_READ_WRITE_COMMAND
         assert marked(sftp_lines, host) == [f'restrict,command="{forced}" {key} provision:inventory:{host}']
         git_forced = "git-read-only" if host == "ws3" else 'git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"'
         assert marked(git_lines, host) == [f'restrict,command="{git_forced}" {key} provision:inventory:{host}']

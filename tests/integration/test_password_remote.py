@@ -21,6 +21,7 @@ import pytest
 from provision.lab import Lab
 from provision.remote import as_user, script
 from provision.secrets import open_store
+from provision.tasks.authorized_keys import SFTP_READ_WRITE_COMMAND
 from tests.integration.argv_watch import ArgvWatch
 from tests.integration.clirunner import provision
 from tests.integration.helpers import (
@@ -163,7 +164,7 @@ def test_bootstrap_lets_dvc_alone_log_in_with_the_stored_password(site: Site) ->
         return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
 
     assert effective("dvc")["passwordauthentication"] == "yes"
-    assert effective("dvc")["forcecommand"] == "internal-sftp -u 0002 -P symlink,hardlink"
+    assert effective("dvc")["forcecommand"] == SFTP_READ_WRITE_COMMAND
     assert effective("dvc")["chrootdirectory"] == "/mnt/nfs"
     for user in ("git", "root", lab.admin_user):
         assert effective(user)["passwordauthentication"] == "no"

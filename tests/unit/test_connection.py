@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import threading
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from provision.connection import LocalSession, _lookup, _parse_jump, _TargetSlots
+from provision.connection import SEAL_BYTES, LocalSession, _lookup, _parse_jump, _TargetSlots
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
@@ -76,7 +77,9 @@ def test_local_staging_directory_is_locked_while_its_session_lives() -> None:
     session = LocalSession(timeout=10)
     staged = Path(session.stage(b"user:password\n"))
     try:
-        assert staged.read_bytes() == b"user:password\n"
+        content = staged.read_bytes()
+        assert content[:-SEAL_BYTES] == b"user:password\n" and len(content) == len(b"user:password\n") + SEAL_BYTES
+        assert staged.name == hashlib.sha256(content).hexdigest()
         assert oct(staged.stat().st_mode & 0o777) == "0o600"
         taken = subprocess.run(["flock", "-n", str(staged.parent), "true"], check=False)
         assert taken.returncode == 1, "a live session's staging directory must be locked"

@@ -1,4 +1,5 @@
-"""provision's dvc-ssh guard: the options DVC's SSH remote connects with, and how provision finds it installed."""
+"""provision's dvc-ssh guard: the options DVC's SSH remote connects with, the directory listings DVC accepts, and
+how provision finds it installed."""
 
 from __future__ import annotations
 
@@ -25,6 +26,21 @@ fs = dvc_ssh.SSHFileSystem(host="storage.example", port=2222, user="dvc", keyfil
 options = fs.fs_args
 print(json.dumps({"known_hosts": repr(options.get("known_hosts")), "agent_forwarding": options.get("agent_forwarding"),
                   "guarded": dvc_ssh.SSHFileSystem._prepare_credentials.__dict__.get("__provision_guarded__", False)}))
+"""
+
+
+# Reads one-entry directory listings as DVC reads a `.dir` object; prints what became of each path.
+_LISTINGS = """
+import json
+from dvc_data.hashfile.tree import Tree
+results = {}
+for relpath in ["data/a.txt", "../../.ssh/rc", "/etc/passwd", "data/../../x", "data//a.txt", "./a.txt"]:
+    try:
+        Tree.from_list([{"md5": "0" * 32, "relpath": relpath}])
+        results[relpath] = "read"
+    except Exception as error:
+        results[relpath] = type(error).__name__
+print(json.dumps(results))
 """
 
 
@@ -61,6 +77,19 @@ def test_the_installed_guard_pins_the_users_known_hosts_and_keeps_the_agent_home
     options = _connect_options(site, home)
     assert options == {"known_hosts": repr(str(home / ".ssh" / "known_hosts")), "agent_forwarding": False,
                        "guarded": True}
+
+
+def _listings(site: Path | None) -> dict[str, str]:
+    prelude = f"import site; site.addsitedir({str(site)!r})\n" if site else ""
+    done = subprocess.run([sys.executable, "-c", prelude + _LISTINGS], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_the_guard_refuses_listing_entries_that_leave_their_directory(tmp_path: Path) -> None:
+    unsafe = ["../../.ssh/rc", "/etc/passwd", "data/../../x", "data//a.txt", "./a.txt"]
+    assert set(_listings(None).values()) == {"read"}  # DVC itself would write each where it leads
+    guarded = _listings(_site_with_guard(tmp_path))
+    assert guarded == {"data/a.txt": "read", **dict.fromkeys(unsafe, "ObjectFormatError")}
 
 
 def test_without_known_hosts_no_host_key_is_trusted(tmp_path: Path) -> None:
@@ -122,3 +151,27 @@ def test_unguarded_dvc_is_warned_about(state: DvcState, expected: str) -> None:
 
 def test_no_dvc_at_all_is_no_warning() -> None:
     assert unguarded_dvc_warning(DvcState(), VENV) is None
+
+
+def test_the_guard_refuses_a_checkout_through_a_link_in_it(tmp_path: Path) -> None:
+    """`models` committed as a link to a directory outside: no change below it reaches DVC's apply."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "checkout" / "data").mkdir(parents=True)
+    (tmp_path / "checkout" / "models").symlink_to(tmp_path / "outside")
+    applied: list[str] = []
+    module = types.ModuleType("dvc_data.index.checkout")
+    module.apply = lambda diff, path, fs, **kwargs: applied.append(path)  # type: ignore[attr-defined]
+    assert dvc_ssh_guard.guard_checkout(module) is True
+    local = types.SimpleNamespace(protocol="local")
+
+    def diff(*keys: tuple[str, ...]) -> types.SimpleNamespace:
+        return types.SimpleNamespace(files_create=[types.SimpleNamespace(key=key) for key in keys])
+
+    root = str(tmp_path / "checkout")
+    module.apply(diff(("data", "a.txt"), ("models",)), root, local)  # type: ignore[attr-defined]
+    assert applied == [root]
+    with pytest.raises(OSError, match=r"models is a link inside the checkout"):
+        module.apply(diff(("data", "a.txt"), ("models", "git")), root, local)  # type: ignore[attr-defined]
+    assert applied == [root] and not list((tmp_path / "outside").iterdir())
+    module.apply(diff(("models", "git")), root, types.SimpleNamespace(protocol="s3"))  # type: ignore[attr-defined]
+    assert applied == [root, root]

@@ -1,4 +1,5 @@
-"""The atomic install (templates/remote/install_file.sh) run by root on this machine: where root refuses to write."""
+"""The atomic install (templates/remote/install_file.sh) and the dvc probe run by root on this machine: where root
+refuses to write or run anything."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from provision.connection import LocalSession
 from provision.errors import ProvisionError
 from provision.remote import script
 from provision.tasks.files import install_script, write_file
+from provision.tasks.packages import DvcFact, DvcState, EnsureDvc
+from tests.unit.helpers import FakeContext
 
 NOBODY = 65534
 
@@ -68,3 +71,34 @@ def test_a_staged_file_swapped_for_a_link_is_not_followed(session: LocalSession,
     result = session.run(script(install_script(), staged, str(target), "", "", "0644"), privileged=True)
     assert not result.ok
     assert not target.exists() and _leftovers(target.parent) == []
+
+
+def test_a_staged_file_rewritten_after_its_upload_is_refused(session: LocalSession, tmp_path: Path) -> None:
+    """Same inode, same owner, no link: only the seal tells that the connecting user changed it."""
+    target = tmp_path / "out" / "sshd.conf"
+    target.parent.mkdir(mode=0o755)
+    staged = session.stage(b"Match User dvc\n")
+    with open(staged, "r+b") as handle:
+        handle.write(b"PermitRootLogin yes\n")
+    result = session.run(script(install_script(), staged, str(target), "", "", "0644"), privileged=True)
+    assert not result.ok and "changed after its upload" in result.stderr
+    assert not target.exists() and _leftovers(target.parent) == []
+
+
+def test_root_runs_nothing_from_a_dvc_venv_another_account_can_change(session: LocalSession, tmp_path: Path) -> None:
+    """The dvc probe, as root, reports such a venv instead of running its dvc; the task then refuses it."""
+    home = tmp_path / "home"
+    venv = home / "dvc"
+    (venv / "bin").mkdir(parents=True)
+    marker = tmp_path / "planted-dvc-ran"
+    dvc = venv / "bin" / "dvc"
+    dvc.write_text(f"#!/bin/sh\ntouch {marker}\necho 3.60.0\n")
+    dvc.chmod(0o755)
+    os.chown(home, NOBODY, NOBODY)
+    probe = session.run(DvcFact(str(venv)).argv(), privileged=True)
+    state = DvcState.parse(probe.stdout)
+    assert state.venv_unsafe == f"{home} belongs to uid {NOBODY}, who could swap what is in it"
+    assert state.venv_version is None and not marker.exists()
+    context = FakeContext("ws1", {DvcFact(str(venv)).key: probe.stdout})
+    with pytest.raises(ProvisionError, match=rf"dvc_venv {venv}: .* root would run and install programs"):
+        EnsureDvc(">=3.50,<4", str(venv)).plan(context)

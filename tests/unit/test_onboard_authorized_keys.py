@@ -7,9 +7,7 @@ so they need root, as the install step chowns to root.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provision.connection import CommandResult
+from provision.connection import CommandResult, seal
 from provision.engine import Change
 from provision.facts import Fact
 from provision.tasks.authorized_keys import (
@@ -38,7 +36,7 @@ from provision.tasks.client_key import key_fingerprint, shorten_keys
 
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL"
 KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0rkuTaNhk7cH8WDqv3Ddh"
-READ_WRITE_SFTP = 'restrict,command="internal-sftp -u 0002 -P symlink,hardlink"'
+READ_WRITE_SFTP = 'restrict,command="internal-sftp -u 0002 -P symlink,hardlink,setstat,fsetstat,lsetstat"'
 HAND_WRITTEN = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL admin@laptop"
 
 
@@ -168,15 +166,18 @@ class LocalShell:
 
     label = "local"
 
+    def __init__(self, staging: Path) -> None:
+        self.staging = staging
+
     def run(self, argv: Sequence[str], *, privileged: bool = False, timeout: float | None = None) -> CommandResult:
         done = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=60)
         return CommandResult(tuple(argv), done.returncode, done.stdout, done.stderr)
 
     def stage(self, data: bytes) -> str:
-        descriptor, path = tempfile.mkstemp(prefix=".provision-stage-")
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        return path
+        name, sealed = seal(data)
+        path = self.staging / name
+        path.write_bytes(sealed)
+        return str(path)
 
 
 class FileContext:
@@ -186,7 +187,7 @@ class FileContext:
                  after_read: Callable[[], None] | None = None) -> None:
         self.home = home
         self.check = check
-        self.session = LocalShell()
+        self.session = LocalShell(home)
         self.notes: list[str] = []
         self.reads = 0
         self.after_read = after_read

@@ -11,7 +11,7 @@ from provision.errors import InputError, ProvisionError
 from provision.facts import FileState
 from provision.inventory import Settings, load_inventory
 from provision.plays.bootstrap import check_settings
-from provision.tasks.authorized_keys import SFTP, AuthorizedKeys, key_line
+from provision.tasks.authorized_keys import SFTP, SFTP_READ_WRITE_COMMAND, AuthorizedKeys, key_line
 from provision.tasks.sshd_config import (
     SshdStorageUser,
     chroot_components,
@@ -45,7 +45,7 @@ def test_drop_in_is_one_match_block_with_the_chroot_and_an_owner(tmp_path: Path)
         assert all(line.startswith("\t") for line in lines[1:]), "a line outside the Match block is a global setting"
         assert "\tChrootDirectory /mnt/nfs" in lines and "\tPermitTTY no" in lines
         assert ("\tPasswordAuthentication yes" in lines) == password
-        assert ("\tForceCommand internal-sftp -u 0002 -P symlink,hardlink" in lines) == password
+        assert (f"\tForceCommand {SFTP_READ_WRITE_COMMAND}" in lines) == password
         assert drop_in_owner(text) == "site"
     assert drop_in_path("dvc") == "/etc/ssh/sshd_config.d/10-provision-dvc.conf"
     assert settings.sftp_root == "/mnt/nfs" and settings.sftp_dvc_storage == "/cache"

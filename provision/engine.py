@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from provision.connection import HostKeyOptions, Session, UnreachableError, open_session, remove_stale_staging
+from provision.admission import StorageAdmission
+from provision.connection import (
+    CommandResult,
+    HostKeyOptions,
+    Session,
+    UnreachableError,
+    open_session,
+    remove_stale_staging,
+)
 from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
 from provision.inventory import Host, Inventory
@@ -85,6 +93,8 @@ class HostReport:
     unreachable: bool = False
     failed: bool = False
     exports: dict[str, Any] = field(default_factory=dict)
+    #: Client steps tried again because storage shed their connection before authentication.
+    retries: int = 0
 
     @property
     def status(self) -> Status:
@@ -99,7 +109,7 @@ class HostReport:
         return Status.OK
 
     def stats(self) -> dict[str, int]:
-        """Ansible's recap counters: `ok` counts changed tasks too."""
+        """Ansible's recap counters (`ok` counts changed tasks too), and retries of storage steps."""
         count = {s: sum(1 for t in self.tasks if t.status is s) for s in Status}
         return {
             "ok": count[Status.OK] + count[Status.CHANGED],
@@ -107,6 +117,7 @@ class HostReport:
             "failed": count[Status.FAILED],
             "skipped": count[Status.SKIPPED],
             "unreachable": 1 if self.unreachable else 0,
+            "retries": self.retries,
         }
 
 
@@ -177,6 +188,8 @@ class HostContext:
         self._engine = engine
         self._facts: dict[Hashable, Any] = {}
         self.notes: list[str] = []
+        #: Tasks of this phase that changed the host so far (facts gathered before them may be stale).
+        self.changed_tasks: list[str] = []
 
     @property
     def session(self) -> Session:
@@ -226,6 +239,30 @@ class HostContext:
     def secret(self, key: str) -> str | None:
         return self._engine.secret(self.host, key)
 
+    def storage_run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        """Run argv on this client as the connecting user when it connects to storage itself.
+
+        It holds one of the run's slots for storage (`storage_connections`), so a fleet never floods
+        sshd's MaxStartups; a connection storage shed before authentication is retried (counted in
+        the recap), an authentication or host-key failure is not.
+        """
+        settings = self.host.settings
+        report = self.state.report(self.host.name)
+
+        def count_retry() -> None:
+            report.retries += 1
+
+        return self._engine.admission.run(
+            self.session, argv, address=settings.storage_address, port=settings.storage_port,
+            limit=settings.storage_connections, timeout=timeout, on_retry=count_retry)
+
+    def storage_step(self, argv: Sequence[str], what: str, *, timeout: float | None = None) -> CommandResult:
+        """`storage_run`, where a failure raises an error naming `what`."""
+        result = self.storage_run(argv, timeout=timeout)
+        if not result.ok:
+            raise command_error(what, result)
+        return result
+
 
 class Engine:
     """Runs plays over an inventory and reports each task as it finishes."""
@@ -242,6 +279,7 @@ class Engine:
         self._session_factory = session_factory or self._open_session
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        self.admission = StorageAdmission()
 
     def secret(self, host: Host, key: str) -> str | None:
         return self._secrets(host, key) if self._secrets else None
@@ -350,6 +388,7 @@ class Engine:
                 return TaskResult(task.name, Status.OK, "; ".join(ctx.notes))
             if not ctx.check:
                 change.apply()
+                ctx.changed_tasks.append(task.name)
             summary = f"would {change.summary}" if ctx.check else change.summary
             message = "; ".join([summary, *ctx.notes])
             return TaskResult(task.name, Status.CHANGED, message, change.diff if ctx.diff else "")

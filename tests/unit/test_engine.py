@@ -256,5 +256,5 @@ def test_json_document_schema_and_masking(inventory) -> None:
     task = document["hosts"]["a"]["tasks"][0]
     assert set(task) == {"name", "status", "changed", "msg", "diff"}
     assert document["hosts"]["a"]["status"] == "failed"
-    assert set(document["stats"]["a"]) == {"ok", "changed", "failed", "skipped", "unreachable"}
+    assert set(document["stats"]["a"]) == {"ok", "changed", "failed", "skipped", "unreachable", "retries"}
     assert document["exit_status"] == EXIT_FAILED

@@ -155,7 +155,7 @@ class ProofState:
         return self.recorded_digest == combined_digest(self.client_half, controller)
 
 
-def _argv(mode: str, workdir: str, credential_keys: Sequence[str], *extra: str) -> list[str]:
+def proof_argv(mode: str, workdir: str, credential_keys: Sequence[str], *extra: str) -> list[str]:
     return ["python3", "-I", "-c", _PROOF_SCRIPT, mode, workdir, RECORD_PATH, ",".join(sorted(credential_keys)),
             *extra]
 
@@ -172,7 +172,7 @@ class ProofRecordFact(Fact):
         return ("proof-record", self.workdir)
 
     def argv(self) -> list[str]:
-        return _argv("read", self.workdir, self.credential_keys)
+        return proof_argv("read", self.workdir, self.credential_keys)
 
     def parse(self, output: BatchOutput) -> ProofState:
         lines = output.stdout.split("\n", 2)
@@ -186,6 +186,6 @@ class ProofRecordFact(Fact):
 
 def record_proof(ctx: HostContext, fact: ProofRecordFact, controller: str, *, kind: str) -> None:
     """Write the record after a successful proof (kind `data`: the work tree holds all the data too)."""
-    run_checked(ctx, _argv("write", fact.workdir, fact.credential_keys, kind, controller),
+    run_checked(ctx, proof_argv("write", fact.workdir, fact.credential_keys, kind, controller),
                 f"recording the proof in {fact.workdir}/{RECORD_PATH}")
     ctx.forget(fact)

@@ -206,7 +206,8 @@ class ProveAccess(Task):
                              f"proof: git ls-remote origin in {info.workdir}")
             proven.append("git ls-remote")
         if self.dvc_by_pull:
-            ctx.note(f"{' and '.join(proven)} work with {info.key} only; dvc pull proves DVC access")
+            verb = "works" if len(proven) == 1 else "work"
+            ctx.note(f"{' and '.join(proven)} {verb} with {info.key} only; dvc pull proves DVC access")
             return None
         proof.dvc_status_cloud(ctx)
         proof.record(ctx, kind=ACCESS)

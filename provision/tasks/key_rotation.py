@@ -345,7 +345,7 @@ class _KeyInUse:
 
     def apply(self, ctx: HostContext, changes: Sequence[Change]) -> None:
         for change in changes:
-            change.apply()
+            ctx.apply_now(change)
         ctx.forget(self.checkout_fact)
 
     def switch(self, ctx: HostContext) -> None:

@@ -273,8 +273,8 @@ class EnsureDvc(_DvcTask):
         guard = decision.executable == f"{self.venv}/bin/dvc" and (decision.install or not state.guard_installed)
         if not guard:
             self._warn_unguarded(ctx, state)
+        self._export_build(ctx, decision.executable)  # again once a change made it stale
         if not decision.install and not decision.link and not guard:
-            self._export_build(ctx, decision.executable)
             return None
         steps = []
         if decision.install:

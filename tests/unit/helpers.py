@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from provision.engine import PlayState
+from provision.engine import HostContext, PlayState
 from provision.errors import command_error
 
 
@@ -49,6 +49,9 @@ class FakeContext:
 
     def export(self, key: str, value: Any) -> None:
         self.state.report(self.host.name).exports[key] = value
+
+    def apply_now(self, change: Any) -> None:
+        HostContext.apply_now(self, change)  # type: ignore[arg-type]
 
     def storage_run(self, argv: Any, *, timeout: float | None = None) -> Any:
         """Straight to the session: admission and retries are the engine's (tested in test_admission)."""

@@ -241,6 +241,10 @@ class PullData(Task):
             ctx.note(f"data up to date: {data_totals(state.dvc_files)} (as recorded after the last proof)")
             return None
         access_recorded = proof.holds(ctx, kind=ACCESS)
+        if ctx.state.report(ctx.host.name).exports.get(CLONED_EXPORT):
+            # A checkout cloned this run holds no data yet: no dvc needs to start to tell.
+            return Change(f"dvc pull -r {proof.settings.dvc_remote} in {workdir} (a fresh checkout)",
+                          lambda: self._pull(ctx, access_recorded=False))
         status = run_checked(ctx, dvc_argv(dvc, "--cd", workdir, "status", "--json"), f"dvc status in {workdir}",
                              timeout=DVC_PROOF_TIMEOUT)
         changes = workspace_changes(status.stdout)
@@ -255,18 +259,21 @@ class PullData(Task):
                 ctx.note(f"data up to date: {self._totals(ctx)}")
             return None
 
-        def apply() -> None:
-            pulled = ctx.storage_step(dvc_argv(dvc, "--cd", workdir, "pull", "--remote", proof.settings.dvc_remote),
-                                      f"dvc pull in {workdir}", timeout=LONG_STEP_TIMEOUT)
-            fetched = _FETCHED.search(pulled.stdout)
-            if not access_recorded and not (fetched and int(fetched.group(1))):
-                proof.dvc_status_cloud(ctx)
-            proof.record(ctx, kind=DATA)
-            summary = [line.strip() for line in pulled.stdout.splitlines() if "fetched" in line or "added" in line]
-            ctx.note("; ".join([*summary[-1:], f"workspace holds {self._totals(ctx)}"]))
-
         return Change(f"dvc pull -r {proof.settings.dvc_remote} in {workdir} ({len(changes)} output(s) missing)",
-                      apply)
+                      lambda: self._pull(ctx, access_recorded=access_recorded))
+
+    def _pull(self, ctx: HostContext, *, access_recorded: bool) -> None:
+        """`dvc pull`; when it fetched nothing (and no record proves access), `dvc status -c` proves DVC."""
+        proof = self.proof
+        workdir = proof.info.workdir
+        pulled = ctx.storage_step(dvc_argv(proof.dvc, "--cd", workdir, "pull", "--remote", proof.settings.dvc_remote),
+                                  f"dvc pull in {workdir}", timeout=LONG_STEP_TIMEOUT)
+        fetched = _FETCHED.search(pulled.stdout)
+        if not access_recorded and not (fetched and int(fetched.group(1))):
+            proof.dvc_status_cloud(ctx)
+        proof.record(ctx, kind=DATA)
+        summary = [line.strip() for line in pulled.stdout.splitlines() if "fetched" in line or "added" in line]
+        ctx.note("; ".join([*summary[-1:], f"workspace holds {self._totals(ctx)}"]))
 
 
 class ProveRevoked(Task):

@@ -31,7 +31,7 @@ from provision.tasks.client_key import (
     expand_home,
     key_marker,
 )
-from provision.tasks.client_known_hosts import PinStorageHostKey, storage_host_keys
+from provision.tasks.client_known_hosts import PinStorageHostKey
 from provision.tasks.dvc_client import (
     STORAGE_GID_EXPORT,
     DvcClientConfig,
@@ -40,9 +40,9 @@ from provision.tasks.dvc_client import (
     SharedCacheGroup,
     StorageGroupId,
 )
-from provision.tasks.packages import DVC_BUILD_EXPORT, DVC_EXPORT, EnsureDvc, EnsureGit
+from provision.tasks.packages import EnsureDvc, EnsureGit
 from provision.tasks.password_login import check_password_access
-from provision.tasks.proofs import ClientProof, ProveAccess, ProveRevoked, PullData
+from provision.tasks.proofs import ProveAccess, ProveRevoked, PullData, client_proof
 
 #: Vars that name things on storage: a client must see the same values as the storage host.
 SHARED_VARS = ("storage_user", "git_user", "storage_group", "dvc_storage", "git_remote")
@@ -121,10 +121,7 @@ def onboard_play(inventory: Inventory, clients: Sequence[Host], *, pins_path: Pa
     def set_up_client(host: Host, state: PlayState) -> list[Task]:
         settings = host.settings
         info = client_info(state, host)
-        exports = state.report(host.name).exports
-        storage_keys = [f"{key.get_name()} {key.get_base64()}" for key in storage_host_keys(pins_path, storage)]
-        proof = ClientProof(info, settings, exports[DVC_EXPORT], exports[DVC_BUILD_EXPORT], storage_keys,
-                            verify=verify)
+        proof = client_proof(state, host, info, storage, pins_path, verify=verify)
         shared_cache = expand_home(settings.shared_cache, info.home) if settings.shared_cache else None
         tasks: list[Task] = [
             PinStorageHostKey(info, settings.storage_address, settings.storage_port, pins_path, storage),

@@ -254,6 +254,14 @@ class _DvcTask(Task):
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
 
+    def _export_build(self, ctx: HostContext, executable: str) -> None:
+        """Which version runs as `executable`, and whether the guard makes it check storage's host key."""
+        state = DvcState.parse(ctx.fact(self._fact) or "")
+        if executable == f"{self.venv}/bin/dvc":
+            ctx.export(DVC_BUILD_EXPORT, DvcBuild(str(state.venv_version), state.guard_active))
+        else:
+            ctx.export(DVC_BUILD_EXPORT, DvcBuild(str(state.path_version), guarded=False))
+
 
 class EnsureDvc(_DvcTask):
     """dvc within `dvc_version`: reused when present, else pip-installed into `dvc_venv` and linked."""
@@ -301,13 +309,6 @@ class EnsureDvc(_DvcTask):
 
         return Change(", ".join(steps), apply)
 
-    def _export_build(self, ctx: HostContext, executable: str) -> None:
-        """Which version runs as `executable`, and whether the guard makes it check storage's host key."""
-        state = DvcState.parse(ctx.fact(self._fact) or "")
-        if executable == f"{self.venv}/bin/dvc":
-            ctx.export(DVC_BUILD_EXPORT, DvcBuild(str(state.venv_version), state.guard_active))
-        else:
-            ctx.export(DVC_BUILD_EXPORT, DvcBuild(str(state.path_version), guarded=False))
 
     def _warn_unguarded(self, ctx: HostContext, state: DvcState) -> None:
         warning = unguarded_dvc_warning(state, self.venv)
@@ -345,5 +346,6 @@ class FindDvc(_DvcTask):
         if decision.install:
             raise ProvisionError(f"no dvc {self.spec} on this host: run `provision onboard` first")
         ctx.export(DVC_EXPORT, decision.executable)
+        self._export_build(ctx, decision.executable)
         ctx.note(f"dvc {decision.version} ({decision.executable})")
         return None

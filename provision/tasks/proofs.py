@@ -16,20 +16,21 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from provision.engine import Change, HostContext, Task
+from provision.engine import Change, HostContext, PlayState, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
-from provision.inventory import Settings
+from provision.inventory import Host, Settings
 from provision.remote import script
 from provision.tasks.checkout import CLONED_EXPORT, LONG_STEP_TIMEOUT, git_url
 from provision.tasks.client_key import ClientInfo, key_fingerprint, run_checked
-from provision.tasks.client_known_hosts import client_ssh_options
+from provision.tasks.client_known_hosts import client_ssh_options, storage_host_keys
 from provision.tasks.dvc_client import credential_keys, dvc_argv
-from provision.tasks.packages import DvcBuild
+from provision.tasks.packages import DVC_BUILD_EXPORT, DVC_EXPORT, DvcBuild
 from provision.tasks.proof_record import (
     ACCESS,
     DATA,
@@ -166,6 +167,15 @@ class ClientProof:
         settings, workdir = self.settings, self.info.workdir
         ctx.storage_step(dvc_argv(self.dvc, "--cd", workdir, "status", "--cloud", "--remote", settings.dvc_remote),
                          f"proof: dvc status -c -r {settings.dvc_remote} in {workdir}", timeout=DVC_PROOF_TIMEOUT)
+
+
+def client_proof(state: PlayState, host: Host, info: ClientInfo, storage: Host, pins_path: Path, *,
+                 verify: bool) -> ClientProof:
+    """The proof of a client whose tools an earlier phase found (its dvc and build exported)."""
+    exports = state.report(host.name).exports
+    storage_keys = [f"{key.get_name()} {key.get_base64()}" for key in storage_host_keys(pins_path, storage)]
+    return ClientProof(info, host.settings, exports[DVC_EXPORT], exports[DVC_BUILD_EXPORT], storage_keys,
+                       verify=verify)
 
 
 class ProveAccess(Task):

@@ -175,7 +175,7 @@ def seed_plan(lab: Lab) -> SeedPlan:
         storage_group=settings.storage_group, nologin=NOLOGIN, git_shell=GIT_SHELL, home_base=HOME_BASE,
         dvc_storage=settings.dvc_storage, git_remote=settings.git_remote,
         git_remote_parent=str(Path(settings.git_remote).parent), server_repo=settings.server_repo,
-        site_cache_dir=site_cache_dir(settings), dvc=f"{settings.dvc_venv}/bin/dvc",
+        site_cache_dir=site_cache_dir(f"{HOME_BASE}/{settings.git_user}"), dvc=f"{settings.dvc_venv}/bin/dvc",
         shared_mode=f"{SHARED_DIRECTORY_MODE:o}", repository_mode=f"{REPOSITORY_DIRECTORY_MODE:o}",
         shared_repository=SHARED_REPOSITORY, branch=INITIAL_BRANCH, acl_spec=setfacl_spec(settings.storage_group),
         committed_config=render_committed_config(settings, hardlink_lock=hardlink_lock),

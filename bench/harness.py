@@ -124,11 +124,11 @@ class PhaseResult:
         return not self.problems and not any(self.exit_statuses.values())
 
 
-def _stock_sshd(lab: Lab) -> None:
+def stock_sshd(lab: Lab, settings: str = STOCK_SSHD) -> None:
     """Every host's sshd on stock limits with VERBOSE logging (a drop-in wins: the lab's config includes
-    drop-ins first); reloaded as the lab reloads it, then waited for."""
+    drop-ins first), or on other `settings`; reloaded as the lab reloads it, then waited for."""
     for host in lab.hosts:
-        lab.host_path(host, SSHD_DROP_IN).write_text(STOCK_SSHD)
+        lab.host_path(host, SSHD_DROP_IN).write_text(settings)
         log = lab.log_path(host)
         restarts = log.read_text().count("Server listening on")
         lab.exec(host, shlex.split(SSHD_RELOAD_COMMAND), check=True)
@@ -189,7 +189,7 @@ def _one_lab(contender: Contender, clients: int, repetition: int, work: Path, da
     lab = Lab(run_dir / "lab").up(["storage", *(f"ws{index}" for index in range(1, clients + 1))])
     results = []
     try:
-        _stock_sshd(lab)
+        stock_sshd(lab)
         plan = seed_plan(lab)
         ctx = Context(lab, run_dir, run_dir / "plan.json", run_dir / "plan.env", _environment(run_dir))
         plan.write_ansible_vars(ctx.ansible_vars)

@@ -69,6 +69,14 @@ storage_bootstrap() {
     printf '%s' "${git_shell_command_texts[$index]}" >"$commands/${git_shell_command_names[$index]}"
     chmod 0755 "$commands/${git_shell_command_names[$index]}"
   done
+  printf '%s' "$served_repositories" >"$served_repositories_path"
+  chmod 0644 "$served_repositories_path"
+  if ! printf '%s' "$sshd_drop_in" | cmp -s - "$sshd_drop_in_path"; then
+    printf '%s' "$sshd_drop_in" >"$sshd_drop_in_path"
+    chmod 0644 "$sshd_drop_in_path"
+    sshd -t
+    bash -c "$sshd_reload"
+  fi
   install -d -o "$storage_user" -g "$storage_group" -m "$shared_mode" "$dvc_storage"
   install -d -o "$git_user" -g "$storage_group" -m "$repository_mode" "$git_remote_parent" "$server_repo"
   install -d -o "$git_user" -g "$storage_group" -m "$shared_mode" "$site_cache_dir"

@@ -21,7 +21,7 @@ from provision.hostkeys import known_hosts_name
 from provision.inventory import Settings, load_inventory
 from provision.lab import Lab
 from provision.plays.bootstrap import NOLOGIN
-from provision.tasks.accounts import HOME_BASE, git_shell_commands
+from provision.tasks.accounts import HOME_BASE, SERVED_REPOSITORIES, git_shell_commands, served_repositories
 from provision.tasks.authorized_keys import GIT, SFTP, key_line
 from provision.tasks.checkout import git_ssh_command, git_url
 from provision.tasks.client_key import ClientInfo, connecting_user, expand_home, key_marker
@@ -31,6 +31,7 @@ from provision.tasks.dvc_client import managed_settings, merge_config
 from provision.tasks.dvc_repo import render_committed_config, render_server_config_local, site_cache_dir
 from provision.tasks.git_repo import INITIAL_BRANCH, SHARED_REPOSITORY
 from provision.tasks.packages import GIT_SHELL
+from provision.tasks.sshd_config import drop_in_path, render_drop_in
 
 #: The dataset: DATASET_FILES files of DATASET_BYTES in all, in DATASET_DIRS directories, reproducible.
 DATASET = "data"
@@ -93,6 +94,11 @@ class SeedPlan:
     committed_config: str
     server_config_local: str
     git_shell_commands: dict[str, str]
+    served_repositories_path: str
+    served_repositories: str
+    sshd_drop_in_path: str
+    sshd_drop_in: str
+    sshd_reload: str
     dataset: str
     tag: str
     retry_attempts: int
@@ -170,17 +176,22 @@ def seed_plan(lab: Lab) -> SeedPlan:
             config_local=merge_config(None, managed_settings(client, info, None), {}) or "",
             sftp_line=_line_parts(SFTP, marker, read_only), git_line=_line_parts(GIT, marker, read_only)))
     hardlink_lock = _fstype(lab, storage.name, settings.nfs_root).startswith("nfs")
+    git_home = f"{HOME_BASE}/{settings.git_user}"
     return SeedPlan(
         storage_port=lab.port(storage.name), storage_user=settings.storage_user, git_user=settings.git_user,
         storage_group=settings.storage_group, nologin=NOLOGIN, git_shell=GIT_SHELL, home_base=HOME_BASE,
         dvc_storage=settings.dvc_storage, git_remote=settings.git_remote,
         git_remote_parent=str(Path(settings.git_remote).parent), server_repo=settings.server_repo,
-        site_cache_dir=site_cache_dir(settings), dvc=f"{settings.dvc_venv}/bin/dvc",
+        site_cache_dir=site_cache_dir(git_home), dvc=f"{settings.dvc_venv}/bin/dvc",
         shared_mode=f"{SHARED_DIRECTORY_MODE:o}", repository_mode=f"{REPOSITORY_DIRECTORY_MODE:o}",
         shared_repository=SHARED_REPOSITORY, branch=INITIAL_BRANCH, acl_spec=setfacl_spec(settings.storage_group),
         committed_config=render_committed_config(settings, hardlink_lock=hardlink_lock),
-        server_config_local=render_server_config_local(settings),
-        git_shell_commands=git_shell_commands(settings.git_user, GIT_SHELL), dataset=DATASET, tag=TAG,
+        server_config_local=render_server_config_local(settings, git_home),
+        git_shell_commands=git_shell_commands(settings.git_user, GIT_SHELL),
+        served_repositories_path=f"{git_home}/{SERVED_REPOSITORIES}",
+        served_repositories=served_repositories(None, settings.git_remote),
+        sshd_drop_in_path=drop_in_path(settings.storage_user), sshd_drop_in=render_drop_in(settings, password=False),
+        sshd_reload=shlex.join(settings.sshd_reload_command), dataset=DATASET, tag=TAG,
         retry_attempts=RETRY_ATTEMPTS, retry_delay=RETRY_DELAY_SECONDS, retry_pattern=RETRY_PATTERN,
         clients=clients)
 

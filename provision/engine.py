@@ -4,10 +4,16 @@ A play is a sequence of phases; each phase runs its hosts in parallel up to `for
 runs its tasks in order. A task only *plans*: it reads facts and returns the change it would make
 (or None). The engine applies a change unless `--check`, so no task can forget check mode. A failing
 or unreachable host never stops the others; hosts that failed are left out of later phases.
+
+A change made of argv-only commands (`Change.commands`) is queued rather than run at once: the queue
+goes to the host as one remote command (provision.remote.ChangeBatch) when the phase's host is done,
+when a task reads a fact a queued command makes stale, or when anything else needs the session. Each
+queued task still gets its own result, in task order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -16,11 +22,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from provision.connection import HostKeyOptions, Session, UnreachableError, open_session, remove_stale_staging
+from provision.admission import StorageAdmission
+from provision.connection import (
+    CommandResult,
+    HostKeyOptions,
+    Session,
+    UnreachableError,
+    open_session,
+    remove_stale_staging,
+)
 from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
 from provision.inventory import Host, Inventory
-from provision.remote import ProbeBatch
+from provision.remote import BatchOutput, ChangeBatch, ProbeBatch
 
 EXIT_OK = 0
 EXIT_INPUT = 1
@@ -38,13 +52,34 @@ class Status(StrEnum):
     UNREACHABLE = "unreachable"
 
 
+@dataclass(frozen=True)
+class Command:
+    """A change that is one argv list: the engine may send it to the host together with its neighbours.
+
+    `what` names it in an error; `stale` are the facts it changes (re-read when asked for after it ran);
+    `done` sees its output (e.g. to add a note).
+    """
+
+    argv: Sequence[str]
+    what: str
+    privileged: bool = True
+    stale: Sequence[Fact] = ()
+    done: Callable[[CommandResult], None] | None = None
+
+
 @dataclass
 class Change:
-    """What a task would change: a one-line summary, a diff, and how to apply it."""
+    """What a task would change: a one-line summary, a diff, and how to apply it: a callable, or commands
+    (of one privilege level) that the engine may send together with other tasks' commands."""
 
     summary: str
-    apply: Callable[[], None]
+    apply: Callable[[], None] | None = None
     diff: str = ""
+    commands: Sequence[Command] = ()
+
+    def __post_init__(self) -> None:
+        if len({command.privileged for command in self.commands}) > 1:
+            raise ValueError("a change's commands must share one privilege level")
 
 
 class Task(ABC):
@@ -63,6 +98,10 @@ class Task(ABC):
 
 class SkipHost(ProvisionError):
     """Raised by a task to skip the rest of its host's phase without failing it."""
+
+
+class QueuedChangeFailed(SkipHost):
+    """A queued command of an earlier task failed when the queue ran: the task that needed it is skipped."""
 
 
 @dataclass
@@ -85,6 +124,8 @@ class HostReport:
     unreachable: bool = False
     failed: bool = False
     exports: dict[str, Any] = field(default_factory=dict)
+    #: Client steps tried again because storage shed their connection before authentication.
+    retries: int = 0
 
     @property
     def status(self) -> Status:
@@ -99,7 +140,7 @@ class HostReport:
         return Status.OK
 
     def stats(self) -> dict[str, int]:
-        """Ansible's recap counters: `ok` counts changed tasks too."""
+        """Ansible's recap counters (`ok` counts changed tasks too), and retries of storage steps."""
         count = {s: sum(1 for t in self.tasks if t.status is s) for s in Status}
         return {
             "ok": count[Status.OK] + count[Status.CHANGED],
@@ -107,6 +148,7 @@ class HostReport:
             "failed": count[Status.FAILED],
             "skipped": count[Status.SKIPPED],
             "unreachable": 1 if self.unreachable else 0,
+            "retries": self.retries,
         }
 
 
@@ -177,10 +219,124 @@ class HostContext:
         self._engine = engine
         self._facts: dict[Hashable, Any] = {}
         self.notes: list[str] = []
+        #: Tasks of this phase that changed the host so far (facts gathered before them may be stale).
+        self.changed_tasks: list[str] = []
+        #: Results in task order that wait for queued commands to run, with the commands of each.
+        self._waiting: list[tuple[TaskResult, tuple[Command, ...]]] = []
+        self._finished: list[TaskResult] = []
 
     @property
     def session(self) -> Session:
+        """The host's session; queued commands run first, since whatever comes next may rely on them."""
+        self.flush()
         return self._engine.session(self.host)
+
+    def queue(self, result: TaskResult, commands: Sequence[Command] = ()) -> None:
+        """A task's result, reported once the queue ran: its commands' outcome decides it (none: as it is)."""
+        self._waiting.append((result, tuple(commands)))
+
+    @property
+    def queued(self) -> bool:
+        return any(commands for _, commands in self._waiting)
+
+    def _stale_keys(self) -> set[Hashable]:
+        return {fact.key for _, commands in self._waiting for command in commands for fact in command.stale}
+
+    def flush(self) -> None:
+        """Run the queued commands, one remote command per run of equal privilege; results go to `finished`.
+
+        Raises QueuedChangeFailed when one failed (the caller's task is skipped, the host stops).
+        """
+        waiting, self._waiting = self._waiting, []
+        failed: str | None = None
+        while waiting and failed is None:
+            privileged = next((commands[0].privileged for _, commands in waiting if commands), False)
+            run: list[tuple[TaskResult, tuple[Command, ...]]] = []
+            while waiting and all(command.privileged is privileged for command in waiting[0][1]):
+                run.append(waiting.pop(0))
+            failed = self._run_queued(run, privileged)
+        for result, _ in waiting:
+            self._finished.append(TaskResult(result.name, Status.SKIPPED, f"skipped after {failed} failed"))
+        if failed is not None:
+            raise QueuedChangeFailed(f"skipped after {failed} failed")
+
+    def _run_queued(self, run: Sequence[tuple[TaskResult, tuple[Command, ...]]], privileged: bool) -> str | None:
+        """One batch; the name of the task whose command failed (or that lost the host), or None."""
+        argvs = [command.argv for _, commands in run for command in commands]
+        if not argvs:
+            self._finished += [result for result, _ in run]
+            return None
+        batch = ChangeBatch(argvs)
+        lost: TaskResult | None = None
+        outcomes: list[BatchOutput] = []
+        try:
+            output = self._engine.session(self.host).run_line(batch.command(), privileged=privileged)
+            outcomes = batch.parse(output.stdout)
+        except UnreachableError as error:
+            lost = TaskResult("", Status.UNREACHABLE, str(error))
+        except (ProvisionError, ValueError) as error:
+            lost = TaskResult("", Status.FAILED, str(error))
+        failed: str | None = None
+        ran = iter(outcomes)
+        for result, commands in run:
+            if failed is not None:
+                self._finished.append(TaskResult(result.name, Status.SKIPPED, f"skipped after {failed} failed"))
+            elif lost is not None and commands:
+                failed = result.name
+                self._finished.append(TaskResult(result.name, lost.status, lost.msg))
+            else:
+                failed = self._commands_done(result, commands, [next(ran, None) for _ in commands])
+        return failed
+
+    def _commands_done(self, result: TaskResult, commands: Sequence[Command],
+                       outcomes: Sequence[BatchOutput | None]) -> str | None:
+        """Finish a queued task from its commands' outcomes; its name when one failed."""
+        running_task_notes, self.notes = self.notes, []
+        try:
+            for command, outcome in zip(commands, outcomes, strict=True):
+                done = CommandResult(tuple(command.argv), 255 if outcome is None else outcome.rc,
+                                     "" if outcome is None else outcome.stdout,
+                                     "no result: the batch stopped early" if outcome is None else outcome.stdout)
+                if not done.ok:
+                    self._finished.append(TaskResult(result.name, Status.FAILED,
+                                                     str(command_error(command.what, done))))
+                    return result.name
+                self._command_ran(command, done)
+            self._finished.append(TaskResult(result.name, result.status, "; ".join([result.msg, *self.notes]),
+                                             result.diff))
+            return None
+        finally:
+            self.notes = running_task_notes
+
+    def _command_ran(self, command: Command, result: CommandResult) -> None:
+        for fact in command.stale:
+            self.forget(fact)
+        if command.done is not None:
+            command.done(result)
+
+    def apply_now(self, change: Change) -> None:
+        """Apply a change at once: for a task that composes other tasks' changes into its own."""
+        if change.apply is not None:
+            change.apply()
+        for command in change.commands:
+            result = self.session.run(command.argv, privileged=command.privileged)
+            if not result.ok:
+                raise command_error(command.what, result)
+            self._command_ran(command, result)
+
+    def refresh(self, facts: Iterable[Fact]) -> None:
+        """Before a task plans: its facts that queued commands change are read after they ran, and every
+        fact of it not known (any more) is read in one batch."""
+        facts = list(facts)
+        stale = self._stale_keys()
+        if any(fact.key in stale for fact in facts):
+            self.flush()
+        self.gather(facts)
+
+    def take_finished(self) -> list[TaskResult]:
+        """Results the queue has decided since the last call, in task order."""
+        finished, self._finished = self._finished, []
+        return finished
 
     def gather(self, facts: Iterable[Fact]) -> None:
         """Read every fact not yet known: one remote command per privilege level (two at most).
@@ -206,7 +362,9 @@ class HostContext:
             self._facts[fact.key] = fact.parse(output)
 
     def fact(self, fact: Fact) -> Any:
-        """A fact's value (read now if the phase did not gather it)."""
+        """A fact's value (read now if the phase did not gather it, or if a queued command changes it)."""
+        if fact.key in self._stale_keys():
+            self.flush()
         if fact.key not in self._facts:
             self.gather([fact])
         return self._facts[fact.key]
@@ -226,6 +384,30 @@ class HostContext:
     def secret(self, key: str) -> str | None:
         return self._engine.secret(self.host, key)
 
+    def storage_run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        """Run argv on this client as the connecting user when it connects to storage itself.
+
+        It holds one of the run's slots for storage (`storage_connections`), so a fleet never floods
+        sshd's MaxStartups; a connection storage shed before authentication is retried (counted in
+        the recap), an authentication or host-key failure is not.
+        """
+        settings = self.host.settings
+        report = self.state.report(self.host.name)
+
+        def count_retry() -> None:
+            report.retries += 1
+
+        return self._engine.admission.run(
+            self.session, argv, address=settings.storage_address, port=settings.storage_port,
+            limit=settings.storage_connections, timeout=timeout, on_retry=count_retry)
+
+    def storage_step(self, argv: Sequence[str], what: str, *, timeout: float | None = None) -> CommandResult:
+        """`storage_run`, where a failure raises an error naming `what`."""
+        result = self.storage_run(argv, timeout=timeout)
+        if not result.ok:
+            raise command_error(what, result)
+        return result
+
 
 class Engine:
     """Runs plays over an inventory and reports each task as it finishes."""
@@ -242,6 +424,7 @@ class Engine:
         self._session_factory = session_factory or self._open_session
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        self.admission = StorageAdmission()
 
     def secret(self, host: Host, key: str) -> str | None:
         return self._secrets(host, key) if self._secrets else None
@@ -334,23 +517,48 @@ class Engine:
             return
         for index, task in enumerate(tasks):
             result = self._run_task(task, ctx)
+            if result is None:  # queued: decided when the queue runs
+                continue
+            stopped = result.status in (Status.FAILED, Status.UNREACHABLE)
+            if ctx.queued and not stopped:
+                ctx.queue(result)
+                continue
+            stopped = self._flush(host, state, ctx) or stopped
             self._record(host, state, result)
-            if result.status in (Status.FAILED, Status.UNREACHABLE):
+            if stopped:
                 for rest in tasks[index + 1 :]:
                     self._record(host, state, TaskResult(rest.name, Status.SKIPPED,
                                                          f"skipped after {task.name} {result.status}"))
                 return
+        self._flush(host, state, ctx)
 
-    def _run_task(self, task: Task, ctx: HostContext) -> TaskResult:
+    def _flush(self, host: Host, state: PlayState, ctx: HostContext) -> bool:
+        """Run what the host has queued and record the results it decided; True when one failed."""
+        with contextlib.suppress(QueuedChangeFailed):  # its results say which task failed
+            ctx.flush()
+        finished = ctx.take_finished()
+        for result in finished:
+            self._record(host, state, result)
+        return any(result.status in (Status.FAILED, Status.UNREACHABLE) for result in finished)
+
+    def _run_task(self, task: Task, ctx: HostContext) -> TaskResult | None:
+        """The task's result, or None when its change is queued (see HostContext.flush)."""
         ctx.notes = []
         self.reporter.task_started(ctx.host.name, task.name)
         try:
+            ctx.refresh(task.facts())
             change = task.plan(ctx)
             if change is None:
                 return TaskResult(task.name, Status.OK, "; ".join(ctx.notes))
-            if not ctx.check:
-                change.apply()
             summary = f"would {change.summary}" if ctx.check else change.summary
+            if not ctx.check:
+                ctx.changed_tasks.append(task.name)
+                if change.commands:
+                    ctx.queue(TaskResult(task.name, Status.CHANGED, "; ".join([summary, *ctx.notes]),
+                                         change.diff if ctx.diff else ""), change.commands)
+                    return None
+                if change.apply is not None:
+                    change.apply()
             message = "; ".join([summary, *ctx.notes])
             return TaskResult(task.name, Status.CHANGED, message, change.diff if ctx.diff else "")
         except SkipHost as skip:

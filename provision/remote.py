@@ -15,6 +15,7 @@ from shlex import join as quote_argv
 
 __all__ = [
     "BatchOutput",
+    "ChangeBatch",
     "ProbeBatch",
     "as_user",
     "privileged_line",
@@ -88,13 +89,20 @@ class ProbeBatch:
 
     def parse(self, stdout: str) -> list[BatchOutput]:
         """Split the combined output back into one result per probe."""
+        results = self._frames(stdout)
+        if len(results) < len(self.probes):
+            raise ValueError(f"probe {len(results)} produced no output frame")
+        return results
+
+    def _frames(self, stdout: str) -> list[BatchOutput]:
+        """The results of the probes that started, in order."""
         results = []
         position = 0
         for index in range(len(self.probes)):
             begin = f"\n{self.token} {index}\n"
             start = stdout.find(begin, position)
             if start < 0:
-                raise ValueError(f"probe {index} produced no output frame")
+                break
             start += len(begin)
             end_mark = f"\n{self.token} {index} "
             end = stdout.find(end_mark, start)
@@ -106,3 +114,23 @@ class ProbeBatch:
             results.append(BatchOutput(rc=rc, stdout=stdout[start:end]))
             position = rc_end if rc_end >= 0 else len(stdout)
         return results
+
+
+class ChangeBatch(ProbeBatch):
+    """Several changes' commands as one remote command, in order, stopping after the first that fails.
+
+    Each command's stdout and stderr (merged) and exit status come back framed as in ProbeBatch;
+    commands after a failure do not run and have no frame.
+    """
+
+    def command(self) -> str:
+        parts = []
+        for index, argv in enumerate(self.probes):
+            begin = quote_argv(["printf", "\\n%s %s\\n", self.token, str(index)])
+            end = quote_argv(["printf", "\\n%s %s %s\\n", self.token, str(index)])
+            parts.append(f'{begin}; {quote_argv(argv)} </dev/null 2>&1; rc=$?; {end} "$rc"; [ "$rc" -eq 0 ] || exit 0')
+        return "; ".join(parts) if parts else "true"
+
+    def parse(self, stdout: str) -> list[BatchOutput]:
+        """One result per command that ran: all of them, or up to and including the first that failed."""
+        return self._frames(stdout)

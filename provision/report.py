@@ -125,11 +125,12 @@ class ConsoleReporter:
         self.running.close()
         table = Table(title="recap", title_justify="left", show_edge=False)
         table.add_column("host")
-        for column in ("ok", "changed", "failed", "skipped", "unreachable"):
+        columns = ("ok", "changed", "failed", "skipped", "unreachable", "retries")
+        for column in columns:
             table.add_column(column, justify="right")
         for host, report in state.reports.items():
             stats = report.stats()
-            table.add_row(f"[{_STYLE[report.status]}]{escape(host)}[/]", *(str(stats[k]) for k in stats))
+            table.add_row(f"[{_STYLE[report.status]}]{escape(host)}[/]", *(str(stats[k]) for k in columns))
         self.out.print(table)
 
 

@@ -11,14 +11,17 @@ from provision.plays.onboard import offboard_play, onboard_play, select_clients
 @click.command()
 @play_options
 @click.option("--pull", is_flag=True, help="Also run `dvc pull` in each checkout and report files and bytes.")
+@click.option("--verify", is_flag=True,
+              help="Prove access (and check the data with --pull) again even where a recorded proof still holds.")
 @click.argument("hosts", nargs=-1)
-def onboard(play_args: PlayArgs, pull: bool, hosts: tuple[str, ...]) -> None:
+def onboard(play_args: PlayArgs, pull: bool, verify: bool, hosts: tuple[str, ...]) -> None:
     """Onboard client HOSTS (default: every non-storage host) onto the storage server.
 
     Each client gets git and dvc, its own ed25519 key pair (made on the client), key lines on storage
     for DVC (SFTP only) and git (git-shell only), storage's host key from the controller's pins, a
-    checkout of git_remote in workdir and a 0600 .dvc/config.local; access is proven with OpenSSH and
-    `dvc status -c` before the client counts as done.
+    checkout of git_remote in workdir and a 0600 .dvc/config.local; access is proven (the clone, `dvc
+    pull` or `dvc status -c`) before the client counts as done. A re-run skips the proof while the record
+    of the last one still holds (--verify proves again).
 
     \b
     Example:
@@ -27,7 +30,7 @@ def onboard(play_args: PlayArgs, pull: bool, hosts: tuple[str, ...]) -> None:
     """
     inventory = play_args.load()
     clients = select_clients(inventory, hosts, play_args.limit)
-    play = onboard_play(inventory, clients, pins_path=inventory.known_hosts_path, pull=pull)
+    play = onboard_play(inventory, clients, pins_path=inventory.known_hosts_path, pull=pull, verify=verify)
     run_play(play_args, inventory, lambda engine: play)
 
 

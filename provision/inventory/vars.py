@@ -139,6 +139,13 @@ def _gid(value: Any) -> int | None:
     return gid
 
 
+def _connections(value: Any) -> int:
+    count = _integer(value, "a number of connections 1..100")
+    if not 1 <= count <= 100:
+        raise _Invalid(f"{count} is outside 1..100: expected a number of connections")
+    return count
+
+
 def _choice(*options: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in options:
@@ -258,6 +265,7 @@ OUR_VARS: dict[str, Callable[[Any], Any]] = {
     "server_cache": _choice("separate", "shared"),
     "storage_address": _host_address,
     "storage_port": _port,
+    "storage_connections": _connections,
     "storage_user": _account,
     "git_user": _account,
     "storage_group": _account,
@@ -348,6 +356,7 @@ class Settings:
     server_cache: str
     storage_address: str
     storage_port: int
+    storage_connections: int
     storage_user: str
     git_user: str
     storage_group: str
@@ -393,6 +402,8 @@ DEFAULTS: dict[str, Any] = {
     "dvc_remote": "data",
     "nfs_root": "/mnt/nfs",
     "server_cache": "separate",
+    # Clients' own connections to storage at once: well below sshd's MaxStartups start value (10).
+    "storage_connections": 6,
     "storage_user": "dvc",
     "git_user": "git",
     "storage_group": "dvc",

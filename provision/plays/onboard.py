@@ -40,9 +40,9 @@ from provision.tasks.dvc_client import (
     SharedCacheGroup,
     StorageGroupId,
 )
-from provision.tasks.packages import DVC_EXPORT, EnsureDvc, EnsureGit
+from provision.tasks.packages import EnsureDvc, EnsureGit
 from provision.tasks.password_login import check_password_access
-from provision.tasks.proofs import ProveAccess, ProveRevoked, PullData
+from provision.tasks.proofs import ProveAccess, ProveRevoked, PullData, client_proof
 
 #: Vars that name things on storage: a client must see the same values as the storage host.
 SHARED_VARS = ("storage_user", "git_user", "storage_group", "dvc_storage", "git_remote")
@@ -90,8 +90,10 @@ def client_key_lines(host: Host, public_key: str | None) -> tuple[list[str] | No
     return sftp, git
 
 
-def onboard_play(inventory: Inventory, clients: Sequence[Host], *, pins_path: Path, pull: bool) -> Play:
-    """The three phases of onboarding for `clients` (see the module docstring)."""
+def onboard_play(inventory: Inventory, clients: Sequence[Host], *, pins_path: Path, pull: bool,
+                 verify: bool = False) -> Play:
+    """The three phases of onboarding for `clients` (see the module docstring); `verify` proves again
+    where a recorded proof still holds."""
     check_password_access(inventory)
     storage = inventory.storage
     shared_cache_clients = [host for host in clients if host.settings.shared_cache]
@@ -119,7 +121,7 @@ def onboard_play(inventory: Inventory, clients: Sequence[Host], *, pins_path: Pa
     def set_up_client(host: Host, state: PlayState) -> list[Task]:
         settings = host.settings
         info = client_info(state, host)
-        dvc = state.report(host.name).exports[DVC_EXPORT]
+        proof = client_proof(state, host, info, storage, pins_path, verify=verify)
         shared_cache = expand_home(settings.shared_cache, info.home) if settings.shared_cache else None
         tasks: list[Task] = [
             PinStorageHostKey(info, settings.storage_address, settings.storage_port, pins_path, storage),
@@ -130,9 +132,9 @@ def onboard_play(inventory: Inventory, clients: Sequence[Host], *, pins_path: Pa
             tasks.append(SharedCacheGroup(info, settings.storage_group, storage_gid, settings.storage_gid,
                                           shared_cache))
         tasks += [PrivateSiteCache(info, settings), DvcClientConfig(info, settings, shared_cache),
-                  ProveAccess(info, settings, dvc)]
+                  ProveAccess(proof, dvc_by_pull=pull)]
         if pull:
-            tasks.append(PullData(info, settings, dvc))
+            tasks.append(PullData(proof))
         return tasks
 
     return Play("onboard", [

@@ -54,7 +54,7 @@ from provision.tasks.password_login import (
     find_secret,
     password_clients,
 )
-from provision.tasks.proofs import ProveAccess, ProveRevoked
+from provision.tasks.proofs import ProveAccess, ProveRevoked, client_proof
 
 
 def _shared_cache(host: Host, info: ClientInfo) -> str | None:
@@ -101,11 +101,11 @@ def rotate_keys_play(inventory: Inventory, clients: Sequence[Host]) -> Play:
     def retire(host: Host, state: PlayState) -> list[Task]:
         settings = host.settings
         rotation = rotation_of(state.report(host.name).exports, host)
-        dvc = state.report(host.name).exports[DVC_EXPORT]
         accounts = [settings.storage_user, *([settings.git_user] if git_on_storage else [])]
         tasks: list[Task] = [] if rotation.consolidating else [ProveRevoked(rotation.info, settings, accounts)]
+        proof = client_proof(state, host, rotation.info, storage, inventory.known_hosts_path, verify=True)
         return [*tasks, RetireOldKey(rotation, settings, _shared_cache(host, rotation.info)),
-                ProveAccess(rotation.info, settings, dvc)]
+                ProveAccess(proof, dvc_by_pull=False)]
 
     def summary(host: Host, state: PlayState) -> list[Task]:
         return [RotationSummary("key rotation", [client.name for client in clients], [],

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from provision.connection import CommandResult
-from provision.engine import Change, HostContext, Task
+from provision.engine import Change, Command, HostContext, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
 from provision.remote import as_user, script
@@ -165,15 +165,8 @@ class EnsureGroup(Task):
             ctx.note(f"gid {entry.gid}")
             return None
         argv = ["groupadd", "--system", *(["--gid", str(self.gid)] if self.gid is not None else []), self.group]
-
-        def apply() -> None:
-            result = ctx.session.run(argv, privileged=True)
-            if not result.ok:
-                raise command_error(f"creating group {self.group}", result)
-            ctx.forget(self._fact)
-
         return Change(f"create group {self.group}" + (f" (gid {self.gid})" if self.gid is not None else ""),
-                      apply)
+                      commands=[Command(argv, f"creating group {self.group}", stale=[self._fact])])
 
 
 class EnsureServiceAccount(Task):
@@ -216,14 +209,7 @@ class EnsureServiceAccount(Task):
                        f"root-owned {home}, ~/.ssh 0755, empty authorized_keys 0644)")
         argv = script(_ACCOUNT_APPLY, self.user, self.group, self.shell, home, self.comment,
                       "keep" if self.keep_password else "")
-
-        def apply() -> None:
-            result = ctx.session.run(argv, privileged=True)
-            if not result.ok:
-                raise command_error(f"setting up account {self.user}", result)
-            ctx.forget(self._fact)
-
-        return Change(summary, apply)
+        return Change(summary, commands=[Command(argv, f"setting up account {self.user}", stale=[self._fact])])
 
 
 def git_shell_commands(user: str, git_shell: str) -> dict[str, str]:
@@ -308,6 +294,6 @@ class EnsureGitShellCommands(Task):
                     raise command_error(f"creating {directory}", result)
                 ctx.forget(FileFact(directory))
             for change in file_changes:
-                change.apply()
+                ctx.apply_now(change)
 
         return Change(", ".join(summaries), apply, "".join(change.diff for change in file_changes))

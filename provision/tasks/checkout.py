@@ -21,6 +21,8 @@ from provision.tasks.client_known_hosts import client_ssh_options
 
 #: Clone and dvc pull move data: they get this long, whatever --timeout says about other commands.
 LONG_STEP_TIMEOUT = 6 * 3600.0
+#: Exported (True) when this run cloned the checkout: the clone proved git access with the client key.
+CLONED_EXPORT = "cloned"
 
 # $1 workdir. Prints "absent", "not-a-directory", "empty", "not-a-checkout", or "checkout" followed by
 # origin's URL, core.sshCommand and the number of changed paths (optional index locks not taken).
@@ -118,8 +120,8 @@ class Checkout(Task):
             return None
 
         def apply() -> None:
-            self._run(ctx, ["git", "-C", workdir, "config", "core.sshCommand", self.ssh_command or ""],
-                      "setting core.sshCommand")
+            run_checked(ctx, ["git", "-C", workdir, "config", "core.sshCommand", self.ssh_command or ""],
+                        f"setting core.sshCommand on {self.info.name}")
 
         return Change(f"set core.sshCommand (client key, pinned host key) in {workdir}", apply)
 
@@ -127,10 +129,9 @@ class Checkout(Task):
         argv = ["git", "clone", "--quiet"]
         if self.ssh_command is not None:
             argv += ["-c", f"core.sshCommand={self.ssh_command}"]
-        self._run(ctx, [*argv, "--", self.url, self.info.workdir], f"git clone {self.url}", LONG_STEP_TIMEOUT)
+        ctx.storage_step([*argv, "--", self.url, self.info.workdir], f"git clone {self.url} on {self.info.name}",
+                         timeout=LONG_STEP_TIMEOUT)
+        ctx.export(CLONED_EXPORT, True)
         ctx.forget(self.fact)
         for fact in checkout_file_facts(self.info.workdir):
             ctx.forget(fact)
-
-    def _run(self, ctx: HostContext, argv: list[str], what: str, timeout: float | None = None) -> None:
-        run_checked(ctx, argv, f"{what} on {self.info.name}", timeout=timeout)

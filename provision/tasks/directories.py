@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError, command_error
+from provision.connection import CommandResult
+from provision.engine import Change, Command, HostContext, Task
+from provision.errors import ProvisionError
 from provision.facts import CommandFact, Fact, FileFact, FileState
 from provision.remote import script
 from provision.tasks.files import describe_attributes
@@ -157,13 +158,9 @@ class EnsureDirectory(Task):
         acl_argument = setfacl_spec(self.group) if acl_needed else ""
         argv = script(_DIRECTORY_APPLY, self.path, self.owner, self.group, f"{self.mode:05o}", acl_argument)
 
-        def apply() -> None:
-            result = ctx.session.run(argv, privileged=True)
-            if not result.ok:
-                raise command_error(f"setting up {self.path}", result)
+        def done(result: CommandResult) -> None:
             if "acl-unsupported" in result.stdout:
                 ctx.note("the filesystem has no POSIX ACLs: no default ACL (setgid and the group mode apply)")
-            ctx.forget(self._file)
-            ctx.forget(self._acl)
 
-        return Change(summary, apply)
+        return Change(summary, commands=[Command(argv, f"setting up {self.path}", stale=[self._file, self._acl],
+                                                 done=done)])

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError, command_error
+from provision.engine import Change, Command, HostContext, Task
+from provision.errors import ProvisionError
 from provision.facts import CommandFact, Fact, FileFact, FileState
 from provision.inventory import Settings
 from provision.remote import as_user, script
@@ -202,19 +202,12 @@ class EnsureSiteCache(Task):
             ctx.note(f"{directory} ({settings.git_user} only)")
             return None
         summaries = [change.summary for change in steps]
+        commands = [command for change in steps for command in change.commands]
         if legacy.exists:
             summaries.append(f"remove {self._legacy.path} (any account could create or change it there)")
-
-        def apply() -> None:
-            for change in steps:
-                change.apply()
-            if legacy.exists:
-                result = ctx.session.run(["rm", "-rf", "--", self._legacy.path], privileged=True)
-                if not result.ok:
-                    raise command_error(f"removing {self._legacy.path}", result)
-                ctx.forget(self._legacy)
-
-        return Change(", ".join(summaries), apply)
+            commands.append(Command(["rm", "-rf", "--", self._legacy.path], f"removing {self._legacy.path}",
+                                    stale=[self._legacy]))
+        return Change(", ".join(summaries), commands=commands)
 
 
 class EnsureServerRepo(Task):

@@ -14,11 +14,10 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from provision.engine import Change, HostContext, Task
+from provision.engine import Change, Command, HostContext, Task
 from provision.errors import ProvisionError
 from provision.facts import CommandFact, Fact
 from provision.remote import as_user, script
-from provision.tasks.accounts import run_as_account
 
 INITIAL_BRANCH = "main"
 
@@ -201,7 +200,7 @@ class EnsureBareRepo(Task):
             argv = ["git", "init", "--quiet", "--bare", f"--shared={SHARED_REPOSITORY}",
                     f"--initial-branch={INITIAL_BRANCH}", self.path]
             return Change(f"create bare repository {self.path} (--shared={SHARED_REPOSITORY}, owner {self.owner})",
-                          lambda: self._run(ctx, argv, "git init --bare"))
+                          commands=[self._command(argv, "git init --bare")])
         bare, shared = status[1], status[2]
         owner = lines[1].removeprefix("owner ").strip() if len(lines) > 1 else ""
         if bare != "true":
@@ -214,8 +213,9 @@ class EnsureBareRepo(Task):
         argv = script('git config --file "$1/config" core.sharedRepository "$2" && chmod -R go-rwx -- "$1"',
                       self.path, SHARED_REPOSITORY)
         return Change(f"set core.sharedRepository = {SHARED_REPOSITORY} in {self.path}, closed to group and others",
-                      lambda: self._run(ctx, argv, "git config core.sharedRepository"))
+                      commands=[self._command(argv, "git config core.sharedRepository")])
 
-    def _run(self, ctx: HostContext, argv: list[str], what: str) -> None:
-        run_as_account(ctx, self.owner, script("umask 022 && exec \"$@\"", *argv), what=what)
-        ctx.forget(self._fact)
+    def _command(self, argv: list[str], what: str) -> Command:
+        """argv as the owner, files made 0644/0755 whatever root's umask (git's own modes do the rest)."""
+        return Command(as_user(self.owner, script("umask 022 && exec \"$@\"", *argv)), f"{what} as {self.owner}",
+                       stale=[self._fact])

@@ -299,12 +299,12 @@ class ProveNewKey(Task):
         settings, new_key = self.settings, self.rotation.new_key
         info = self.rotation.at(new_key)
         kept = f"; the old key {self.rotation.info.key} stays authorized and in use"
-        listing = ctx.session.run(sftp_list_argv(info, settings, settings.storage_user, settings.sftp_dvc_storage))
+        listing = ctx.storage_run(sftp_list_argv(info, settings, settings.storage_user, settings.sftp_dvc_storage))
         if not listing.ok:
             failure = command_error(f"proof of the new key: sftp as {settings.storage_user} with {new_key}", listing)
             raise ProvisionError(f"{failure}{kept}")
         if settings.git_remote_is_path:
-            remote = ctx.session.run(["git", "-C", info.workdir, "-c", f"core.sshCommand={git_ssh_command(info)}",
+            remote = ctx.storage_run(["git", "-C", info.workdir, "-c", f"core.sshCommand={git_ssh_command(info)}",
                                       "ls-remote", "--quiet", "origin"])
             if not remote.ok:
                 failure = command_error(f"proof of the new key: git ls-remote with {new_key}", remote)
@@ -315,8 +315,8 @@ class ProveNewKey(Task):
 
 def dvc_status_cloud(ctx: HostContext, info: ClientInfo, settings: Settings, dvc: str) -> str:
     """'' when `dvc status -c` reaches the remote with the checkout's config, else what it said."""
-    status = ctx.session.run(dvc_argv(dvc, "--cd", info.workdir, "status", "--cloud", "--remote",
-                                      settings.dvc_remote), timeout=DVC_PROOF_TIMEOUT)
+    status = ctx.storage_run(dvc_argv(dvc, "--cd", info.workdir, "status", "--cloud", "--remote", settings.dvc_remote),
+                             timeout=DVC_PROOF_TIMEOUT)
     return "" if status.ok else status.detail
 
 
@@ -345,7 +345,7 @@ class _KeyInUse:
 
     def apply(self, ctx: HostContext, changes: Sequence[Change]) -> None:
         for change in changes:
-            change.apply()
+            ctx.apply_now(change)
         ctx.forget(self.checkout_fact)
 
     def switch(self, ctx: HostContext) -> None:

@@ -33,6 +33,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 GIT_SHELL = "/usr/bin/git-shell"
 #: Export key under which EnsureDvc hands the dvc executable to later tasks of the phase.
 DVC_EXPORT = "dvc"
+#: The export that says which dvc build a client's proofs relied on (see DvcBuild).
+DVC_BUILD_EXPORT = "dvc_build"
 INSTALL_TIMEOUT = 1800.0
 #: The guard's top-level module name inside a dvc virtualenv (its `.pth` file has the same stem).
 GUARD_MODULE = "provision_dvc_ssh_guard"
@@ -181,6 +183,14 @@ class DvcDecision:
     link: bool
 
 
+@dataclass(frozen=True)
+class DvcBuild:
+    """The dvc a client runs: a recorded proof holds only for the same version and guard."""
+
+    version: str
+    guarded: bool
+
+
 def decide_dvc(state: DvcState, spec: str, venv: str) -> DvcDecision:
     """Prefer the venv's dvc, then one already on PATH; install into the venv when neither fits."""
     venv_dvc = f"{venv}/bin/dvc"
@@ -261,6 +271,14 @@ class _DvcTask(Task):
                                  "such as the default /opt/provision/dvc")
         return state
 
+    def _export_build(self, ctx: HostContext, executable: str) -> None:
+        """Which version runs as `executable`, and whether the guard makes it check storage's host key."""
+        state = self._state(ctx)
+        if executable == f"{self.venv}/bin/dvc":
+            ctx.export(DVC_BUILD_EXPORT, DvcBuild(str(state.venv_version), state.guard_active))
+        else:
+            ctx.export(DVC_BUILD_EXPORT, DvcBuild(str(state.path_version), guarded=False))
+
 
 class EnsureDvc(_DvcTask):
     """dvc within `dvc_version`: reused when present, else pip-installed into `dvc_venv` and linked."""
@@ -280,6 +298,7 @@ class EnsureDvc(_DvcTask):
         guard = decision.executable == f"{self.venv}/bin/dvc" and (decision.install or not state.guard_installed)
         if not guard:
             self._warn_unguarded(ctx, state)
+        self._export_build(ctx, decision.executable)  # again once a change made it stale
         if not decision.install and not decision.link and not guard:
             return None
         steps = []
@@ -303,8 +322,10 @@ class EnsureDvc(_DvcTask):
             ctx.forget(self._fact)
             if guard:
                 self._install_guard(ctx)
+            self._export_build(ctx, decision.executable)
 
         return Change(", ".join(steps), apply)
+
 
     def _warn_unguarded(self, ctx: HostContext, state: DvcState) -> None:
         warning = unguarded_dvc_warning(state, self.venv)
@@ -342,5 +363,6 @@ class FindDvc(_DvcTask):
         if decision.install:
             raise ProvisionError(f"no dvc {self.spec} on this host: run `provision onboard` first")
         ctx.export(DVC_EXPORT, decision.executable)
+        self._export_build(ctx, decision.executable)
         ctx.note(f"dvc {decision.version} ({decision.executable})")
         return None

@@ -1,32 +1,50 @@
 """Proof before success: the client reaches storage with its own key, its pins and nothing else.
 
-DVC's SSH remote checks no host key of its own (docs/security.md), so access is proven with OpenSSH first: `sftp` as
-storage_user with only the client key (`-F /dev/null`, no agent, the client's known_hosts, strict host
-key checking) lists dvc_storage, and `git ls-remote` through the checkout's `core.sshCommand` works.
-Only then does DVC talk to the remote (`dvc status -c`). Offboarding proves the opposite: storage
-refuses the key. Proofs read; under --check they do not run, since DVC writes state even to read.
+git proves itself through the checkout's `core.sshCommand` (only the client key, strict host key
+checking against the client's known_hosts): a clone of this run, else `git ls-remote`. DVC proves itself
+by `dvc pull` fetching, else `dvc status -c`. DVC's SSH remote checks no host key unless provision's
+guard is in its virtualenv, so with an unguarded dvc `sftp` as storage_user with only the client key
+lists dvc_storage first. A recorded proof that still holds replaces all of them (proof_record).
+Offboarding proves the opposite: storage refuses the key. Every step that connects to storage goes
+through the run's storage admission (HostContext.storage_step). Proofs read; under --check they do not
+run, since DVC writes state even to read.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from provision.engine import Change, HostContext, Task
+from provision.engine import Change, HostContext, PlayState, Task
 from provision.errors import ProvisionError, command_error
-from provision.inventory import Settings
+from provision.facts import Fact
+from provision.inventory import Host, Settings
 from provision.remote import script
-from provision.tasks.checkout import LONG_STEP_TIMEOUT
-from provision.tasks.client_key import ClientInfo, run_checked
-from provision.tasks.client_known_hosts import client_ssh_options
-from provision.tasks.dvc_client import dvc_argv
+from provision.tasks.checkout import CLONED_EXPORT, LONG_STEP_TIMEOUT, git_url
+from provision.tasks.client_key import ClientInfo, key_fingerprint, run_checked
+from provision.tasks.client_known_hosts import client_ssh_options, storage_host_keys
+from provision.tasks.dvc_client import credential_keys, dvc_argv
+from provision.tasks.packages import DVC_BUILD_EXPORT, DVC_EXPORT, DvcBuild
+from provision.tasks.proof_record import (
+    ACCESS,
+    DATA,
+    RECORD_PATH,
+    ProofRecordFact,
+    ProofState,
+    controller_half,
+    record_proof,
+)
 
 #: dvc starts slowly on a loaded host; its proof gets this long.
 DVC_PROOF_TIMEOUT = 600.0
+#: `dvc pull`'s summary, e.g. "1 file added and 200 files fetched".
+_FETCHED = re.compile(r"(\d+) files? fetched")
 
 # $1 directory to list, then the sftp argv: the batch comes on stdin, so sftp stops at an error.
 _SFTP_LIST = r"""
@@ -107,70 +125,165 @@ def workspace_changes(status_json: str) -> dict[str, str]:
     return changes
 
 
-class ProveAccess(Task):
-    """sftp lists dvc_storage and git ls-remote works with only this key; then `dvc status -c`."""
+class ClientProof:
+    """What one client's proofs rely on this run; shared by ProveAccess and PullData.
 
-    name = "prove access"
+    A step that connects anyway counts as the proof: a fresh clone proves git access, a `dvc pull` that
+    fetched proves DVC access. The OpenSSH sftp listing runs only when the dvc is not guarded: the
+    guarded dvc checks storage's host key against the client's pins itself, so its success proves what
+    the listing would. A record of an earlier proof that still holds (see proof_record) replaces them
+    all, unless `verify`.
+    """
 
-    def __init__(self, info: ClientInfo, settings: Settings, dvc: str) -> None:
+    def __init__(self, info: ClientInfo, settings: Settings, dvc: str, build: DvcBuild,
+                 storage_keys: Sequence[str], *, verify: bool) -> None:
         self.info = info
         self.settings = settings
         self.dvc = dvc
+        self.build = build
+        self.verify = verify
+        self.fact = ProofRecordFact(info.workdir, tuple(sorted(credential_keys())))
+        public_key = info.public_key or ""
+        self.controller = controller_half({
+            "remote": settings.dvc_remote, "git": git_url(settings), "storage_user": settings.storage_user,
+            "storage": [settings.storage_address, settings.storage_port], "auth": settings.auth,
+            "access": settings.access, "shared_cache": settings.shared_cache, "key": info.key,
+            "fingerprint": key_fingerprint(public_key) if public_key else "", "storage_keys": sorted(storage_keys),
+            "dvc": [build.version, build.guarded],
+        })
+
+    def holds(self, ctx: HostContext, *, kind: str) -> bool:
+        """A recorded proof of `kind` still holds: nothing it depends on changed, here or this phase."""
+        if self.verify or ctx.changed_tasks:
+            return False
+        state: ProofState = ctx.fact(self.fact)
+        return state.holds(self.controller, kind=kind)
+
+    def record(self, ctx: HostContext, *, kind: str) -> None:
+        record_proof(ctx, self.fact, self.controller, kind=kind)
+
+    def dvc_status_cloud(self, ctx: HostContext) -> None:
+        """`dvc status -c`: DVC reaches the remote with the checkout's config (and, guarded, the pins)."""
+        settings, workdir = self.settings, self.info.workdir
+        ctx.storage_step(dvc_argv(self.dvc, "--cd", workdir, "status", "--cloud", "--remote", settings.dvc_remote),
+                         f"proof: dvc status -c -r {settings.dvc_remote} in {workdir}", timeout=DVC_PROOF_TIMEOUT)
+
+
+def client_proof(state: PlayState, host: Host, info: ClientInfo, storage: Host, pins_path: Path, *,
+                 verify: bool) -> ClientProof:
+    """The proof of a client whose tools an earlier phase found (its dvc and build exported)."""
+    exports = state.report(host.name).exports
+    storage_keys = [f"{key.get_name()} {key.get_base64()}" for key in storage_host_keys(pins_path, storage)]
+    return ClientProof(info, host.settings, exports[DVC_EXPORT], exports[DVC_BUILD_EXPORT], storage_keys,
+                       verify=verify)
+
+
+class ProveAccess(Task):
+    """Git and DVC reach storage with only this key (sftp too when dvc is unguarded); see ClientProof.
+
+    With `dvc_by_pull`, the DVC proof is left to PullData, whose pull (or `dvc status -c`) proves it.
+    """
+
+    name = "prove access"
+
+    def __init__(self, proof: ClientProof, *, dvc_by_pull: bool) -> None:
+        self.proof = proof
+        self.dvc_by_pull = dvc_by_pull
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.proof.fact,)
 
     def plan(self, ctx: HostContext) -> Change | None:
         if ctx.check:
             ctx.note("not proven under --check")
             return None
-        settings, info = self.settings, self.info
-        where = f"{settings.storage_user}@{settings.storage_address}:{settings.storage_port}"
-        run_checked(ctx, sftp_list_argv(info, settings, settings.storage_user, settings.sftp_dvc_storage),
-                    f"proof: sftp {where} with {info.key} listing {settings.sftp_dvc_storage}")
-        run_checked(ctx, ["git", "-C", info.workdir, "ls-remote", "--quiet", "origin"],
-                    f"proof: git ls-remote origin in {info.workdir}")
-        run_checked(ctx, dvc_argv(self.dvc, "--cd", info.workdir, "status", "--cloud", "--remote", settings.dvc_remote),
-                    f"proof: dvc status -c -r {settings.dvc_remote} in {info.workdir}", timeout=DVC_PROOF_TIMEOUT)
-        ctx.note(f"sftp {where}{settings.sftp_dvc_storage}, git ls-remote and dvc status -c work with {info.key} only")
+        proof = self.proof
+        settings, info = proof.settings, proof.info
+        if proof.holds(ctx, kind=ACCESS):
+            ctx.note(f"access proven by an earlier run's record ({info.workdir}/{RECORD_PATH}): nothing it "
+                     "depends on changed (--verify proves again)")
+            return None
+        proven = []
+        if not proof.build.guarded:
+            where = f"{settings.storage_user}@{settings.storage_address}:{settings.storage_port}"
+            ctx.storage_step(sftp_list_argv(info, settings, settings.storage_user, settings.sftp_dvc_storage),
+                             f"proof: sftp {where} with {info.key} listing {settings.sftp_dvc_storage}")
+            proven.append(f"sftp {where}{settings.sftp_dvc_storage}")
+        if ctx.state.report(ctx.host.name).exports.get(CLONED_EXPORT):
+            proven.append("git clone")
+        else:
+            ctx.storage_step(["git", "-C", info.workdir, "ls-remote", "--quiet", "origin"],
+                             f"proof: git ls-remote origin in {info.workdir}")
+            proven.append("git ls-remote")
+        if self.dvc_by_pull:
+            verb = "works" if len(proven) == 1 else "work"
+            ctx.note(f"{' and '.join(proven)} {verb} with {info.key} only; dvc pull proves DVC access")
+            return None
+        proof.dvc_status_cloud(ctx)
+        proof.record(ctx, kind=ACCESS)
+        ctx.note(f"{', '.join(proven)} and dvc status -c work with {info.key} only")
         return None
 
 
 class PullData(Task):
-    """`dvc pull` when outputs are missing; locally changed data is left as it is."""
+    """`dvc pull` when outputs are missing; locally changed data is left as it is. It proves DVC access."""
 
     name = "dvc pull"
 
-    def __init__(self, info: ClientInfo, settings: Settings, dvc: str) -> None:
-        self.info = info
-        self.settings = settings
-        self.dvc = dvc
+    def __init__(self, proof: ClientProof) -> None:
+        self.proof = proof
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.proof.fact,)
 
     def _totals(self, ctx: HostContext) -> DataTotals:
-        workdir = self.info.workdir
+        workdir = self.proof.info.workdir
         return data_totals(run_checked(ctx, script(_DVC_FILES, workdir), f"reading the .dvc files in {workdir}").stdout)
 
     def plan(self, ctx: HostContext) -> Change | None:
-        workdir = self.info.workdir
+        proof = self.proof
+        workdir, dvc = proof.info.workdir, proof.dvc
         if ctx.check:
             ctx.note("dvc pull is not evaluated under --check")
             return None
-        status = run_checked(ctx, dvc_argv(self.dvc, "--cd", workdir, "status", "--json"), f"dvc status in {workdir}",
+        if proof.holds(ctx, kind=DATA):
+            state: ProofState = ctx.fact(proof.fact)
+            ctx.note(f"data up to date: {data_totals(state.dvc_files)} (as recorded after the last proof)")
+            return None
+        access_recorded = proof.holds(ctx, kind=ACCESS)
+        if ctx.state.report(ctx.host.name).exports.get(CLONED_EXPORT):
+            # A checkout cloned this run holds no data yet: no dvc needs to start to tell.
+            return Change(f"dvc pull -r {proof.settings.dvc_remote} in {workdir} (a fresh checkout)",
+                          lambda: self._pull(ctx, access_recorded=False))
+        status = run_checked(ctx, dvc_argv(dvc, "--cd", workdir, "status", "--json"), f"dvc status in {workdir}",
                              timeout=DVC_PROOF_TIMEOUT)
         changes = workspace_changes(status.stdout)
         modified = sorted(path for path, state in changes.items() if state == "modified")
-        if modified:
-            ctx.note(f"locally modified data left as it is, not pulled: {', '.join(modified)}")
-            return None
-        if not changes:
-            ctx.note(f"data up to date: {self._totals(ctx)}")
+        if modified or not changes:
+            if not access_recorded:
+                proof.dvc_status_cloud(ctx)
+            proof.record(ctx, kind=ACCESS if modified else DATA)
+            if modified:
+                ctx.note(f"locally modified data left as it is, not pulled: {', '.join(modified)}")
+            else:
+                ctx.note(f"data up to date: {self._totals(ctx)}")
             return None
 
-        def apply() -> None:
-            pulled = run_checked(ctx, dvc_argv(self.dvc, "--cd", workdir, "pull", "--remote", self.settings.dvc_remote),
-                                 f"dvc pull in {workdir}", timeout=LONG_STEP_TIMEOUT)
-            fetched = [line.strip() for line in pulled.stdout.splitlines() if "fetched" in line or "added" in line]
-            ctx.note("; ".join([*fetched[-1:], f"workspace holds {self._totals(ctx)}"]))
+        return Change(f"dvc pull -r {proof.settings.dvc_remote} in {workdir} ({len(changes)} output(s) missing)",
+                      lambda: self._pull(ctx, access_recorded=access_recorded))
 
-        return Change(f"dvc pull -r {self.settings.dvc_remote} in {workdir} ({len(changes)} output(s) missing)",
-                      apply)
+    def _pull(self, ctx: HostContext, *, access_recorded: bool) -> None:
+        """`dvc pull`; when it fetched nothing (and no record proves access), `dvc status -c` proves DVC."""
+        proof = self.proof
+        workdir = proof.info.workdir
+        pulled = ctx.storage_step(dvc_argv(proof.dvc, "--cd", workdir, "pull", "--remote", proof.settings.dvc_remote),
+                                  f"dvc pull in {workdir}", timeout=LONG_STEP_TIMEOUT)
+        fetched = _FETCHED.search(pulled.stdout)
+        if not access_recorded and not (fetched and int(fetched.group(1))):
+            proof.dvc_status_cloud(ctx)
+        proof.record(ctx, kind=DATA)
+        summary = [line.strip() for line in pulled.stdout.splitlines() if "fetched" in line or "added" in line]
+        ctx.note("; ".join([*summary[-1:], f"workspace holds {self._totals(ctx)}"]))
 
 
 class ProveRevoked(Task):
@@ -191,7 +304,7 @@ class ProveRevoked(Task):
             ctx.note(f"no key {self.info.key} on the client to try")
             return None
         for account in self.accounts:
-            result = ctx.session.run(sftp_list_argv(self.info, self.settings, account, "/"))
+            result = ctx.storage_run(sftp_list_argv(self.info, self.settings, account, "/"))
             if result.ok:
                 raise ProvisionError(f"storage still accepts {self.info.key} of {self.info.name} as {account}")
             if "Permission denied" not in result.stderr:

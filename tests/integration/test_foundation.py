@@ -39,7 +39,8 @@ def test_ping_reports_every_host(lab, tmp_path: Path) -> None:
         assert f"hostname {host}" in message
         assert "git 2." in message
         assert "dvc 3." in message
-        assert document["stats"][host] == {"ok": 1, "changed": 0, "failed": 0, "skipped": 0, "unreachable": 0}
+        assert document["stats"][host] == {"ok": 1, "changed": 0, "failed": 0, "skipped": 0, "unreachable": 0,
+                                          "retries": 0}
     assert document["exit_status"] == 0
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from provision.engine import PlayState
+from provision.engine import HostContext, PlayState
+from provision.errors import command_error
 
 
 def write_inventory(tmp_path: Path, clients: dict[str, Any], *, storage: dict[str, Any] | None = None,
@@ -35,6 +36,7 @@ class FakeContext:
         self.state = state or PlayState()
         self.session = session
         self.notes: list[str] = []
+        self.changed_tasks: list[str] = []
 
     def fact(self, fact: Any) -> Any:
         return self.facts[fact.key]
@@ -47,3 +49,16 @@ class FakeContext:
 
     def export(self, key: str, value: Any) -> None:
         self.state.report(self.host.name).exports[key] = value
+
+    def apply_now(self, change: Any) -> None:
+        HostContext.apply_now(self, change)  # type: ignore[arg-type]
+
+    def storage_run(self, argv: Any, *, timeout: float | None = None) -> Any:
+        """Straight to the session: admission and retries are the engine's (tested in test_admission)."""
+        return self.session.run(argv, timeout=timeout)
+
+    def storage_step(self, argv: Any, what: str, *, timeout: float | None = None) -> Any:
+        result = self.storage_run(argv, timeout=timeout)
+        if not result.ok:
+            raise command_error(what, result)
+        return result

@@ -17,6 +17,7 @@ from provision.engine import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     Change,
+    Command,
     Engine,
     HostContext,
     Phase,
@@ -256,5 +257,75 @@ def test_json_document_schema_and_masking(inventory) -> None:
     task = document["hosts"]["a"]["tasks"][0]
     assert set(task) == {"name", "status", "changed", "msg", "diff"}
     assert document["hosts"]["a"]["status"] == "failed"
-    assert set(document["stats"]["a"]) == {"ok", "changed", "failed", "skipped", "unreachable"}
+    assert set(document["stats"]["a"]) == {"ok", "changed", "failed", "skipped", "unreachable", "retries"}
     assert document["exit_status"] == EXIT_FAILED
+
+
+# ------------------------------------------------------------------ queued commands, one round trip
+
+class WriteFile(Task):
+    """Writes a local file through a queued command; knows its content through a fact."""
+
+    def __init__(self, path: Path, text: str, *, broken: bool = False) -> None:
+        self.path, self.text, self.broken = path, text, broken
+        self.name = f"write {path.name}"
+        self.fact = CommandFact(("cat", "--", str(path)))
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.fact,)
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        if ctx.fact(self.fact) == self.text:
+            return None
+        argv = ["sh", "-c", "echo no space left >&2; exit 3"] if self.broken else \
+            ["sh", "-c", 'printf %s "$2" > "$1"', "write", str(self.path), self.text]
+        return Change(f"write {self.path.name}", commands=[Command(argv, f"writing {self.path.name}",
+                                                                   stale=[self.fact])])
+
+
+class ReadFile(Task):
+    """Notes a file's content as its fact says."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = f"read {path.name}"
+        self.fact = CommandFact(("cat", "--", str(path)))
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        ctx.note(f"holds {ctx.fact(self.fact)!r}")
+        return None
+
+
+def _one_host(inventory, tasks, sessions):
+    play = Play("t", [Phase("p", lambda s: [inventory.hosts["a"]], lambda h, s: tasks)])
+    return make_engine(inventory, RunOptions(), sessions).run(play).reports["a"]
+
+
+def test_queued_commands_of_a_phase_go_in_one_round_trip_with_a_result_per_task(inventory, tmp_path: Path) -> None:
+    tasks = [WriteFile(tmp_path / name, f"text {name}") for name in ("x", "y", "z")]
+    sessions: dict[str, MemorySession] = {}
+    report = _one_host(inventory, tasks, sessions)
+    assert [(t.name, t.status) for t in report.tasks] == [(f"write {n}", Status.CHANGED) for n in "xyz"]
+    assert all((tmp_path / name).read_text() == f"text {name}" for name in "xyz")
+    assert len(sessions["a"].lines) == 2  # the facts, then every change
+
+    again: dict[str, MemorySession] = {}
+    assert _one_host(inventory, tasks, again).stats()["changed"] == 0
+    assert len(again["a"].lines) == 1
+
+
+def test_a_failing_queued_command_fails_its_task_and_skips_the_rest(inventory, tmp_path: Path) -> None:
+    tasks = [WriteFile(tmp_path / "x", "1"), WriteFile(tmp_path / "y", "2", broken=True),
+             WriteFile(tmp_path / "z", "3")]
+    report = _one_host(inventory, tasks, {})
+    assert [t.status for t in report.tasks] == [Status.CHANGED, Status.FAILED, Status.SKIPPED]
+    assert "writing y" in report.tasks[1].msg and "no space left" in report.tasks[1].msg
+    assert (tmp_path / "x").read_text() == "1" and not (tmp_path / "z").exists()
+    assert report.failed
+
+
+def test_a_fact_a_queued_command_changes_is_read_after_it_ran(inventory, tmp_path: Path) -> None:
+    path = tmp_path / "x"
+    report = _one_host(inventory, [WriteFile(path, "new"), ReadFile(path), WriteFile(tmp_path / "y", "other")], {})
+    assert [t.name for t in report.tasks] == ["write x", "read x", "write y"]
+    assert report.tasks[1].msg == "holds 'new'"
+    assert report.stats()["changed"] == 2

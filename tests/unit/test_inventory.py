@@ -350,7 +350,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert inv.hosts["ws01"].settings == Settings(
         inventory_name="site", project="demo", dvc_remote="data", nfs_root="/mnt/nfs",
         dvc_storage="/mnt/nfs/cache", git_remote="/mnt/nfs/git/demo.git", server_repo="/mnt/nfs/demo",
-        server_cache="separate", storage_address="nas", storage_port=22, storage_user="dvc", git_user="git",
+        server_cache="separate", storage_address="nas", storage_port=22, storage_connections=6, storage_user="dvc",
+        git_user="git",
         storage_group="dvc", storage_gid=None, auth="key", access="readwrite", workdir="~/demo",
         client_key="~/.ssh/id_ed25519_demo", shared_cache=None, dvc_version=">=3.50,<4",
         dvc_venv="/opt/provision/dvc", cache_types="reflink,symlink,hardlink,copy",

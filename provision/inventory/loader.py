@@ -147,6 +147,45 @@ def _mark_unsafe(value: Any) -> Any:
     return value
 
 
+#: Nodes a document may hold once its aliases are expanded: a few aliases of aliases (a "billion laughs"
+#: document) stay small as text but would make every later walk over the values run for ever.
+MAX_EXPANDED_NODES = 1_000_000
+#: Collections a value may nest: deeper ones would exhaust Python's stack in every recursive walk.
+MAX_DEPTH = 200
+
+
+def _check_expanded_size(root: yaml.Node, display_path: str) -> None:
+    """Refuse a document whose aliases expand past MAX_EXPANDED_NODES, refer to themselves, or that nests
+    deeper than MAX_DEPTH."""
+    sizes: dict[int, int] = {}
+    pending: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise InputError(f"invalid YAML: collections nested more than {MAX_DEPTH} deep",
+                             file=display_path, line=node.start_mark.line + 1)
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in pending:
+            raise InputError("invalid YAML: an alias refers to the collection that contains it",
+                             file=display_path, line=node.start_mark.line + 1)
+        pending.add(id(node))
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        total = 1 + sum(size(child, depth + 1) for child in children)
+        if total > MAX_EXPANDED_NODES:
+            raise InputError(f"invalid YAML: its aliases expand to more than {MAX_EXPANDED_NODES} values "
+                             "(an alias bomb?)", file=display_path, line=node.start_mark.line + 1)
+        pending.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
 def _read_yaml(path: Path, display_path: str, warnings: Warnings) -> Any:
     """One YAML document; InputError with file:line when it cannot be read or parsed."""
     try:
@@ -160,14 +199,21 @@ def _read_yaml(path: Path, display_path: str, warnings: Warnings) -> Any:
                          "`provision secrets`", file=display_path)
     loader = _MarkedLoader(text, display_path, warnings)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expanded_size(node, display_path)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or error.context or "cannot parse"
         raise InputError(f"invalid YAML: {problem}", file=display_path,
                          line=mark.line + 1 if mark else None) from None
+    except yaml.reader.ReaderError as error:
+        raise InputError(f"invalid YAML: character {error.character!r} is not allowed in YAML",
+                         file=display_path, line=text.count("\n", 0, error.position) + 1) from None
     except yaml.YAMLError as error:
-        raise InputError(f"invalid YAML: {error}", file=display_path) from None
+        raise InputError(f"invalid YAML: {' '.join(str(error).split())}", file=display_path) from None
     finally:
         loader.dispose()
 

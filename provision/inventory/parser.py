@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import InputError
-from provision.inventory.loader import Warnings, _line, _Origin, _read_yaml, _SourcedValue, _Vars
+from provision.inventory.loader import MAX_DEPTH, Warnings, _line, _Origin, _read_yaml, _SourcedValue, _Vars
 from provision.inventory.vars import _describe, probable_typo
 from provision.patterns import LOCALHOST_NAMES, expand_hostname_range, parse_address
 
@@ -271,10 +271,27 @@ class _Parser:
             group.depth = self._depth(group.name, depths)
 
     def _depth(self, name: str, memo: dict[str, int]) -> int:
-        """Longest path from `all`, which is where Ansible's incremental depth updates end up."""
-        if name not in memo:
-            parents = self.groups[name].parents
-            memo[name] = 1 + max(self._depth(p, memo) for p in parents) if parents else 0
+        """Longest path from `all`, which is where Ansible's incremental depth updates end up.
+
+        Walked without recursion, and refused past MAX_DEPTH: a chain of thousands of groups would
+        otherwise exhaust the stack here or in any later walk of the tree.
+        """
+        pending = [name]
+        while pending:
+            current = pending[-1]
+            if current in memo:
+                pending.pop()
+                continue
+            parents = self.groups[current].parents
+            unknown = [parent for parent in parents if parent not in memo]
+            if unknown:
+                pending.extend(unknown)
+                continue
+            memo[current] = 1 + max(memo[parent] for parent in parents) if parents else 0
+            if memo[current] > MAX_DEPTH:
+                raise InputError(f"group {current!r} is nested more than {MAX_DEPTH} groups deep below 'all'",
+                                 file=self.display_path)
+            pending.pop()
         return memo[name]
 
     def _display(self, path: Path) -> str:

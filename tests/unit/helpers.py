@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import yaml
 
+from provision.cli.main import main
 from provision.engine import PlayState
+
+#: Python's default: what a user's process has (hypothesis raises the limit in its tests).
+PYTHON_RECURSION_LIMIT = 1000
 
 
 def write_inventory(tmp_path: Path, clients: dict[str, Any], *, storage: dict[str, Any] | None = None,
@@ -47,3 +55,19 @@ class FakeContext:
 
     def export(self, key: str, value: Any) -> None:
         self.state.report(self.host.name).exports[key] = value
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    """`provision ARGS` through main() in this process: (exit status, stderr)."""
+    stderr, stdout = io.StringIO(), io.StringIO()
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(PYTHON_RECURSION_LIMIT)
+    with mock.patch.object(sys, "argv", ["provision", *args]), contextlib.redirect_stderr(stderr), \
+            contextlib.redirect_stdout(stdout):
+        try:
+            main()
+        except SystemExit as done:
+            return int(done.code or 0), stderr.getvalue()
+        finally:
+            sys.setrecursionlimit(recursion_limit)
+    raise AssertionError("main() did not exit")

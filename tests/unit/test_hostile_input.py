@@ -9,7 +9,6 @@ promise is checked on what a user would see.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -17,7 +16,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 import yaml
@@ -27,7 +25,6 @@ from hypothesis import strategies as st
 from provision.audit.hosts import key_line_findings
 from provision.audit.repo import parse_log
 from provision.audit.rules import dvc_config_hits, rules_for
-from provision.cli.main import main
 from provision.errors import InputError
 from provision.inventory import load_inventory
 from provision.patterns import expand_hostname_range, match_hosts, parse_address, split_host_pattern
@@ -37,10 +34,10 @@ from provision.secrets.base import SecretsError
 from provision.secrets.vault import HEADER, MAGIC, VERSION, VaultFile, decrypt_vault
 from provision.tasks.authorized_keys import displayed, file_lines, line_marker, replace_marked_lines
 from provision.tasks.key_rotation import line_public_key
+from tests.unit.helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = (REPO / "tests/inventories/58-provision-example/inventory.yml").read_text()
-PYTHON_RECURSION_LIMIT = 1000
 FUZZ = settings(max_examples=int(os.environ.get("PROVISION_FUZZ_EXAMPLES", "60")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
@@ -83,22 +80,6 @@ def inventory_file(content: bytes) -> Iterator[Path]:
         path = Path(directory) / "site.yml"
         path.write_bytes(content)
         yield path
-
-
-def run_cli(*args: str) -> tuple[int, str]:
-    """`provision ARGS` through main() in this process: (exit status, stderr)."""
-    stderr, stdout = io.StringIO(), io.StringIO()
-    recursion_limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(PYTHON_RECURSION_LIMIT)  # hypothesis raises it; a user's process has the default
-    with mock.patch.object(sys, "argv", ["provision", *args]), contextlib.redirect_stderr(stderr), \
-            contextlib.redirect_stdout(stdout):
-        try:
-            main()
-        except SystemExit as done:
-            return int(done.code or 0), stderr.getvalue()
-        finally:
-            sys.setrecursionlimit(recursion_limit)
-    raise AssertionError("main() did not exit")
 
 
 def assert_loaded_or_refused(status: int, stderr: str) -> None:
@@ -292,8 +273,10 @@ CONFIG_TEXT = st.lists(st.sampled_from(["[core]", "['remote \"s\"']", "[remote \
 
 
 @FUZZ
-@given(path=PATHS, text=CONFIG_TEXT | st.text(max_size=200))
+@given(path=PATHS, text=(CONFIG_TEXT | st.text(max_size=200)).map(lambda text: text.encode(
+    "utf-8", "surrogateescape").decode("utf-8", "replace")))
 def test_the_audit_scanner_reads_any_text(path: str, text: str) -> None:
+    """Any text as the scanner gets it: decoded from a file's bytes with errors replaced."""
     with rules_for(None) as rules:
         for hit in rules.scan_text(path, text):
             assert hit.finding.line is None or hit.finding.line >= 1

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -71,3 +73,28 @@ def run_cli(*args: str) -> tuple[int, str]:
         finally:
             sys.setrecursionlimit(recursion_limit)
     raise AssertionError("main() did not exit")
+
+
+class Listener:
+    """A TCP port on 127.0.0.1 that accepts and counts connections (and never answers)."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(connection)
+
+    def close(self) -> None:
+        self.socket.close()
+        for connection in self._held:
+            connection.close()

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.unit.helpers import run_cli
+from tests.unit.helpers import Listener, run_cli
 
 CORPUS = Path(__file__).resolve().parents[1] / "bad_inventories"
 CASES = sorted(path for path in CORPUS.iterdir() if path.suffix == ".yml" or (path / "site.yml").is_file())
@@ -38,31 +36,6 @@ CONTROL = b"""all:
       hosts:
         ws1: {ansible_host: 127.0.0.1, ansible_port: LISTENER_PORT}
 """
-
-
-class Listener:
-    """A TCP port on 127.0.0.1 that accepts and counts connections (and never answers)."""
-
-    def __init__(self) -> None:
-        self.socket = socket.create_server(("127.0.0.1", 0))
-        self.port = self.socket.getsockname()[1]
-        self.accepted = 0
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.socket.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self._held.append(connection)
-
-    def close(self) -> None:
-        self.socket.close()
-        for connection in self._held:
-            connection.close()
 
 
 @pytest.fixture(scope="module")

@@ -589,7 +589,7 @@ def _describe(error: BaseException | None) -> str:
     if isinstance(error, TimeoutError | OSError) and "timed out" in str(error):
         return "connection timed out"
     text = str(error) or type(error).__name__
-    if "No existing session" in text or "timed out" in text:
+    if "No existing session" in text or "timed out" in text or "Error reading SSH protocol banner" in text:
         return "no SSH banner in time (host hung or overloaded)"
     return text.splitlines()[0]
 

@@ -10,7 +10,6 @@ import json
 import signal
 import sys
 import traceback
-from types import FrameType
 
 import click
 
@@ -179,15 +178,10 @@ cli.add_command(pipeline)
 cli.add_command(audit)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (a service manager, `kill`) stops a run as Ctrl-C does: running commands end, sessions close."""
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     """Entry point: maps every error to one line and the DESIGN.md exit statuses."""
     verbose = "-v" in sys.argv or "--verbose" in sys.argv
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops a run as Ctrl-C does
     try:
         code = cli.main(prog_name="provision", complete_var="_PROVISION_COMPLETE", standalone_mode=False)
     except click.exceptions.Exit as done:

@@ -99,8 +99,9 @@ def converge(sweep: Sweep, name: str) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-def assert_whole(sweep: Sweep, context: str) -> None:
-    """Managed files whole, no install left half-done, no client locked out, no tag without its data."""
+def assert_whole(sweep: Sweep, context: str, revoking: tuple[str, ...] = ()) -> None:
+    """Managed files whole, no install left half-done, no client locked out (but those being offboarded),
+    no tag without its data."""
     lab = sweep.lab
     for account in ("dvc", "git"):
         content = lab.host_path("storage", f"/home/{account}/.ssh/authorized_keys").read_bytes()
@@ -112,7 +113,7 @@ def assert_whole(sweep: Sweep, context: str) -> None:
             left = sh(lab, host, ["find", directory, "-maxdepth", "1", "-name", ".provision.*"]) \
                 if lab.exec(host, ["test", "-d", directory]).returncode == 0 else ""
             assert not left, (context, host, left)
-    for host in CLIENTS:
+    for host in set(CLIENTS) - set(revoking):
         listing = lab.exec(host, [DVC, "--cd", WORKDIR, "config", "--list", "--local"])
         keyfile = next((line.split("=", 1)[1] for line in listing.stdout.splitlines()
                         if line.startswith("remote.data.keyfile=")), None)
@@ -156,11 +157,14 @@ def test_an_interrupted_run_leaves_every_host_whole_and_a_rerun_converges(
         process.send_signal(signum)
     output, _ = process.communicate(timeout=300)
     context = f"{name} {signum.name} at {fraction:.2f}"
-    if signum != signal.SIGKILL and process.returncode != 0:
+    assert "Traceback" not in output, (context, output)
+    finished = "recap" in output  # a signal during the interpreter's exit meets Python's default handler
+    if signum != signal.SIGKILL and process.returncode != 0 and not finished:
         assert process.returncode == 130 and "interrupted" in output, (context, output)
-        assert "Traceback" not in output, (context, output)
-    assert_whole(sweep, context)
-    converge(sweep, name)
+    try:
+        assert_whole(sweep, context, revoking=("ws2",) if name == "offboard" else ())
+    finally:
+        converge(sweep, name)
     assert_whole(sweep, f"{context}, then rerun")
 
 

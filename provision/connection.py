@@ -55,6 +55,10 @@ class CommandTimeout(ProvisionError):
     """A remote command ran past --timeout."""
 
 
+#: How OpenSSH's client begins the line that says why a connection failed.
+_SSH_CLIENT_FAILURES = ("ssh: ", "kex_exchange_identification: ", "Connection closed by ", "Connection reset by ")
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """What a command returned."""
@@ -70,8 +74,12 @@ class CommandResult:
 
     @property
     def detail(self) -> str:
-        """Why it failed, in one line: its last two lines of stderr (else stdout), which name the cause."""
+        """Why it failed, in one line: OpenSSH's own line when a connection it made failed (git and sftp bury
+        it under advice), else the last two lines of stderr (else stdout), which name the cause."""
         lines = [line.strip() for line in (self.stderr or self.stdout).splitlines() if line.strip()]
+        cause = next((line for line in lines if line.startswith(_SSH_CLIENT_FAILURES)), None)
+        if cause is not None:
+            return f"{cause} / {lines[-1]}" if lines[-1] != cause else cause
         return " / ".join(lines[-2:]) if lines else f"exit {self.rc}"
 
 

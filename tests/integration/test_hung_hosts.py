@@ -105,3 +105,47 @@ def test_a_host_whose_sshd_stops_mid_clone_is_reported_and_a_rerun_converges(lab
     status, document = provision_json("onboard", "-i", str(site.inventory_path), home=home)
     assert status == 0, failures(document)
     assert document["hosts"]["ws2"]["status"] == "changed"
+
+
+def test_storage_restarted_mid_onboard_of_eight_clients_names_what_to_rerun(make_lab, tmp_path: Path) -> None:
+    """Storage's sshd (and every process in it) stops when the first clone starts, and comes back: each client
+    ends done or failed with its reason, and rerunning the failed ones converges."""
+    clients = [f"ws{n}" for n in range(1, 9)]
+    lab = make_lab(["storage", *clients])
+    done = provision("bootstrap", "-i", str(lab.inventory_path), home=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    install_git(lab, "ws1", f'#!/bin/sh\n[ "$1" = clone ] && touch {CLONE_STARTED}\nexec /usr/bin/git "$@"\n')
+    started = lab.host_path("ws1", CLONE_STARTED)
+    restarted = threading.Event()
+
+    def restart_storage_when_clone_starts() -> None:
+        while not restarted.wait(0.1):
+            if started.exists():
+                lab.stop("storage")
+                lab.start("storage")
+                restarted.set()
+
+    watcher = threading.Thread(target=restart_storage_when_clone_starts, daemon=True)
+    watcher.start()
+    try:
+        status, document = provision_json("onboard", "-i", str(lab.inventory_path), "--timeout", "10", home=tmp_path)
+    finally:
+        restarted.set()
+        watcher.join()
+    run(lab, "ws1", ["rm", "-f", FAKE_GIT])
+    statuses = {host: document["hosts"][host]["status"] for host in clients}
+    to_rerun = sorted(host for host, result in statuses.items() if result not in ("ok", "changed"))
+    assert (status == 0) == (not to_rerun), (status, statuses)
+    for host in to_rerun:
+        reasons = str(failures(document)[host])
+        assert any(cause in reasons for cause in ("ssh: connect to host", "Connection closed by", "Connection reset by",
+                                                  "kex_exchange_identification")), reasons
+    for host in set(clients) - set(to_rerun):
+        assert lab.exec(host, ["test", "-d", "/root/demo/.git"]).returncode == 0, host
+
+    if to_rerun:
+        status, document = provision_json("onboard", "-i", str(lab.inventory_path), "--limit", ":".join(to_rerun),
+                                          home=tmp_path)
+        assert status == 0, failures(document)
+    status, document = provision_json("onboard", "-i", str(lab.inventory_path), home=tmp_path)
+    assert status == 0 and sum(stats["changed"] for stats in document["stats"].values()) == 0, failures(document)

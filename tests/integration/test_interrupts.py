@@ -28,7 +28,16 @@ import pytest
 from provision.lab import Lab
 from provision.tasks.authorized_keys import file_lines, line_marker
 from tests.integration.clirunner import provision
-from tests.integration.helpers import DVC, WORKDIR, bootstrap_with_dataset, client_sftp, own_lab, run, sh
+from tests.integration.helpers import (
+    DVC,
+    WORKDIR,
+    bootstrap_with_dataset,
+    client_sftp,
+    missing_tagged_data,
+    own_lab,
+    run,
+    sh,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,21 +48,6 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 #: Directories provision installs files into: an install's `.provision.XXXXXXXX` must never stay there.
 INSTALL_DIRS = {"storage": ["/home/dvc/.ssh", "/home/git/.ssh", "/etc/ssh/sshd_config.d", "/mnt/nfs/demo/.dvc"],
                 "ws1": ["/root/.ssh", f"{WORKDIR}/.dvc"], "ws2": ["/root/.ssh", f"{WORKDIR}/.dvc"]}
-# $1 bare repository, $2 the DVC remote's directory: every tag's .dvc outputs (and a directory's listing) must
-# be in the remote. Prints what is missing.
-MISSING_TAGGED_DATA = r"""
-cd "$1"
-for tag in $(git tag); do
-  for file in $(git ls-tree -r --name-only "$tag" | grep '\.dvc$'); do
-    for md5 in $(git show "$tag:$file" | sed -n 's/^ *- *md5: *//p; s/^ *md5: *//p'); do
-      object="$2/files/md5/$(printf %s "$md5" | cut -c1-2)/$(printf %s "$md5" | cut -c3-)"
-      [ -e "$object" ] || echo "$tag $file $md5"
-    done
-  done
-done
-"""
-
-
 @dataclass
 class Sweep:
     lab: Lab
@@ -120,7 +114,7 @@ def assert_whole(sweep: Sweep, context: str, revoking: tuple[str, ...] = ()) -> 
         if keyfile is not None:
             reached = lab.exec(host, client_sftp(lab, "dvc", keyfile), input="ls /cache\n")
             assert reached.returncode == 0, (context, host, "locked out", reached.stderr)
-    missing = sh(lab, "storage", ["sh", "-c", MISSING_TAGGED_DATA, "sh", "/mnt/nfs/git/demo.git", "/mnt/nfs/cache"])
+    missing = missing_tagged_data(lab)
     assert not missing, (context, "tags naming data missing from the remote", missing)
 
 

@@ -56,6 +56,10 @@ class CommandTimeout(ProvisionError):
     """A remote command ran past --timeout."""
 
 
+#: How OpenSSH's client begins the line that says why a connection failed.
+_SSH_CLIENT_FAILURES = ("ssh: ", "kex_exchange_identification: ", "Connection closed by ", "Connection reset by ")
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """What a command returned."""
@@ -71,8 +75,12 @@ class CommandResult:
 
     @property
     def detail(self) -> str:
-        """Why it failed, in one line: its last two lines of stderr (else stdout), which name the cause."""
+        """Why it failed, in one line: OpenSSH's own line when a connection it made failed (git and sftp bury
+        it under advice), else the last two lines of stderr (else stdout), which name the cause."""
         lines = [line.strip() for line in (self.stderr or self.stdout).splitlines() if line.strip()]
+        cause = next((line for line in lines if line.startswith(_SSH_CLIENT_FAILURES)), None)
+        if cause is not None:
+            return f"{cause} / {lines[-1]}" if lines[-1] != cause else cause
         return " / ".join(lines[-2:]) if lines else f"exit {self.rc}"
 
 
@@ -622,7 +630,7 @@ def _describe(error: BaseException | None) -> str:
     if isinstance(error, TimeoutError | OSError) and "timed out" in str(error):
         return "connection timed out"
     text = str(error) or type(error).__name__
-    if "No existing session" in text or "timed out" in text:
+    if "No existing session" in text or "timed out" in text or "Error reading SSH protocol banner" in text:
         return "no SSH banner in time (host hung or overloaded)"
     return text.splitlines()[0]
 

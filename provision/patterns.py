@@ -41,6 +41,8 @@ _SUBSCRIPT_RE = re.compile(r"(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]\Z")
 Warn = Callable[[str], None]
 #: Names Ansible treats as the implicit localhost: a pattern naming one is never "unmatched".
 LOCALHOST_NAMES = ("127.0.0.1", "localhost", "::1")
+#: Hosts one range pattern may make: `ws[0:99999999]` is a typo or an attack, not a fleet.
+MAX_RANGE_HOSTS = 100_000
 
 
 def _is_ip_address(name: str) -> bool:
@@ -69,7 +71,8 @@ def expand_hostname_range(pattern: str) -> list[str]:
 
     ansible-core's algorithm, quirks included, so that the same hosts exist here as there: a
     bound of several letters is looked up as a substring of a-zA-Z (`[ab:cd]` is a, b, c) and a
-    negative step gives no hosts.
+    negative step gives no hosts. Unlike Ansible, a pattern of more than MAX_RANGE_HOSTS hosts is
+    refused rather than expanded until memory runs out.
     """
     if "[" not in pattern:
         return [pattern]
@@ -93,12 +96,17 @@ def expand_hostname_range(pattern: str) -> list[str]:
                 raise ValueError("host range must have begin <= end")
             items = list(string.ascii_letters[first:last + 1:int(step)])
         else:
-            items = [str(n).zfill(width) for n in range(int(begin), int(end) + 1, int(step))]
+            numbers = range(int(begin), int(end) + 1, int(step))
+            if len(numbers) > MAX_RANGE_HOSTS:
+                raise ValueError(f"makes {len(numbers)} hosts, more than {MAX_RANGE_HOSTS}")
+            items = [str(n).zfill(width) for n in numbers]
     except ValueError as error:
         raise ValueError(f"host range [{inside}]: {error}") from None
     names: list[str] = []
     for item in items:
         names.extend(expand_hostname_range(f"{head}{item}{tail}"))
+        if len(names) > MAX_RANGE_HOSTS:
+            raise ValueError(f"{pattern!r} makes more than {MAX_RANGE_HOSTS} hosts")
     return names
 
 

@@ -7,6 +7,7 @@ Exit statuses: 0 all ok; 1 usage or input error (nothing touched); otherwise a b
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 
@@ -180,6 +181,7 @@ cli.add_command(audit)
 def main() -> None:
     """Entry point: maps every error to one line and the exit statuses of the README's "Exit status"."""
     invocation = Invocation()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops a run as Ctrl-C does
     try:
         code = cli.main(prog_name="provision", complete_var="_PROVISION_COMPLETE", standalone_mode=False,
                         obj=invocation)

@@ -71,6 +71,7 @@ def load_inventory(path: str | Path | None) -> Inventory:
             vars={key: setting.value for key, setting in merged.items()},
             groups=groups,
             sources={key: (s.origin.file, s.origin.line) for key, s in merged.items()},
+            conflicts={key: s.conflict for key, s in merged.items() if s.conflict is not None},
             origin=(state.origin.file, state.origin.line),
         )
     groups = {

@@ -28,10 +28,12 @@ class _Origin:
 
 @dataclass(frozen=True)
 class _SourcedValue:
-    """A var's value and where it was set."""
+    """A var's value and where it was set; `conflict` is the line of a different value the same mapping
+    gave it before (Ansible keeps the last and warns)."""
 
     value: Any
     origin: _Origin
+    conflict: int | None = None
 
 
 _Vars = dict[Any, _SourcedValue]
@@ -76,6 +78,7 @@ class _MarkedDict(dict):
     def __init__(self) -> None:
         super().__init__()
         self.lines: dict[Any, int] = {}
+        self.conflicts: dict[Any, int] = {}
 
 
 #: libyaml's parser when PyYAML has it (as Ansible prefers it too), else PyYAML's own.
@@ -94,23 +97,34 @@ class _MarkedLoader(_SafeLoader):  # type: ignore[misc, valid-type]
         mapping = _MarkedDict()
         yield mapping
         self.flatten_mapping(node)
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
+        seen: dict[Any, tuple[int, yaml.Node]] = {}
+        for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             try:
-                duplicate = key in seen
+                earlier = seen.get(key)
             except TypeError:
                 raise InputError("a mapping key must be a scalar",
                                  file=self.display_path, line=line) from None
-            if duplicate:
+            if earlier is not None:
                 self.warnings.add(f"Found duplicate mapping key {key!r}. Using last defined value only.",
                                   _Origin(self.display_path, line))
-            seen.add(key)
+                if self._differ(earlier[1], value_node):
+                    mapping.conflicts[key] = earlier[0]
+                else:
+                    mapping.conflicts.pop(key, None)
+            seen[key] = (line, value_node)
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             mapping[key] = self.construct_object(value_node, deep=False)
             mapping.lines[key] = key_node.start_mark.line + 1
+
+    def _differ(self, left: yaml.Node, right: yaml.Node) -> bool:
+        """Whether two values written for one key differ (a repeated identical line is harmless)."""
+        try:
+            return bool(self.construct_object(left, deep=True) != self.construct_object(right, deep=True))
+        except InputError:
+            return True
 
     def construct_unsafe(self, node: yaml.Node) -> Any:
         """Ansible's `!unsafe` marks every string inside the value; other scalars stay as they are."""
@@ -147,6 +161,45 @@ def _mark_unsafe(value: Any) -> Any:
     return value
 
 
+#: Nodes a document may hold once its aliases are expanded: a few aliases of aliases (a "billion laughs"
+#: document) stay small as text but would make every later walk over the values run for ever.
+MAX_EXPANDED_NODES = 1_000_000
+#: Collections a value may nest: deeper ones would exhaust Python's stack in every recursive walk.
+MAX_DEPTH = 200
+
+
+def _check_expanded_size(root: yaml.Node, display_path: str) -> None:
+    """Refuse a document whose aliases expand past MAX_EXPANDED_NODES, refer to themselves, or that nests
+    deeper than MAX_DEPTH."""
+    sizes: dict[int, int] = {}
+    pending: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise InputError(f"invalid YAML: collections nested more than {MAX_DEPTH} deep",
+                             file=display_path, line=node.start_mark.line + 1)
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in pending:
+            raise InputError("invalid YAML: an alias refers to the collection that contains it",
+                             file=display_path, line=node.start_mark.line + 1)
+        pending.add(id(node))
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        total = 1 + sum(size(child, depth + 1) for child in children)
+        if total > MAX_EXPANDED_NODES:
+            raise InputError(f"invalid YAML: its aliases expand to more than {MAX_EXPANDED_NODES} values "
+                             "(an alias bomb?)", file=display_path, line=node.start_mark.line + 1)
+        pending.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
 def _read_yaml(path: Path, display_path: str, warnings: Warnings) -> Any:
     """One YAML document; InputError with file:line when it cannot be read or parsed."""
     try:
@@ -160,14 +213,22 @@ def _read_yaml(path: Path, display_path: str, warnings: Warnings) -> Any:
                          "`provision secrets`", file=display_path)
     loader = _MarkedLoader(text, display_path, warnings)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expanded_size(node, display_path)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or error.context or "cannot parse"
         raise InputError(f"invalid YAML: {problem}", file=display_path,
                          line=mark.line + 1 if mark else None) from None
+    except yaml.reader.ReaderError as error:
+        character = chr(error.character) if isinstance(error.character, int) else error.character
+        raise InputError(f"invalid YAML: character {character!r} is not allowed in YAML",
+                         file=display_path, line=text.count("\n", 0, error.position) + 1) from None
     except yaml.YAMLError as error:
-        raise InputError(f"invalid YAML: {error}", file=display_path) from None
+        raise InputError(f"invalid YAML: {' '.join(str(error).split())}", file=display_path) from None
     finally:
         loader.dispose()
 

@@ -65,6 +65,8 @@ class Host:
     groups: list[str]
     sources: dict[Any, tuple[str, int]] = field(default_factory=dict, repr=False)
     origin: tuple[str, int] = ("", 0)
+    #: Vars whose mapping gave them a different value before (key -> that line): Ansible uses the last.
+    conflicts: dict[Any, int] = field(default_factory=dict, repr=False)
     resolve_settings: Callable[[Host], Settings] | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
@@ -80,7 +82,7 @@ class Host:
 
     def sourced(self, key: str) -> _SourcedValue:
         file, line = self.sources[key]
-        return _SourcedValue(self.vars[key], _Origin(file, line))
+        return _SourcedValue(self.vars[key], _Origin(file, line), self.conflicts.get(key))
 
     def _var(self, key: str) -> Any:
         return _converted(key, self.sourced(key)) if key in self.vars else None

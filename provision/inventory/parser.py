@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import InputError
-from provision.inventory.loader import Warnings, _line, _Origin, _read_yaml, _SourcedValue, _Vars
+from provision.inventory.loader import (
+    MAX_DEPTH,
+    Warnings,
+    _line,
+    _MarkedDict,
+    _Origin,
+    _read_yaml,
+    _SourcedValue,
+    _Vars,
+)
 from provision.inventory.vars import _describe, probable_typo
 from provision.patterns import LOCALHOST_NAMES, expand_hostname_range, parse_address
 
@@ -136,7 +145,8 @@ class _Parser:
                 continue
             elif key == "vars":
                 for var, value in content.items():
-                    self._set_group_var(name, var, value, self.origin(_line(content, var, key_origin.line)))
+                    self._set_group_var(name, var, value, self.origin(_line(content, var, key_origin.line)),
+                                        content)
             elif key == "children":
                 for child_name, child_body in content.items():
                     child_origin = self.origin(_line(content, child_name, key_origin.line))
@@ -150,7 +160,7 @@ class _Parser:
                                   '"hosts" are valid', key_origin)
         return name
 
-    def _set_group_var(self, group: str, key: Any, value: Any, origin: _Origin) -> None:
+    def _set_group_var(self, group: str, key: Any, value: Any, origin: _Origin, mapping: Any) -> None:
         self._check_var_name(key, origin)
         if key == "ansible_group_priority":
             try:
@@ -159,7 +169,7 @@ class _Parser:
                 raise InputError(f"expected an integer, got {_describe(value)}", file=origin.file,
                                  line=origin.line, key=key) from None
             return
-        self.groups[group].inline[key] = self._sourced(key, value, origin)
+        self.groups[group].inline[key] = self._sourced(key, value, origin, mapping)
 
     def _check_var_name(self, key: Any, origin: _Origin) -> None:
         """Ansible accepts any scalar as a var name but deprecates names that are no identifiers."""
@@ -167,13 +177,14 @@ class _Parser:
             self.warnings.add(f"Accepting inventory variable with invalid name {key!r}.", origin,
                               kind="DEPRECATION WARNING")
 
-    def _sourced(self, key: Any, value: Any, origin: _Origin) -> _SourcedValue:
-        """The value with where it was set; a name close to one of ours is remembered for a typo hint."""
+    def _sourced(self, key: Any, value: Any, origin: _Origin, mapping: Any) -> _SourcedValue:
+        """The value with where it was set (in `mapping`, which knows a different earlier value); a name
+        close to one of ours is remembered for a typo hint."""
         if isinstance(key, str) and key not in self.typo_hints:
             near = probable_typo(key)
             if near is not None:
                 self.typo_hints[key] = (near, origin)
-        return _SourcedValue(value, origin)
+        return _SourcedValue(value, origin, mapping.conflicts.get(key) if isinstance(mapping, _MarkedDict) else None)
 
     def _parse_hosts(self, group: str, pattern: Any, host_vars: Any, origin: _Origin) -> None:
         if not isinstance(pattern, str):
@@ -206,7 +217,7 @@ class _Parser:
             for key, value in host_vars.items():
                 key_origin = self.origin(_line(host_vars, key, origin.line))
                 self._check_var_name(key, key_origin)
-                host.inline[key] = self._sourced(key, value, key_origin)
+                host.inline[key] = self._sourced(key, value, key_origin, host_vars)
 
     def _note_localhost(self, name: str, origin: _Origin) -> None:
         if name not in LOCALHOST_NAMES:
@@ -271,10 +282,27 @@ class _Parser:
             group.depth = self._depth(group.name, depths)
 
     def _depth(self, name: str, memo: dict[str, int]) -> int:
-        """Longest path from `all`, which is where Ansible's incremental depth updates end up."""
-        if name not in memo:
-            parents = self.groups[name].parents
-            memo[name] = 1 + max(self._depth(p, memo) for p in parents) if parents else 0
+        """Longest path from `all`, which is where Ansible's incremental depth updates end up.
+
+        Walked without recursion, and refused past MAX_DEPTH: a chain of thousands of groups would
+        otherwise exhaust the stack here or in any later walk of the tree.
+        """
+        pending = [name]
+        while pending:
+            current = pending[-1]
+            if current in memo:
+                pending.pop()
+                continue
+            parents = self.groups[current].parents
+            unknown = [parent for parent in parents if parent not in memo]
+            if unknown:
+                pending.extend(unknown)
+                continue
+            memo[current] = 1 + max(memo[parent] for parent in parents) if parents else 0
+            if memo[current] > MAX_DEPTH:
+                raise InputError(f"group {current!r} is nested more than {MAX_DEPTH} groups deep below 'all'",
+                                 file=self.display_path)
+            pending.pop()
         return memo[name]
 
     def _display(self, path: Path) -> str:
@@ -310,7 +338,7 @@ class _Parser:
                 raise InputError(f"expected a mapping of variable names to values, got {type(data).__name__}",
                                  file=display, line=1)
             for key, value in data.items():
-                merged[key] = self._sourced(key, value, _Origin(display, _line(data, key, 1)))
+                merged[key] = self._sourced(key, value, _Origin(display, _line(data, key, 1)), data)
         return merged
 
     def sorted_groups(self, names: Iterable[str]) -> list[str]:

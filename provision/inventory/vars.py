@@ -40,8 +40,10 @@ _PATH_CHARS_HELP = "letters, digits and . _ - / + @ % , : ="
 
 
 def _describe(value: Any) -> str:
+    """`TYPE VALUE` in YAML's terms: the loader's own str, dict and list subclasses show as those."""
+    kind = next((base for base in (bool, int, float, str, dict, list) if isinstance(value, base)), type(value))
     shown = repr(value)
-    return f"{type(value).__name__} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+    return f"{kind.__name__} {shown if len(shown) <= 60 else shown[:57] + '...'}"
 
 
 def _text(value: Any, expected: str) -> str:
@@ -52,11 +54,12 @@ def _text(value: Any, expected: str) -> str:
     return value
 
 
-def _refuse_char(value: str, allowed: re.Pattern[str], kind: str, help_text: str) -> None:
+def _refuse_char(value: str, allowed: re.Pattern[str], kind: str, help_text: str, written: str | None = None) -> None:
+    """Refuse a character outside `allowed`; the message shows `written` (the whole value) or `value`."""
     if allowed.match(value):
         return
     bad = next((c for c in value if not allowed.match(c)), "")
-    raise _Invalid(f"{value!r} contains {bad!r}, which is not allowed in {kind} "
+    raise _Invalid(f"{written or value!r} contains {bad!r}, which is not allowed in {kind} "
                    f"(no shell metacharacters, whitespace or quotes): use {help_text}")
 
 
@@ -77,12 +80,13 @@ def _account(value: Any) -> str:
     return _name(value, max_length=32)
 
 
-def _path_parts(path: str, kind: str) -> str:
+def _path_parts(path: str, kind: str, written: str | None = None) -> str:
+    """`path` normalised; errors show it as `written` (the whole value, when `path` is a part of it)."""
     if path:
-        _refuse_char(path, _PATH_RE, kind, _PATH_CHARS_HELP)
+        _refuse_char(path, _PATH_RE, kind, _PATH_CHARS_HELP, written)
     parts = [part for part in path.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise _Invalid(f"{path!r} contains '..': write the path without it")
+        raise _Invalid(f"{written or path!r} contains '..': write the path without it")
     return "/".join(parts)
 
 
@@ -97,7 +101,7 @@ def _home_or_abs_path(value: Any) -> str:
     """An absolute path, or `~/...` which stays as is to be expanded on the remote host."""
     path = _text(value, "an absolute path or one starting with ~/")
     if path.startswith("~/"):
-        rest = _path_parts(path[2:], "a path")
+        rest = _path_parts(path[2:], "a path", path)
         if not rest:
             raise _Invalid(f"{path!r} names the home directory itself: expected a path below it")
         return "~/" + rest
@@ -326,6 +330,10 @@ def _converted(key: str, setting: _SourcedValue) -> Any:
     if isinstance(setting.value, VaultedValue):
         raise InputError("is encrypted with ansible-vault (!vault), which provision cannot read: write the value "
                          "itself, and keep secrets in `provision secrets`", file=setting.origin.file,
+                         line=setting.origin.line, key=key)
+    if setting.conflict is not None:
+        raise InputError(f"is set twice in one mapping, to a different value on line {setting.conflict}: Ansible "
+                         "would use this last one; delete the one you do not mean", file=setting.origin.file,
                          line=setting.origin.line, key=key)
     try:
         return _CHECKS[key](setting.value)

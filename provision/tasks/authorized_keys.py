@@ -39,16 +39,19 @@ SFTP_READ_ONLY_COMMAND = "internal-sftp -R"
 #: Rounds of read, compute, swap before giving up when other processes keep changing the file.
 SWAP_ATTEMPTS = 20
 _CONFLICT = 3
+_LINKED = 5
 _LOCK_WAIT_SECONDS = "60"
 
 # $1 account. Prints the account's home, then the digest and the base64 of its authorized_keys (bytes
-# survive the trip as they are), or "absent"; exits 3 when there is no such account and 4 when it has no ~/.ssh.
+# survive the trip as they are), or "absent"; exits 3 when there is no such account, 4 when it has no ~/.ssh
+# and 5 when ~/.ssh or authorized_keys is a symbolic link (never followed: it could point at any file).
 _READ_KEYS = r"""
 entry=$(getent passwd "$1") || exit 3
 home=$(printf '%s\n' "$entry" | cut -d: -f6)
+file=$home/.ssh/authorized_keys
+if [ -L "$home/.ssh" ] || [ -L "$file" ]; then exit 5; fi
 [ -d "$home/.ssh" ] || exit 4
 printf '%s\n' "$home"
-file=$home/.ssh/authorized_keys
 if [ -f "$file" ]; then
   digest=$(sha256sum < "$file")
   printf '%s\n' "${digest%% *}"
@@ -165,6 +168,9 @@ class AuthorizedKeysFact(Fact):
         """The file, or what is missing on storage."""
         if output.rc == 3:
             return f"no account {self.account!r} on storage"
+        if output.rc == _LINKED:
+            return (f"~{self.account}/.ssh or its authorized_keys on storage is a symbolic link, which provision "
+                    "never follows: make it a plain file owned by root")
         if output.rc != 0:
             return f"account {self.account!r} has no ~/.ssh on storage"
         home, digest, encoded = [*output.stdout.split("\n", 2), "", ""][:3]

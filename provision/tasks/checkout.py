@@ -24,10 +24,11 @@ LONG_STEP_TIMEOUT = 6 * 3600.0
 #: Exported (True) when this run cloned the checkout: the clone proved git access with the client key.
 CLONED_EXPORT = "cloned"
 
-# $1 workdir. Prints "absent", "not-a-directory", "empty", "not-a-checkout", or "checkout" followed by
-# origin's URL, core.sshCommand and the number of changed paths (optional index locks not taken).
+# $1 workdir. Prints "absent", "symbolic-link", "not-a-directory", "empty", "not-a-checkout", or "checkout"
+# followed by origin's URL, core.sshCommand and the number of changed paths (optional index locks not taken).
 _CHECKOUT_STATE = r"""
 w=$1
+if [ -L "$w" ]; then echo symbolic-link; exit 0; fi
 if [ ! -e "$w" ]; then echo absent; exit 0; fi
 if [ ! -d "$w" ]; then echo not-a-directory; exit 0; fi
 top=$(git -C "$w" rev-parse --show-toplevel 2>/dev/null) || top=
@@ -107,6 +108,9 @@ class Checkout(Task):
         workdir = self.info.workdir
         if state.kind in ("absent", "empty"):
             return Change(f"clone {self.url} into {workdir}", lambda: self._clone(ctx))
+        if state.kind == "symbolic-link":
+            raise ProvisionError(f"{workdir} on {self.info.name} is a symbolic link, which provision never follows: "
+                                 "set workdir to the directory it points to, or make it a directory")
         if state.kind != "checkout":
             raise ProvisionError(f"{workdir} on {self.info.name} exists and is not a checkout "
                                  f"({state.kind}); left as it is: move it away or set workdir")

@@ -191,6 +191,9 @@ class ClientKeyPair(_ClientKeyTask):
         state, info = self._read(ctx)
         if state.private.exists and not state.private.is_file:
             raise ProvisionError(f"{state.key} on {self.client} is a {state.private.kind}, not a key file")
+        if state.ssh_dir.exists and not state.ssh_dir.is_dir:
+            raise ProvisionError(f"{info.ssh_dir} on {self.client} is a {state.ssh_dir.kind}, not a directory: "
+                                 "provision never follows it; make it a directory")
         steps: list[str] = []
         if state.ssh_dir_wrong:
             steps.append(f"{info.ssh_dir} 0700")

@@ -109,7 +109,7 @@ sync_branch
 # 0002` does); git's own files stay without it (GIT_ENVIRONMENT).
 umask 002
 "$dvc" add --quiet -- "$path"
-"$dvc" push --quiet -- "$path.dvc"
+"$dvc" push -- "$path.dvc"  # not --quiet: its errors (a full disk, with the path) are the message
 umask 022
 # What DVC just made in its site cache under that umask stays git_user's alone.
 chmod -R go-w -- "$site_cache"

@@ -31,6 +31,22 @@ git rev-list --all --objects | cut -d' ' -f1 | while read -r object; do
 done
 """
 
+# $1 bare repository, $2 the DVC remote's directory: every tag's .dvc outputs (for a directory, its .dir
+# object) must be in the remote. Prints what is missing; fails when the tags cannot be read.
+MISSING_TAGGED_DATA = r"""
+set -eu
+cd "$1"
+tags=$(git tag)
+for tag in $tags; do
+  for file in $(git ls-tree -r --name-only "$tag" | grep '\.dvc$'); do
+    for md5 in $(git show "$tag:$file" | sed -n 's/^ *- *md5: *//p; s/^ *md5: *//p'); do
+      object="$2/files/md5/$(printf %s "$md5" | cut -c1-2)/$(printf %s "$md5" | cut -c3-)"
+      [ -e "$object" ] || echo "$tag $file $md5"
+    done
+  done
+done
+"""
+
 
 def require_lab() -> None:
     """Integration tests must run (docs/architecture.md, Tests): a machine that cannot host the lab is a failure."""
@@ -156,3 +172,9 @@ def marked(lines: list[str], client: str) -> list[str]:
 def public_key(lab: Lab, host: str, path: str = KEY) -> str:
     """`type base64` of a client's public key file."""
     return " ".join(lab.host_path(host, f"{path}.pub").read_text().split()[:2])
+
+
+def missing_tagged_data(lab: Lab) -> str:
+    """Every tag of git_remote whose .dvc outputs are not in the DVC remote, one per line (nothing: all there)."""
+    return sh(lab, "storage", ["runuser", "-u", "git", "--", "sh", "-c", MISSING_TAGGED_DATA, "sh",
+                               "/mnt/nfs/git/demo.git", "/mnt/nfs/cache"])

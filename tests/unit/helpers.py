@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import socket
+import sys
+import threading
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import yaml
 
+from provision.cli.main import main
 from provision.engine import HostContext, PlayState
 from provision.errors import command_error
+
+#: Python's default: what a user's process has (hypothesis raises the limit in its tests).
+PYTHON_RECURSION_LIMIT = 1000
 
 
 def write_inventory(tmp_path: Path, clients: dict[str, Any], *, storage: dict[str, Any] | None = None,
@@ -62,3 +72,43 @@ class FakeContext:
         if not result.ok:
             raise command_error(what, result)
         return result
+
+def run_cli(*args: str) -> tuple[int, str]:
+    """`provision ARGS` through main() in this process: (exit status, stderr)."""
+    stderr, stdout = io.StringIO(), io.StringIO()
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(PYTHON_RECURSION_LIMIT)
+    with mock.patch.object(sys, "argv", ["provision", *args]), contextlib.redirect_stderr(stderr), \
+            contextlib.redirect_stdout(stdout):
+        try:
+            main()
+        except SystemExit as done:
+            return int(done.code or 0), stderr.getvalue()
+        finally:
+            sys.setrecursionlimit(recursion_limit)
+    raise AssertionError("main() did not exit")
+
+
+class Listener:
+    """A TCP port on 127.0.0.1 that accepts and counts connections (and never answers)."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(connection)
+
+    def close(self) -> None:
+        self.socket.close()
+        for connection in self._held:
+            connection.close()

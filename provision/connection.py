@@ -57,7 +57,8 @@ class CommandTimeout(ProvisionError):
 
 
 #: How OpenSSH's client begins the line that says why a connection failed.
-_SSH_CLIENT_FAILURES = ("ssh: ", "kex_exchange_identification: ", "Connection closed by ", "Connection reset by ")
+_SSH_CLIENT_FAILURES = ("ssh: ", "kex_exchange_identification: ", "Connection closed by ", "Connection reset by ",
+                        "Host key verification failed")
 
 
 @dataclass(frozen=True)

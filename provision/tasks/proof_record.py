@@ -5,7 +5,8 @@ After a proof (or a pull) succeeded, `<workdir>/.dvc/tmp/provision-proof` (outsi
 two halves:
 
 - the client's half, computed on the client by a small constant Python script (standard library, no
-  dvc started): HEAD, every `.dvc` file and `dvc.lock` of the work tree, `.dvc/config`, the
+  dvc started): HEAD, every `.dvc` file and `dvc.lock` of the work tree, the user's `~/.ssh/known_hosts`
+  (pins and `@revoked` lines), `.dvc/config`, the
   `config.local` lines that hold no credential, and an lstat manifest (path, mode, size, mtime, inode)
   of every path those files name, recursively;
 - the controller's half: the non-secret remote settings, the client key's fingerprint, storage's
@@ -92,6 +93,8 @@ def client_half():
                 if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
                     value = value[1:-1]
                 outputs.append(os.path.normpath(os.path.join(base, value)))
+    known_hosts = read(os.path.expanduser("~/.ssh/known_hosts")) or b""
+    digest.update(b"known_hosts " + hashlib.sha256(known_hosts).hexdigest().encode() + b"\n")
     config = read(os.path.join(workdir, ".dvc", "config")) or b""
     digest.update(b"config " + hashlib.sha256(config).hexdigest().encode() + b"\n")
     local = read(os.path.join(workdir, ".dvc", "config.local")) or b""

@@ -8,6 +8,7 @@ The tests run in file order and build on each other, as a team's day does.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from typing import Any
 import pytest
 
 from provision.lab import Lab
-from provision.paths import templates_dir
 from tests.integration.clirunner import provision, provision_json
 from tests.integration.helpers import KEY, WORKDIR, failures, own_lab, put_dataset, sh
 
@@ -199,8 +199,14 @@ def test_pipeline_entrypoint_checks_out_and_releases_in_the_lab(site: Site) -> N
     config_local = sh(lab, "ws1", ["cat", f"{WORKDIR}/.dvc/config.local"]).replace(KEY, f"{secrets}/id_ed25519")
     sh(lab, "ws1", ["sh", "-c", 'umask 277 && cat > "$1"', "sh", f"{secrets}/config.local"], input=config_local)
     git_url = sh(lab, "ws1", ["git", "-C", WORKDIR, "remote", "get-url", "origin"]).strip()
-    entrypoint = str(templates_dir() / "pipeline" / "entrypoint.sh")
-    environment = ["env", f"PYTHONPATH={REPO_ROOT}", "PATH=/usr/local/bin:/usr/bin:/bin",
+    # The image's copy of the tool, placed in ws1's private /root: the checkout itself may sit where lab
+    # hosts cannot see it (a clone under /tmp, which each host has of its own).
+    source = "/root/provision-src"
+    for part in ("provision", "templates"):
+        shutil.copytree(REPO_ROOT / part, lab.host_path("ws1", f"{source}/{part}"),
+                        ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    entrypoint = f"{source}/templates/pipeline/entrypoint.sh"
+    environment = ["env", f"PYTHONPATH={source}", "PATH=/usr/local/bin:/usr/bin:/bin",
                    f"PROVISION_COMMAND={sys.executable} -m provision", f"PROVISION_WORKDIR={workdir}",
                    f"PROVISION_SECRETS_DIR={secrets}",
                    "PROVISION_KNOWN_HOSTS=/root/.ssh/known_hosts", f"PROVISION_GIT_URL={git_url}"]

@@ -189,7 +189,7 @@ def seed_plan(lab: Lab) -> SeedPlan:
         server_config_local=render_server_config_local(settings, git_home),
         git_shell_commands=git_shell_commands(settings.git_user, GIT_SHELL),
         served_repositories_path=f"{git_home}/{SERVED_REPOSITORIES}",
-        served_repositories=served_repositories(None, settings.git_remote),
+        served_repositories=served_repositories(None, settings.git_remote, settings.git_user),
         sshd_drop_in_path=drop_in_path(settings.storage_user), sshd_drop_in=render_drop_in(settings, password=False),
         sshd_reload=shlex.join(settings.sshd_reload_command), dataset=DATASET, tag=TAG,
         retry_attempts=RETRY_ATTEMPTS, retry_delay=RETRY_DELAY_SECONDS, retry_pattern=RETRY_PATTERN,

@@ -123,14 +123,15 @@ def storage_tasks(host: Host, data: str | None, tag: str | None, password: Passw
                              keep_password=keep_password),
         EnsureServiceAccount(settings.git_user, group, GIT_SHELL, "provision git repositories (git-shell)"),
         EnsureGitShellCommands(settings.git_user, GIT_SHELL),
+        # Before any repository is made: git_user serving another project's repository refuses the host.
+        *([EnsureServedRepository(settings.git_user, settings.git_remote)] if settings.git_remote_is_path else []),
         *(EnsureDirectory(path, "root", "root", CHROOT_DIRECTORY_MODE)
           for path in created_chroot_directories(settings)),
         EnsureDirectory(settings.dvc_storage, settings.storage_user, group, SHARED_DIRECTORY_MODE, group_acl=True),
         *(EnsureDirectory(path, settings.git_user, group, REPOSITORY_DIRECTORY_MODE) for path in git_directories),
     ]
     if settings.git_remote_is_path:
-        tasks += [EnsureBareRepo(settings.git_remote, settings.git_user, group),
-                  EnsureServedRepository(settings.git_user, settings.git_remote)]
+        tasks.append(EnsureBareRepo(settings.git_remote, settings.git_user, group))
     tasks += [
         EnsureDirectory(settings.server_repo, settings.git_user, group, REPOSITORY_DIRECTORY_MODE),
         SftpChrootEntries(settings, [settings.server_repo, *git_directories]),

@@ -221,12 +221,20 @@ def git_shell_commands(user: str, git_shell: str) -> dict[str, str]:
     return files
 
 
-def served_repositories(current: str | None, repository: str) -> str:
-    """The repository list with `repository` in it; every other line stays as it was."""
-    text = current or ""
-    if repository in text.split("\n"):
-        return text
-    return text + ("" if not text or text.endswith("\n") else "\n") + repository + "\n"
+def served_repositories(current: str | None, repository: str, user: str) -> str:
+    """The repository list holding `repository` alone.
+
+    Every key of git_user reaches every repository the list names, so a second project's repository
+    there would open each project to the other's clients: that is refused (docs/security.md).
+    """
+    listed = [line for line in (current or "").split("\n") if line.strip()]
+    others = [line for line in listed if line != repository]
+    if others:
+        raise ProvisionError(f"{user} already serves {', '.join(others)} (~{user}/{SERVED_REPOSITORIES}): every key "
+                             f"of {user} reaches every repository it serves, so clients of either project could push "
+                             "to the other's; give this inventory its own git_user and storage_user, or remove a "
+                             "repository that is no longer served from that file")
+    return repository + "\n"
 
 
 class EnsureServedRepository(Task):
@@ -249,7 +257,7 @@ class EnsureServedRepository(Task):
         current: FileState = ctx.fact(FileFact(path))
         if current.exists and not current.is_file:
             raise ProvisionError(f"{path} exists and is a {current.kind}, not a file")
-        wanted = served_repositories(current.content if current.exists else None, self.repository)
+        wanted = served_repositories(current.content if current.exists else None, self.repository, self.user)
         return EnsureFile(path, wanted, owner="root", group="root", mode=0o644).plan(ctx)
 
 

@@ -388,12 +388,16 @@ def test_two_inventories_on_one_storage_host_never_change_each_others_access(mak
     assert lab.exec("storage", ["cat", drop_in]).stdout == before
     assert lab.exec("storage", ["getent", "shadow", "dvc"]).stdout.split(":")[1] == "*"
     assert lab.exec("storage", ["test", "-e", f"{NFS}/other"]).returncode != 0
-    # Key-only, B leaves the drop-in as it is: both projects share the accounts, each keeps its access.
+    # Key-only, B leaves the drop-in as it is, but git_user's keys would reach both projects' repositories:
+    # refused before B makes any repository, A's list of served repositories unchanged.
     other = inventory_with(lab, tmp_path, inventory_name="other", project="other")
     status, document = bootstrap(lab, tmp_path, inventory=other)
-    assert status == 0, document
+    assert status == 2, document
+    failed = next(t for t in document["hosts"]["storage"]["tasks"] if t["status"] == "failed")
+    assert failed["name"] == "repositories served to git's keys" and f"git already serves {BARE}" in failed["msg"]
     assert lab.exec("storage", ["cat", drop_in]).stdout == before
-    assert lab.exec("storage", ["cat", "/home/git/git-repositories"]).stdout == f"{BARE}\n{NFS}/git/other.git\n"
+    assert lab.exec("storage", ["cat", "/home/git/git-repositories"]).stdout == f"{BARE}\n"
+    assert lab.exec("storage", ["test", "-e", f"{NFS}/git/other.git"]).returncode != 0
     status, document = bootstrap(lab, tmp_path)
     assert status == 0 and changed(document) == 0, document
 

@@ -219,8 +219,6 @@ def test_another_clients_data_never_writes_outside_the_checkout(make_lab, tmp_pa
     assert pulled.returncode != 0 and "refused by provision's guard" in pulled.stderr, pulled.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="git_user's ~/git-repositories is one list for every inventory that "
-                   "shares git_user: each key reaches every listed repository (docs/security.md, Residual risks)")
 def test_a_client_of_one_project_cannot_push_to_another_projects_repository(make_lab, tmp_path: Path) -> None:
     """Two inventories (projects demo and other) share storage's default accounts; ws1 is a client of demo."""
     lab = make_lab(["storage", "ws1"])
@@ -235,13 +233,18 @@ def test_a_client_of_one_project_cannot_push_to_another_projects_repository(make
     other.write_text(yaml.safe_dump(data))
     other.with_suffix(".known_hosts").write_text(lab.known_hosts_path.read_text())
     done = provision("bootstrap", "-i", str(other), home=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    before = sh(lab, "storage", ["su", "-s", "/bin/sh", "git", "-c", "git -C /mnt/nfs/git/other.git show-ref"])
+    # Sharing git_user would let demo's keys reach other's repository: the second bootstrap is refused.
+    assert done.returncode == 2 and "git already serves /mnt/nfs/git/demo.git" in done.stdout, done.stdout
+    served = sh(lab, "storage", ["cat", "/home/git/git-repositories"])
+    assert served == "/mnt/nfs/git/demo.git\n"
+    # Even a repository made by hand beside it is out of reach of demo's client keys.
+    sh(lab, "storage", ["su", "-s", "/bin/sh", "git", "-c", "git init -q --bare /mnt/nfs/git/other.git"])
+    before = sh(lab, "storage", ["su", "-s", "/bin/sh", "git", "-c", "git -C /mnt/nfs/git/other.git show-ref || true"])
 
     ssh = " ".join(["ssh", *client_ssh_options(), "-p", str(lab.port("storage"))])
     push = ("set -e; cd /root/demo; git checkout -q -b intruder; "
             "git -c user.name=intruder -c user.email=intruder@example.invalid commit -q --allow-empty -m intrusion; "
             'GIT_SSH_COMMAND="$0" git push -q git@127.0.0.1:/mnt/nfs/git/other.git intruder')
     pushed = lab.exec("ws1", ["sh", "-c", push, ssh])
-    after = sh(lab, "storage", ["su", "-s", "/bin/sh", "git", "-c", "git -C /mnt/nfs/git/other.git show-ref"])
+    after = sh(lab, "storage", ["su", "-s", "/bin/sh", "git", "-c", "git -C /mnt/nfs/git/other.git show-ref || true"])
     assert pushed.returncode != 0 and after == before, pushed.stderr

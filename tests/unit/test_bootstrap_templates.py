@@ -10,6 +10,7 @@ import pytest
 import yaml
 from configobj import ConfigObj
 
+from provision.errors import ProvisionError
 from provision.inventory import Settings, load_inventory
 from provision.render import dvc_value
 from provision.tasks.accounts import git_shell_commands, served_repositories
@@ -136,6 +137,8 @@ def test_dispatcher_runs_git_shell_once(tmp_path: Path) -> None:
 
 
 def test_served_repositories_adds_one_line_and_keeps_the_others() -> None:
-    assert served_repositories(None, "/srv/a.git") == "/srv/a.git\n"
-    assert served_repositories("/srv/b.git", "/srv/a.git") == "/srv/b.git\n/srv/a.git\n"
-    assert served_repositories("/srv/a.git\n/srv/b.git\n", "/srv/a.git") == "/srv/a.git\n/srv/b.git\n"
+    assert served_repositories(None, "/srv/a.git", "git") == "/srv/a.git\n"
+    assert served_repositories("/srv/a.git", "/srv/a.git", "git") == "/srv/a.git\n"
+    for current in ("/srv/b.git", "/srv/a.git\n/srv/b.git\n"):
+        with pytest.raises(ProvisionError, match=r"git already serves /srv/b\.git"):
+            served_repositories(current, "/srv/a.git", "git")

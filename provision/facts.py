@@ -66,6 +66,13 @@ class FileState:
         owner, group, mode, kind = line.split(" ", 3)
         return cls(True, owner, group, int(mode, 8), kind)
 
+    @classmethod
+    def with_content(cls, text: str) -> FileState:
+        """A `path_state` line, then a regular file's content: what the file probes print."""
+        header, _, content = text.partition("\n")
+        state = cls.from_stat(header or "absent")
+        return replace(state, content=content) if state.is_file else state
+
     @property
     def is_file(self) -> bool:
         return self.kind.startswith("regular")
@@ -90,9 +97,7 @@ class FileFact(Fact):
         return script(_FILE_STATE, self.path)
 
     def parse(self, output: BatchOutput) -> FileState:
-        header, _, content = output.stdout.partition("\n")
-        state = FileState.from_stat(header or "absent")
-        return replace(state, content=content) if state.is_file else state
+        return FileState.with_content(output.stdout)
 
 
 @dataclass(frozen=True)

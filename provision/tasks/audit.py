@@ -8,7 +8,7 @@ all of a host's facts in one remote command.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from provision.audit.findings import Finding
@@ -94,12 +94,10 @@ class HomeFileFact(Fact):
         return script(_HOME_FILE, self.user, self.path, "content" if self.content else "")
 
     def parse(self, output: BatchOutput) -> PathInHome | None:
-        lines = output.stdout.split("\n", 2)
-        if output.rc != 0 or lines[0] == "no-such-user" or len(lines) < 2:
+        path, found, rest = output.stdout.partition("\n")
+        if output.rc != 0 or path == "no-such-user" or not found:
             return None
-        state = FileState.from_stat(lines[1])
-        return PathInHome(lines[0], replace(state, content=lines[2] if len(lines) > 2 else "") if state.is_file
-                          else state)
+        return PathInHome(path, FileState.with_content(rest))
 
 
 @dataclass(frozen=True)

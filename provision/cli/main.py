@@ -6,6 +6,7 @@ Exit statuses: 0 all ok; 1 usage or input error (nothing touched); otherwise a b
 
 from __future__ import annotations
 
+import importlib
 import json
 import signal
 import sys
@@ -14,15 +15,7 @@ import traceback
 import click
 
 from provision import __version__
-from provision.cli.audit import audit
-from provision.cli.bootstrap import bootstrap
 from provision.cli.common import Invocation, PlayArgs, inventory_option, play_options, run_play
-from provision.cli.data import data
-from provision.cli.lab import lab
-from provision.cli.onboard import offboard, onboard
-from provision.cli.pipeline import pipeline
-from provision.cli.rotate import rotate
-from provision.cli.secrets import secrets
 from provision.connection import resolve_target
 from provision.engine import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED
 from provision.errors import InputError, ProvisionError
@@ -35,7 +28,35 @@ from provision.secrets import REDACTOR
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-@click.group(context_settings=CONTEXT)
+#: Commands imported only when named: `provision onboard` does not pay for the audit's detect-secrets,
+#: the data commands or kfp (start-up time and memory on every host of a fleet run; bench/RESULTS.md).
+LAZY_COMMANDS = {
+    "audit": "provision.cli.audit:audit",
+    "bootstrap": "provision.cli.bootstrap:bootstrap",
+    "data": "provision.cli.data:data",
+    "lab": "provision.cli.lab:lab",
+    "offboard": "provision.cli.onboard:offboard",
+    "onboard": "provision.cli.onboard:onboard",
+    "pipeline": "provision.cli.pipeline:pipeline",
+    "rotate": "provision.cli.rotate:rotate",
+    "secrets": "provision.cli.secrets:secrets",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands in LAZY_COMMANDS are imported when used (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="provision")
 def cli() -> None:
     """Provision DVC data registries on NFS storage over SSH, with secrets kept out of git.
@@ -167,15 +188,6 @@ def ping(play_args: PlayArgs) -> None:
     run_play(play_args, loaded, lambda engine: ping_play(hosts))
 
 
-cli.add_command(lab)
-cli.add_command(secrets)
-cli.add_command(bootstrap)
-cli.add_command(onboard)
-cli.add_command(offboard)
-cli.add_command(rotate)
-cli.add_command(data)
-cli.add_command(pipeline)
-cli.add_command(audit)
 
 
 def main() -> None:

@@ -19,7 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = [prefix]
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             found += all_commands(command, (*prefix, name))
         else:
@@ -30,6 +33,16 @@ def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "provision", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, check=False)
+
+
+def test_a_command_imports_only_what_it_uses() -> None:
+    """`onboard` on a fleet starts once per run: it must not load the audit's detect-secrets or kfp."""
+    probe = ("import sys; from provision.cli.main import main; sys.argv = ['provision', 'onboard', '--help']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('detect_secrets', 'kfp', 'provision.cli.audit', 'provision.cli.data') "
+             "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.parametrize("command", all_commands(), ids=lambda c: " ".join(c) or "provision")

@@ -35,6 +35,7 @@ from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
 from provision.inventory import Host, Inventory
 from provision.remote import BatchOutput, ChangeBatch, ProbeBatch
+from provision.remote import as_user as as_account
 
 EXIT_OK = 0
 EXIT_INPUT = 1
@@ -230,6 +231,20 @@ class HostContext:
         """The host's session; queued commands run first, since whatever comes next may rely on them."""
         self.flush()
         return self._engine.session(self.host)
+
+    def run(self, argv: Sequence[str], what: str, *, privileged: bool = False, as_user: str | None = None,
+            timeout: float | None = None) -> CommandResult:
+        """Run a command now (after anything queued); a failure raises an error naming `what` and why.
+
+        The one way a task runs a command itself: as the connecting user, with privilege, or `as_user`
+        (a service account, reached from root).
+        """
+        if as_user is not None:
+            argv, privileged, what = as_account(as_user, argv), True, f"{what} (as {as_user})"
+        result = self.session.run(argv, privileged=privileged, timeout=timeout)
+        if not result.ok:
+            raise command_error(what, result)
+        return result
 
     def queue(self, result: TaskResult, commands: Sequence[Command] = ()) -> None:
         """A task's result, reported once the queue ran: its commands' outcome decides it (none: as it is)."""

@@ -20,11 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from provision.connection import CommandResult
 from provision.engine import Change, Command, HostContext, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
-from provision.remote import as_user, script
+from provision.remote import script
 from provision.render import render
 from provision.tasks.files import EnsureFile, describe_attributes
 
@@ -83,15 +82,6 @@ def account_home(ctx: HostContext, user: str) -> str:
     """The account's home on the host; where bootstrap will make it while the account does not exist yet."""
     state = AccountState.parse(ctx.fact(account_fact(user)))
     return state.home if state.exists else f"{HOME_BASE}/{user}"
-
-
-def run_as_account(ctx: HostContext, user: str, argv: Sequence[str], *, what: str,
-                   timeout: float | None = None) -> CommandResult:
-    """Run argv as a service account (from root, through sudo when the host uses become)."""
-    result = ctx.session.run(as_user(user, argv), privileged=True, timeout=timeout)
-    if not result.ok:
-        raise ProvisionError(f"{what} failed (as {user}): {result.detail}")
-    return result
 
 
 @dataclass(frozen=True)

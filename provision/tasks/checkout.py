@@ -16,7 +16,7 @@ from provision.errors import ProvisionError
 from provision.facts import Fact, FileFact
 from provision.inventory import Settings
 from provision.remote import BatchOutput, quote_argv, script
-from provision.tasks.client_key import ClientInfo, run_checked
+from provision.tasks.client_key import ClientInfo
 from provision.tasks.client_known_hosts import client_ssh_options
 
 #: Clone and dvc pull move data: they get this long, whatever --timeout says about other commands.
@@ -124,7 +124,7 @@ class Checkout(Task):
             return None
 
         def apply() -> None:
-            run_checked(ctx, ["git", "-C", workdir, "config", "core.sshCommand", self.ssh_command or ""],
+            ctx.run(["git", "-C", workdir, "config", "core.sshCommand", self.ssh_command or ""],
                         f"setting core.sshCommand on {self.info.name}")
 
         return Change(f"set core.sshCommand (client key, pinned host key) in {workdir}", apply)

@@ -15,9 +15,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from provision.connection import CommandResult, resolve_target
+from provision.connection import resolve_target
 from provision.engine import Change, HostContext, PlayState, Task
-from provision.errors import ProvisionError, command_error
+from provision.errors import ProvisionError
 from provision.facts import PATH_STATE, Fact, FileState
 from provision.inventory import Host, Settings
 from provision.remote import BatchOutput, script
@@ -218,26 +218,18 @@ class ClientKeyPair(_ClientKeyTask):
 
     def _apply(self, ctx: HostContext, info: ClientInfo, state: KeyState) -> None:
         if state.ssh_dir_wrong:
-            run_checked(ctx, script(_ENSURE_DIR, info.ssh_dir, "0700"), f"creating {info.ssh_dir}")
+            ctx.run(script(_ENSURE_DIR, info.ssh_dir, "0700"), f"creating {info.ssh_dir}")
         if not state.private.exists:
             comment = key_marker(self.settings.inventory_name, self.client)
-            run_checked(ctx, script(GENERATE_KEY, state.key, comment), f"ssh-keygen {state.key}")
+            ctx.run(script(GENERATE_KEY, state.key, comment), f"ssh-keygen {state.key}")
         else:
             if state.private.mode != 0o600:
-                run_checked(ctx, ["chmod", "0600", "--", state.key], f"chmod {state.key}")
+                ctx.run(["chmod", "0600", "--", state.key], f"chmod {state.key}")
             if not state.public.exists:
-                run_checked(ctx, script(DERIVE_PUBLIC_KEY, state.key), f"deriving {state.key}.pub")
-        public = run_checked(ctx, ["head", "-n", "1", "--", f"{state.key}.pub"], f"reading {state.key}.pub")
+                ctx.run(script(DERIVE_PUBLIC_KEY, state.key), f"deriving {state.key}.pub")
+        public = ctx.run(["head", "-n", "1", "--", f"{state.key}.pub"], f"reading {state.key}.pub")
         ctx.export(CLIENT_EXPORT, replace(info, public_key=parse_public_key(public.stdout), has_private_key=True))
         ctx.forget(self.fact)
-
-
-def run_checked(ctx: HostContext, argv: Sequence[str], what: str, *, timeout: float | None = None) -> CommandResult:
-    """Run as the connecting user; a failure raises an error naming what failed and why."""
-    result = ctx.session.run(argv, timeout=timeout)
-    if not result.ok:
-        raise command_error(what, result)
-    return result
 
 
 class ClientAccount(_ClientKeyTask):
@@ -271,7 +263,7 @@ class RemoveKeyPair(Task):
         key = self.info.key
 
         def apply() -> None:
-            run_checked(ctx, ["rm", "-f", "--", key, f"{key}.pub"], f"removing {key}")
+            ctx.run(["rm", "-f", "--", key, f"{key}.pub"], f"removing {key}")
 
         return Change(f"remove key pair {key}", apply)
 

@@ -24,7 +24,7 @@ from provision.remote import script
 from provision.render import one_line, render
 from provision.secrets import MASK
 from provision.tasks.checkout import checkout_file_facts
-from provision.tasks.client_key import ClientInfo, run_checked
+from provision.tasks.client_key import ClientInfo
 from provision.tasks.files import unified_diff, write_file
 
 #: The remote's keys that are credentials: removed by offboarding.
@@ -360,7 +360,7 @@ class PrivateSiteCache(Task):
         summary = f"mode 0700 on {self.path}" if state.exists else f"create {self.path} (0700)"
 
         def apply() -> None:
-            run_checked(ctx, script(_MAKE_PRIVATE_DIR, self.path), f"{summary} on {self.info.name}")
+            ctx.run(script(_MAKE_PRIVATE_DIR, self.path), f"{summary} on {self.info.name}")
             ctx.forget(self.fact)
 
         return Change(summary, apply)

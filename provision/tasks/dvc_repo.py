@@ -26,7 +26,7 @@ from provision.facts import CommandFact, Fact, FileFact, FileState
 from provision.inventory import Settings
 from provision.remote import as_user, script
 from provision.render import render
-from provision.tasks.accounts import account_fact, account_home, run_as_account
+from provision.tasks.accounts import account_fact, account_home
 from provision.tasks.directories import FSTYPE_EXPORT, EnsureDirectory
 from provision.tasks.files import unified_diff
 from provision.tasks.git_repo import (
@@ -259,7 +259,7 @@ class EnsureServerRepo(Task):
                       site_cache_dir(account_home(ctx, settings.git_user)), config, config_local, name, email, message)
 
         def apply() -> None:
-            run_as_account(ctx, settings.git_user, argv, what=f"setting up {settings.server_repo}",
+            ctx.run(argv, as_user=settings.git_user, what=f"setting up {settings.server_repo}",
                            timeout=REPO_TIMEOUT)
             ctx.forget(self._fact)
 
@@ -410,7 +410,7 @@ class EnsureDataset(Task):
                       message, tag_message)
 
         def apply() -> None:
-            run_as_account(ctx, settings.git_user, argv, what=f"adding dataset {self.path}", timeout=DATA_TIMEOUT)
+            ctx.run(argv, as_user=settings.git_user, what=f"adding dataset {self.path}", timeout=DATA_TIMEOUT)
             ctx.forget(self._fact)
 
         return Change(", ".join(steps), apply)

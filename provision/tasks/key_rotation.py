@@ -39,7 +39,6 @@ from provision.tasks.client_key import (
     key_fingerprint,
     key_marker,
     parse_public_key,
-    run_checked,
 )
 from provision.tasks.dvc_client import DvcClientConfig, dvc_argv
 from provision.tasks.proofs import DVC_PROOF_TIMEOUT, sftp_list_argv
@@ -189,8 +188,8 @@ class StartKeyRotation(Task):
             export(None)
 
             def generate() -> None:
-                run_checked(ctx, script(GENERATE_KEY, new_key, marker), f"ssh-keygen {new_key}")
-                derived = run_checked(ctx, ["ssh-keygen", "-y", "-f", new_key], f"reading {new_key}")
+                ctx.run(script(GENERATE_KEY, new_key, marker), f"ssh-keygen {new_key}")
+                derived = ctx.run(["ssh-keygen", "-y", "-f", new_key], f"reading {new_key}")
                 export(parse_public_key(derived.stdout))
                 ctx.forget(self.fact)
 
@@ -207,7 +206,7 @@ class StartKeyRotation(Task):
         if keys.new_pub.split()[:2] == new_public.split():
             return None
         return Change(f"write {new_key}.pub from {new_key}",
-                      lambda: run_checked(ctx, script(DERIVE_PUBLIC_KEY, new_key), f"deriving {new_key}.pub"))
+                      lambda: ctx.run(script(DERIVE_PUBLIC_KEY, new_key), f"deriving {new_key}.pub"))
 
 
 @dataclass(frozen=True)
@@ -423,9 +422,9 @@ class RetireOldKey(Task):
 
     def _apply(self, ctx: HostContext) -> None:
         key, new_key = self.rotation.info.key, self.rotation.new_key
-        run_checked(ctx, script(_INSTALL_NEW_KEY, key, new_key), f"moving {new_key} to {key}")
+        ctx.run(script(_INSTALL_NEW_KEY, key, new_key), f"moving {new_key} to {key}")
         self.final.switch(ctx)
-        run_checked(ctx, ["rm", "-f", "--", new_key, f"{new_key}.pub"], f"removing {new_key}")
+        ctx.run(["rm", "-f", "--", new_key, f"{new_key}.pub"], f"removing {new_key}")
         ctx.note(f"{key} is {key_fingerprint(self.rotation.new_public or '')}")
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from provision.engine import HostContext
 from provision.facts import Fact
 from provision.remote import BatchOutput
-from provision.tasks.client_key import run_checked
 
 RECORD_PATH = ".dvc/tmp/provision-proof"
 ACCESS = "access"
@@ -189,6 +188,6 @@ class ProofRecordFact(Fact):
 
 def record_proof(ctx: HostContext, fact: ProofRecordFact, controller: str, *, kind: str) -> None:
     """Write the record after a successful proof (kind `data`: the work tree holds all the data too)."""
-    run_checked(ctx, proof_argv("write", fact.workdir, fact.credential_keys, kind, controller),
+    ctx.run(proof_argv("write", fact.workdir, fact.credential_keys, kind, controller),
                 f"recording the proof in {fact.workdir}/{RECORD_PATH}")
     ctx.forget(fact)

@@ -27,7 +27,7 @@ from provision.facts import Fact
 from provision.inventory import Host, Settings
 from provision.remote import script
 from provision.tasks.checkout import CLONED_EXPORT, LONG_STEP_TIMEOUT, git_url
-from provision.tasks.client_key import ClientInfo, key_fingerprint, run_checked
+from provision.tasks.client_key import ClientInfo, key_fingerprint
 from provision.tasks.client_known_hosts import client_ssh_options, storage_host_keys
 from provision.tasks.dvc_client import credential_keys, dvc_argv
 from provision.tasks.packages import DVC_BUILD_EXPORT, DVC_EXPORT, DvcBuild
@@ -238,7 +238,7 @@ class PullData(Task):
 
     def _totals(self, ctx: HostContext) -> DataTotals:
         workdir = self.proof.info.workdir
-        return data_totals(run_checked(ctx, script(_DVC_FILES, workdir), f"reading the .dvc files in {workdir}").stdout)
+        return data_totals(ctx.run(script(_DVC_FILES, workdir), f"reading the .dvc files in {workdir}").stdout)
 
     def plan(self, ctx: HostContext) -> Change | None:
         proof = self.proof
@@ -255,7 +255,7 @@ class PullData(Task):
             # A checkout cloned this run holds no data yet: no dvc needs to start to tell.
             return Change(f"dvc pull -r {proof.settings.dvc_remote} in {workdir} (a fresh checkout)",
                           lambda: self._pull(ctx, access_recorded=False))
-        status = run_checked(ctx, dvc_argv(dvc, "--cd", workdir, "status", "--json"), f"dvc status in {workdir}",
+        status = ctx.run(dvc_argv(dvc, "--cd", workdir, "status", "--json"), f"dvc status in {workdir}",
                              timeout=DVC_PROOF_TIMEOUT)
         changes = workspace_changes(status.stdout)
         modified = sorted(path for path, state in changes.items() if state == "modified")

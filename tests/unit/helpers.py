@@ -63,6 +63,9 @@ class FakeContext:
     def apply_now(self, change: Any) -> None:
         HostContext.apply_now(self, change)  # type: ignore[arg-type]
 
+    def run(self, argv: Any, what: str, **options: Any) -> Any:
+        return HostContext.run(self, argv, what, **options)  # type: ignore[arg-type]
+
     def storage_run(self, argv: Any, *, timeout: float | None = None) -> Any:
         """Straight to the session: admission and retries are the engine's (tested in test_admission)."""
         return self.session.run(argv, timeout=timeout)

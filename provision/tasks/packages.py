@@ -39,16 +39,18 @@ INSTALL_TIMEOUT = 1800.0
 #: The guard's top-level module name inside a dvc virtualenv (its `.pth` file has the same stem).
 GUARD_MODULE = "provision_dvc_ssh_guard"
 
-# Run by the venv's python with the guard's module name: its site-packages, dvc-ssh's version there and
-# the checksums of the guard's files, one "name value" line each.
+# Run by the venv's python with the guard's module name: its site-packages, the versions of dvc and dvc-ssh
+# there and the checksums of the guard's files, one "name value" line each. dvc's version comes from its
+# package metadata: `dvc --version` imports dvc, about a CPU second on every host of every run.
 _VENV_FACTS = """
 import hashlib, importlib.metadata, os, sys, sysconfig
 purelib = sysconfig.get_path("purelib")
 print("purelib", purelib)
-try:
-    print("dvc-ssh", importlib.metadata.version("dvc-ssh"))
-except importlib.metadata.PackageNotFoundError:
-    pass
+for name, key in (("dvc", "venv"), ("dvc-ssh", "dvc-ssh")):
+    try:
+        print(key, importlib.metadata.version(name))
+    except importlib.metadata.PackageNotFoundError:
+        pass
 for kind in ("py", "pth"):
     path = os.path.join(purelib, sys.argv[1] + "." + kind)
     if os.path.isfile(path):
@@ -64,7 +66,7 @@ venv=$1 link=/usr/local/bin/dvc
 if [ "$(id -u)" -eq 0 ] && ! unsafe=$(root_only_directory "$venv"); then
   printf 'venv-unsafe %s\\n' "$unsafe"
 else
-  if [ -x "$venv/bin/dvc" ]; then printf 'venv %s\\n' "$("$venv/bin/dvc" --version 2>/dev/null | tail -n 1)"; fi
+  if [ -x "$venv/bin/dvc" ]; then echo 'venv-dvc yes'; fi
   if [ -x "$venv/bin/python" ]; then
     echo 'venv-python yes'
     "$venv/bin/python" -I -B -c "$3" "$2" 2>/dev/null
@@ -159,7 +161,7 @@ class DvcState:
             path_dvc, _, version_text = values["path"].partition(" ")
             path_version = parse_version(version_text)
         return cls(
-            venv_version=parse_version(values.get("venv")),
+            venv_version=parse_version(values.get("venv")) if "venv-dvc" in values else None,
             venv_python="venv-python" in values,
             link_target=values.get("link"),
             link_is_file="link-file" in values,

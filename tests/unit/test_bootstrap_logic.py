@@ -51,13 +51,15 @@ def test_version_parsing_and_range() -> None:
 
 
 def test_probe_output_parses() -> None:
-    state = DvcState.parse(f"venv 3.67.1\nvenv-python yes\nlink {VENV}/bin/dvc\n"
+    state = DvcState.parse(f"venv-dvc yes\nvenv 3.67.1\nvenv-python yes\nlink {VENV}/bin/dvc\n"
                            "path /usr/bin/dvc 2.58.2\npython 3.11.2\n")
     assert state.venv_version == Version("3.67.1") and state.venv_python
     assert state.link_target == f"{VENV}/bin/dvc" and not state.link_is_file
     assert (state.path_dvc, state.path_version) == ("/usr/bin/dvc", Version("2.58.2"))
     assert state.system_python == "3.11.2"
     assert DvcState.parse("") == DvcState()
+    # dvc's version comes from the package metadata, but counts only while its entry point is there.
+    assert DvcState.parse("venv 3.67.1\nvenv-python yes\n").venv_version is None
 
 
 def test_venv_dvc_in_range_is_used_and_linked() -> None:

@@ -117,7 +117,7 @@ def test_an_unchecked_version_is_left_alone_and_said(capsys: pytest.CaptureFixtu
 
 def _probe(*, dvc_ssh: str = "4.3.0", guard: bool = True, path_dvc: str = "") -> DvcState:
     checksums = [hashlib.sha256(data).hexdigest() for data in guard_files().values()]
-    lines = [f"venv 3.67.1\nvenv-python yes\npurelib {PURELIB}\ndvc-ssh {dvc_ssh}"]
+    lines = [f"venv-dvc yes\nvenv 3.67.1\nvenv-python yes\npurelib {PURELIB}\ndvc-ssh {dvc_ssh}"]
     if guard:
         lines.append(f"guard-py {checksums[0]}\nguard-pth {checksums[1]}")
     if path_dvc:
@@ -134,7 +134,7 @@ def test_probe_output_tells_installed_and_active_guard() -> None:
 
 
 def test_a_stale_guard_file_counts_as_missing() -> None:
-    stale = DvcState.parse(f"venv 3.67.1\npurelib {PURELIB}\ndvc-ssh 4.3.0\nguard-py 00\nguard-pth 11\n")
+    stale = DvcState.parse(f"venv-dvc yes\nvenv 3.67.1\npurelib {PURELIB}\ndvc-ssh 4.3.0\nguard-py 00\nguard-pth 11\n")
     assert not stale.guard_installed
     assert "lacks provision's dvc-ssh guard" in (unguarded_dvc_warning(stale, VENV) or "")
 

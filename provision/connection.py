@@ -31,7 +31,7 @@ import invoke
 import paramiko
 
 from provision.errors import ProvisionError
-from provision.hostkeys import DEFAULT_KNOWN_HOSTS, changed_key_message, fingerprint, known_hosts_name, pin_keys
+from provision.hostkeys import DEFAULT_KNOWN_HOSTS, changed_key_message, known_hosts_name, pin_keys
 from provision.inventory import Host
 from provision.remote import privileged_line, quote_argv, script
 
@@ -120,7 +120,7 @@ class HostKeyOptions:
     def pin_new(self, name: str, key: paramiko.PKey) -> None:
         """Pin a first-seen key (`--accept-new-hostkeys`), or only say so under --check."""
         verb = "would pin" if self.check else "pinned"
-        self.newly_pinned.append(f"{verb} {name} {key.get_name()} {fingerprint(key)}")
+        self.newly_pinned.append(f"{verb} {name} {key.get_name()} {key.fingerprint}")
         if not self.check:
             hostname, port = _split_known_hosts_name(name)
             pin_keys(self.pins_path, hostname, port, [key])
@@ -131,7 +131,7 @@ class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         raise HostKeyError(
-            f"host key of {hostname} is not pinned ({key.get_name()} {fingerprint(key)}); "
+            f"host key of {hostname} is not pinned ({key.get_name()} {key.fingerprint}); "
             "run `provision hostkeys scan` or pass --accept-new-hostkeys"
         )
 

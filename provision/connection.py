@@ -504,7 +504,7 @@ class SSHSession(_SessionBase):
                 connect_kwargs["key_filename"] = list(target.key_files)
         connection = fabric.Connection(
             host=target.hostname, user=target.user, port=target.port, config=config,
-            gateway=gateway if gateway is not None else False,
+            gateway=gateway if gateway is not None else False, forward_agent=False,
             connect_timeout=max(1, int(self.timeout)), connect_kwargs=connect_kwargs,
         )
         self._keys.load_into(connection.client)

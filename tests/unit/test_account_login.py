@@ -41,7 +41,10 @@ class Transport:
         return []
 
 
-def test_the_target_logs_in_with_the_strategy_alone_and_jump_hosts_with_their_keys(tmp_path: Path) -> None:
+def test_the_target_logs_in_with_the_strategy_alone_and_jump_hosts_with_their_keys(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".fabric.yml").write_text("forward_agent: true\n")  # a user's Fabric config forwards nothing
     jump = SSHTarget("10.0.0.1", 22, "admin", ("/keys/admin",))
     target = SSHTarget("10.0.0.2", 2222, "dvc", ("/keys/ignored",), (jump,))
     strategy = _PasswordOnly("dvc", PASSWORD)

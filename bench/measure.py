@@ -9,7 +9,6 @@ is the whole machine's busy time from /proc/stat, which includes other people's 
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
 import subprocess
@@ -17,6 +16,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+import paramiko
 
 _CGROUP_V2 = Path("/sys/fs/cgroup")
 _CGROUP_V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
@@ -140,8 +141,8 @@ def run_measured(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path) 
 
 def key_fingerprint(public_key: str) -> str:
     """`SHA256:...` of an OpenSSH public key line, as sshd logs it."""
-    digest = hashlib.sha256(base64.b64decode(public_key.split()[1])).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    kind, blob = public_key.split()[:2]
+    return paramiko.PKey.from_type_string(kind, base64.b64decode(blob)).fingerprint
 
 
 @dataclass(frozen=True)

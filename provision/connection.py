@@ -21,8 +21,9 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -31,7 +32,7 @@ import invoke
 import paramiko
 
 from provision.errors import ProvisionError
-from provision.hostkeys import DEFAULT_KNOWN_HOSTS, changed_key_message, fingerprint, known_hosts_name, pin_keys
+from provision.hostkeys import DEFAULT_KNOWN_HOSTS, changed_key_message, known_hosts_name, pin_keys
 from provision.inventory import Host
 from provision.remote import privileged_line, quote_argv, script
 
@@ -120,7 +121,7 @@ class HostKeyOptions:
     def pin_new(self, name: str, key: paramiko.PKey) -> None:
         """Pin a first-seen key (`--accept-new-hostkeys`), or only say so under --check."""
         verb = "would pin" if self.check else "pinned"
-        self.newly_pinned.append(f"{verb} {name} {key.get_name()} {fingerprint(key)}")
+        self.newly_pinned.append(f"{verb} {name} {key.get_name()} {key.fingerprint}")
         if not self.check:
             hostname, port = _split_known_hosts_name(name)
             pin_keys(self.pins_path, hostname, port, [key])
@@ -131,7 +132,7 @@ class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         raise HostKeyError(
-            f"host key of {hostname} is not pinned ({key.get_name()} {fingerprint(key)}); "
+            f"host key of {hostname} is not pinned ({key.get_name()} {key.fingerprint}); "
             "run `provision hostkeys scan` or pass --accept-new-hostkeys"
         )
 
@@ -259,6 +260,11 @@ def _is_transient(error: BaseException) -> bool:
         shed = "Error reading SSH protocol banner" in text and "timed out" not in text
         return shed or "Connection reset" in text
     return False
+
+
+def _is_refused(error: BaseException) -> bool:
+    """Nothing listens on the port: sshd re-executing itself after a reload gives this for a moment."""
+    return isinstance(error, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError)
 
 
 class Session(Protocol):
@@ -450,41 +456,55 @@ class _SessionBase(ABC):
         return path
 
 
+class LoginStrategy(Protocol):
+    """How a session authenticates instead of with keys and the agent (paramiko's `auth_strategy`)."""
+
+    def authenticate(self, transport: paramiko.Transport) -> None: ...
+
+
 class SSHSession(_SessionBase):
-    """A Fabric connection with verified host keys, retries and privilege escalation."""
+    """A Fabric connection with verified host keys, retries and privilege escalation.
+
+    `login` replaces key and agent authentication on the target itself (its jump hosts keep theirs);
+    `retry_refused` also retries a refused connection, as an sshd re-executing after a reload gives.
+    """
 
     def __init__(self, target: SSHTarget, keys: HostKeyOptions, *, timeout: float,
-                 become: Become = Become()) -> None:
+                 become: Become = Become(), login: LoginStrategy | None = None, retry_refused: bool = False) -> None:
         super().__init__()
         self.target = target
         self.label = target.label
         self.timeout = timeout
         self._become = become
         self._keys = keys
+        self._login = login
+        self._retry_refused = retry_refused
         self._hops: list[fabric.Connection] = []
-        self.connection = self._chain(target)
+        self.connection = self._chain(target, login=login)
 
-    def _chain(self, target: SSHTarget, gateway: fabric.Connection | None = None) -> fabric.Connection:
+    def _chain(self, target: SSHTarget, gateway: fabric.Connection | None = None, *,
+               login: LoginStrategy | None = None) -> fabric.Connection:
         """A connection to `target` through its jump hosts (each with its own jumps), none opened yet."""
         if gateway is None:
             for jump in target.jumps:
                 gateway = self._chain(jump, gateway)
-        connection = self._single_connection(target, gateway)
+        connection = self._single_connection(target, gateway, login)
         self._hops.append(connection)
         return connection
 
-    def _single_connection(self, target: SSHTarget, gateway: fabric.Connection | None) -> fabric.Connection:
+    def _single_connection(self, target: SSHTarget, gateway: fabric.Connection | None,
+                           login: LoginStrategy | None) -> fabric.Connection:
         config = fabric.Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
-        connect_kwargs: dict[str, object] = {
-            "banner_timeout": self.timeout,
-            "auth_timeout": self.timeout,
-            "look_for_keys": not target.key_files,
-        }
-        if target.key_files:
-            connect_kwargs["key_filename"] = list(target.key_files)
+        connect_kwargs: dict[str, object] = {"banner_timeout": self.timeout, "auth_timeout": self.timeout}
+        if login is not None:  # paramiko then runs the strategy alone: no key file, no agent, no other method
+            connect_kwargs["auth_strategy"] = login
+        else:
+            connect_kwargs["look_for_keys"] = not target.key_files
+            if target.key_files:
+                connect_kwargs["key_filename"] = list(target.key_files)
         connection = fabric.Connection(
             host=target.hostname, user=target.user, port=target.port, config=config,
-            gateway=gateway if gateway is not None else False,
+            gateway=gateway if gateway is not None else False, forward_agent=False,
             connect_timeout=max(1, int(self.timeout)), connect_kwargs=connect_kwargs,
         )
         self._keys.load_into(connection.client)
@@ -509,7 +529,7 @@ class SSHSession(_SessionBase):
                 self._close_hops()
                 raise HostKeyError(changed_key_message(error.hostname, error.expected_key, error.key,
                                                        self.target.hostname)) from None
-            except HostKeyError:
+            except ProvisionError:  # host key not pinned, or the login strategy's verdict
                 self._close_hops()
                 raise
             except paramiko.AuthenticationException as error:
@@ -519,12 +539,14 @@ class SSHSession(_SessionBase):
             except (OSError, EOFError, paramiko.SSHException) as error:
                 last = error
                 self._close_hops()
-                if not _is_transient(error):
+                restarting = self._retry_refused and _is_refused(error)
+                if not (restarting or _is_transient(error)):
                     break
-                _LIMITER.slot(self.target).shed()
+                if not restarting:
+                    _LIMITER.slot(self.target).shed()
                 if attempt + 1 < CONNECT_ATTEMPTS:
                     time.sleep(0.2 * 2**attempt + random.uniform(0, 0.2))
-                    self.connection = self._chain(self.target)
+                    self.connection = self._chain(self.target, login=self._login)
         raise UnreachableError(f"{self.label}: {_describe(last)}")
 
     def run_line(self, command: str, *, privileged: bool = False,
@@ -654,6 +676,93 @@ def open_last_jump(target: SSHTarget, keys: HostKeyOptions, *, timeout: float) -
                       keys, timeout=timeout)
     jump.open()
     return jump
+
+
+class PasswordLoginDisabled(ProvisionError):
+    """sshd does not offer password authentication to the account."""
+
+
+class _OfferedMethods:
+    """Login strategy that only asks which methods sshd offers the user (SSH's `none` authentication)."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        self.methods: list[str] = []
+
+    def authenticate(self, transport: paramiko.Transport) -> None:
+        try:
+            transport.auth_none(self.user)
+        except paramiko.BadAuthenticationType as refusal:
+            self.methods = list(refusal.allowed_types)
+            return
+        self.methods = ["none"]
+
+
+class _PasswordOnly:
+    """Login strategy: the password method alone (no keys, no agent, no keyboard-interactive)."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user = user
+        self.password = password
+        self.accepted = False
+
+    def authenticate(self, transport: paramiko.Transport) -> None:
+        try:
+            transport.auth_password(self.user, self.password, fallback=False)
+        except paramiko.BadAuthenticationType as refusal:
+            raise PasswordLoginDisabled(f"sshd does not offer password login to {self.user} "
+                                        f"(offers: {', '.join(refusal.allowed_types) or 'nothing'})") from None
+        except paramiko.AuthenticationException:
+            return
+        self.accepted = True
+
+
+class AccountLogin:
+    """Fresh logins from the controller to a host as one of its accounts: by password alone, or only to
+    ask which methods sshd offers the account now (the running sshd, not its files).
+
+    Each login is an SSHSession with those connect arguments: the host's route (ProxyJump hops log in
+    with their own keys), the pins in `pins_path` (else ~/.ssh/known_hosts) and the one retry loop,
+    refused connections included. A password goes only to a host whose key was pinned before: a
+    first-seen key is refused even under --accept-new-hostkeys.
+    """
+
+    def __init__(self, host: Host, pins_path: Path, *, timeout: float) -> None:
+        self.host = host
+        self.keys = HostKeyOptions(pins_path)
+        self.timeout = timeout
+
+    def offered_methods(self, user: str) -> list[str]:
+        """The authentication methods sshd offers `user`."""
+        strategy = _OfferedMethods(user)
+        with self._session(user, strategy):
+            return strategy.methods
+
+    def password_accepted(self, user: str, password: str, directory: str) -> bool:
+        """Whether `user` logs in with `password` and lists `directory` over SFTP.
+
+        False when sshd refuses the password; PasswordLoginDisabled when it offers no password login.
+        """
+        strategy = _PasswordOnly(user, password)
+        with self._session(user, strategy) as session:
+            if not strategy.accepted:
+                return False
+            try:
+                session.connection.sftp().listdir(directory)
+            except (OSError, paramiko.SSHException) as error:
+                raise ProvisionError(f"{user} logged in with the password but listing {directory} over SFTP "
+                                     f"failed: {error}") from None
+        return True
+
+    @contextmanager
+    def _session(self, user: str, strategy: LoginStrategy) -> Iterator[SSHSession]:
+        target = replace(resolve_target(self.host), user=user, key_files=())
+        session = SSHSession(target, self.keys, timeout=self.timeout, login=strategy, retry_refused=True)
+        session.open()
+        try:
+            yield session
+        finally:
+            session.close()
 
 
 #: Host key algorithms asked for one by one, so that every key a server offers is seen.

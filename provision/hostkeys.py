@@ -8,9 +8,7 @@ network.
 
 from __future__ import annotations
 
-import base64
 import fcntl
-import hashlib
 import os
 import tempfile
 import threading
@@ -35,15 +33,9 @@ def known_hosts_name(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"[{hostname}]:{port}"
 
 
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's SHA256 fingerprint, as `ssh-keygen -lf` prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
 def changed_key_message(label: str, pinned: paramiko.PKey, offered: paramiko.PKey, host: str) -> str:
     """The one message for a host whose key differs from its pin."""
-    return (f"host key of {label} CHANGED: pinned {fingerprint(pinned)}, offered {fingerprint(offered)} "
+    return (f"host key of {label} CHANGED: pinned {pinned.fingerprint}, offered {offered.fingerprint} "
             f"({offered.get_name()}); refusing. If the change is expected: "
             f"`provision hostkeys forget {host}` then `provision hostkeys scan`")
 
@@ -98,7 +90,7 @@ class KnownHosts:
     def pins(self, hostname: str, port: int) -> list[PinnedKey]:
         """What is pinned for a host, for display."""
         name = known_hosts_name(hostname, port)
-        return [PinnedKey(name, kind, fingerprint(key)) for kind, key in self.lookup(hostname, port).items()]
+        return [PinnedKey(name, kind, key.fingerprint) for kind, key in self.lookup(hostname, port).items()]
 
     def add(self, hostname: str, port: int, key: paramiko.PKey) -> None:
         """Pin a key (in memory; `save` writes it)."""

@@ -6,9 +6,8 @@ import click
 
 from provision.cli.common import PlayArgs, play_options, run_play
 from provision.errors import InputError
-from provision.plays.bootstrap import bootstrap_play, check_data_path, check_tag
-from provision.secrets_lookup import SecretLookupForInventory
-from provision.tasks.password_login import password_login
+from provision.plays.bootstrap import bootstrap_play, check_data_path, check_tag, password_login
+from provision.secrets.inventory import SecretLookupForInventory
 
 
 @click.command()

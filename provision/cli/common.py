@@ -14,7 +14,7 @@ from provision.audit.findings import Finding
 from provision.engine import EXIT_FINDINGS, EXIT_OK, Engine, Play, PlayState, RunOptions, exit_status
 from provision.inventory import Inventory, load_inventory
 from provision.report import ConsoleReporter, QuietReporter, console, play_document, print_findings, print_json
-from provision.secrets_lookup import SecretLookupForInventory
+from provision.secrets.inventory import SecretLookupForInventory
 
 
 @dataclass

@@ -6,10 +6,10 @@ import click
 
 from provision.cli.common import PlayArgs, play_options, run_play
 from provision.errors import InputError
+from provision.plays.bootstrap import password_login
 from provision.plays.onboard import select_clients
 from provision.plays.rotate import rotate_keys_play, rotate_password_play
-from provision.secrets_lookup import SecretLookupForInventory
-from provision.tasks.password_login import StorageLogin, check_password_access, password_clients
+from provision.secrets.inventory import SecretLookupForInventory
 
 
 @click.group()
@@ -61,8 +61,8 @@ def password(play_args: PlayArgs) -> None:
       provision rotate password -i site.yml --limit ws2
     """
     inventory = play_args.load()
-    check_password_access(inventory)
-    candidates = password_clients(inventory)
+    inventory.check_password_access()
+    candidates = inventory.password_clients
     if not candidates:
         raise InputError("no client has auth: password, so storage_user has no password to rotate; "
                          "`provision rotate keys` rotates keys", file=inventory.display_path)
@@ -73,9 +73,7 @@ def password(play_args: PlayArgs) -> None:
         raise InputError("--limit keeps neither the storage host nor a client with auth: password", key="--limit")
     clients = select_clients(inventory, chosen, None) if chosen else []
     inventory.check_targets([inventory.storage])
-    secrets = SecretLookupForInventory(inventory)
-    login = StorageLogin(inventory.storage, inventory.known_hosts_path, play_args.timeout)
+    login = password_login(inventory, SecretLookupForInventory(inventory), play_args.timeout)
     run_play(play_args, inventory,
-             lambda engine: rotate_password_play(inventory, clients, rotate_storage=rotate_storage, secrets=secrets,
-                                                 login=login),
-             secrets=secrets)
+             lambda engine: rotate_password_play(inventory, clients, rotate_storage=rotate_storage, password=login),
+             secrets=login.secrets)

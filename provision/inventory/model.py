@@ -252,6 +252,27 @@ class Inventory:
         """Every host not in group `storage`."""
         return [host for host in self.hosts.values() if "storage" not in host.groups]
 
+    @property
+    def password_clients(self) -> list[Host]:
+        """Clients whose DVC remote authenticates with storage_user's password (`auth: password`)."""
+        return [host for host in self.clients if host.setting("auth") == "password"]
+
+    def check_password_access(self) -> None:
+        """InputError when password clients and read-only clients share the inventory.
+
+        The drop-in's ForceCommand applies to every session of storage_user, key logins included, and
+        sshd lets it win over a key line's own command: `internal-sftp -R` would become read-write.
+        """
+        password = self.password_clients
+        readers = [host for host in self.clients if host.setting("access") == "read"]
+        if password and readers:
+            file, line = readers[0].source("access") or ("", 0)
+            raise InputError(f"{', '.join(h.name for h in readers)} has access: read, but "
+                             f"{', '.join(h.name for h in password)} uses auth: password; storage_user's password "
+                             "login forces SFTP read-write for every session of the account, so read-only key "
+                             "lines could write: use auth: key for all clients (recommended), or no read-only "
+                             "clients", file=file or None, line=line or None, key="access")
+
     def to_ansible_list(self, limit: str | None = None) -> dict[str, Any]:
         """The document `ansible-inventory -i FILE --list [--limit PATTERN]` prints, as a dict."""
         wanted = {host.name for host in self.match(limit)}

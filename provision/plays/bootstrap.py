@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import posixpath
 import re
+from dataclasses import dataclass
 
+from provision.connection import AccountLogin
 from provision.engine import Phase, Play, Task
 from provision.errors import InputError
-from provision.inventory import Host, Settings
+from provision.inventory import Host, Inventory, Settings
+from provision.secrets.inventory import SecretLookupForInventory
 from provision.tasks.accounts import (
     EnsureGitShellCommands,
     EnsureGroup,
@@ -32,7 +35,7 @@ from provision.tasks.directories import (
 from provision.tasks.dvc_repo import EnsureDataset, EnsureServerRepo, EnsureSiteCache
 from provision.tasks.git_repo import EnsureBareRepo
 from provision.tasks.packages import GIT_SHELL, EnsureDvc, EnsureGit
-from provision.tasks.password_login import PasswordLogin, StoragePassword
+from provision.tasks.password_login import StoragePassword
 from provision.tasks.sshd_config import (
     RequireSftpChroot,
     SftpChrootEntries,
@@ -95,6 +98,22 @@ def check_settings(host: Host) -> None:
                          f"{settings.nfs_root}/cache)", key="dvc_storage")
 
 
+@dataclass(frozen=True)
+class PasswordLogin:
+    """What bootstrap and rotate password do about storage_user's password login for one inventory."""
+
+    enabled: bool
+    secrets: SecretLookupForInventory
+    login: AccountLogin
+
+
+def password_login(inventory: Inventory, secrets: SecretLookupForInventory, timeout: float) -> PasswordLogin:
+    """Enabled when some client has `auth: password`; InputError for combinations it cannot keep safe."""
+    inventory.check_password_access()
+    return PasswordLogin(bool(inventory.password_clients), secrets,
+                         AccountLogin(inventory.storage, inventory.known_hosts_path, timeout=timeout))
+
+
 def _git_remote_directories(settings: Settings) -> list[str]:
     """Directories created for the bare repository: its parent when that is ours (below nfs_root),
     else the repository directory itself, so no shared parent (nfs_root, /srv) changes owner."""
@@ -149,7 +168,7 @@ def bootstrap_play(storage: Host, data: str | None = None, tag: str | None = Non
                    password: PasswordLogin | None = None) -> Play:
     """One phase on the storage host; `data` and `tag` must have passed check_data_path/check_tag.
 
-    `password` (see provision.tasks.password_login.password_login) makes storage_user's password login
+    `password` (see password_login) makes storage_user's password login
     match the inventory: on while a client has `auth: password`, else off (also when not given).
     """
     check_settings(storage)

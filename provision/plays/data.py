@@ -16,7 +16,7 @@ from provision.data.runner import Checkout
 from provision.errors import InputError
 from provision.inventory import Host, Inventory
 from provision.remote import as_user
-from provision.secrets_lookup import SecretLookupForInventory
+from provision.secrets.inventory import SecretLookupForInventory
 from provision.tasks.git_repo import commit_identity
 
 #: The umask of DVC's writes on storage: the cache and remote are shared with the storage group.

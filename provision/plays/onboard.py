@@ -41,7 +41,6 @@ from provision.tasks.dvc_client import (
     StorageGroupId,
 )
 from provision.tasks.packages import EnsureDvc, EnsureGit
-from provision.tasks.password_login import check_password_access
 from provision.tasks.proofs import ProveAccess, ProveRevoked, PullData, client_proof
 
 #: Vars that name things on storage: a client must see the same values as the storage host.
@@ -94,7 +93,7 @@ def onboard_play(inventory: Inventory, clients: Sequence[Host], *, pins_path: Pa
                  verify: bool = False) -> Play:
     """The three phases of onboarding for `clients` (see the module docstring); `verify` proves again
     where a recorded proof still holds."""
-    check_password_access(inventory)
+    inventory.check_password_access()
     storage = inventory.storage
     shared_cache_clients = [host for host in clients if host.settings.shared_cache]
 

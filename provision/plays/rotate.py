@@ -28,13 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from provision.engine import Change, HostContext, Phase, Play, PlayState, Task
-from provision.errors import ProvisionError
+from provision.engine import Phase, Play, PlayState, Task
 from provision.inventory import Host, Inventory
+from provision.plays.bootstrap import PasswordLogin
 from provision.plays.onboard import client_key_lines
-from provision.secrets_lookup import SecretLookupForInventory
 from provision.tasks.client_key import ClientAccount, ClientInfo, client_info, expand_home
-from provision.tasks.dvc_client import DvcClientConfig
+from provision.tasks.dvc_client import NewPasswordInConfig
 from provision.tasks.key_rotation import (
     ProveNewKey,
     RetireOldKey,
@@ -43,18 +42,11 @@ from provision.tasks.key_rotation import (
     RotationSummary,
     StartKeyRotation,
     SwitchToNewKey,
-    dvc_status_cloud,
     rotation_of,
 )
 from provision.tasks.packages import DVC_EXPORT, FindDvc
-from provision.tasks.password_login import (
-    PASSWORD_KEY,
-    RotateStoragePassword,
-    StorageLogin,
-    find_secret,
-    password_clients,
-)
-from provision.tasks.proofs import ProveAccess, ProveRevoked, client_proof
+from provision.tasks.password_login import RotateStoragePassword, SamePassword
+from provision.tasks.proofs import ProveAccess, ProveDvcPassword, ProveRevoked, client_proof
 
 
 def _shared_cache(host: Host, info: ClientInfo) -> str | None:
@@ -122,78 +114,21 @@ def rotate_keys_play(inventory: Inventory, clients: Sequence[Host]) -> Play:
     ])
 
 
-class SamePassword(Task):
-    """The client looks storage_password up where storage does: one account has one password."""
-
-    name = "storage_password lookup"
-
-    def __init__(self, client: Host, storage: Host, secrets: SecretLookupForInventory) -> None:
-        self.client = client
-        self.storage = storage
-        self.secrets = secrets
-
-    def plan(self, ctx: HostContext) -> Change | None:
-        mine = find_secret(self.secrets, self.client, PASSWORD_KEY)
-        storage = find_secret(self.secrets, self.storage, PASSWORD_KEY)
-        if mine is None or storage is None:
-            raise ProvisionError(f"no {PASSWORD_KEY} for {self.client.name if mine is None else self.storage.name}: "
-                                 "run `provision bootstrap` first")
-        if mine.value != storage.value:
-            raise ProvisionError(f"{self.client.name} finds {mine.name} but the storage host {self.storage.name} finds "
-                                 f"{storage.name}, a different value; storage_user has one password: delete "
-                                 f"{mine.name} (`provision secrets delete {mine.name}`)")
-        return None
-
-
-class NewPasswordInConfig(DvcClientConfig):
-    """config.local with the password just promoted (under --check: the one the rotation would make)."""
-
-    def __init__(self, info: ClientInfo, host: Host, rotating: bool) -> None:
-        super().__init__(info, host.settings, _shared_cache(host, info))
-        self.rotating = rotating
-
-    def plan(self, ctx: HostContext) -> Change | None:
-        change = super().plan(ctx)
-        if ctx.check and self.rotating and change is None:
-            return Change(f"write the new {PASSWORD_KEY} into {self.path}", lambda: None)
-        return change
-
-
-class ProveDvcPassword(Task):
-    """`dvc status -c` reaches the remote with the password in config.local."""
-
-    name = "prove dvc"
-
-    def __init__(self, info: ClientInfo, host: Host, dvc: str) -> None:
-        self.info = info
-        self.settings = host.settings
-        self.dvc = dvc
-
-    def plan(self, ctx: HostContext) -> Change | None:
-        if ctx.check:
-            ctx.note("not proven under --check")
-            return None
-        problem = dvc_status_cloud(ctx, self.info, self.settings, self.dvc)
-        if problem:
-            raise ProvisionError(f"proof: dvc status -c -r {self.settings.dvc_remote} in {self.info.workdir} "
-                                 f"with the password in config.local failed: {problem}")
-        ctx.note(f"dvc status -c works with the {PASSWORD_KEY} in {self.info.workdir}/.dvc/config.local")
-        return None
-
-
 def rotate_password_play(inventory: Inventory, clients: Sequence[Host], *, rotate_storage: bool,
-                         secrets: SecretLookupForInventory, login: StorageLogin) -> Play:
+                         password: PasswordLogin) -> Play:
     """Rotate storage_user's password (when `rotate_storage`) and bring `clients` to it."""
     storage = inventory.storage
+    secrets, login = password.secrets, password.login
 
     def update_client(host: Host, state: PlayState) -> list[Task]:
         info = client_info(state, host)
         dvc = state.report(host.name).exports[DVC_EXPORT]
-        return [SamePassword(host, storage, secrets), NewPasswordInConfig(info, host, rotate_storage),
-                ProveDvcPassword(info, host, dvc)]
+        return [SamePassword(host, storage, secrets),
+                NewPasswordInConfig(info, host.settings, _shared_cache(host, info), rotate_storage),
+                ProveDvcPassword(info, host.settings, dvc)]
 
     chosen = {host.name for host in clients}
-    left_out = [host.name for host in password_clients(inventory) if host.name not in chosen]
+    left_out = [host.name for host in inventory.password_clients if host.name not in chosen]
     phases = [Phase("client account", lambda state: clients, lambda host, state: _client_tools(host))]
     if rotate_storage:
         phases.append(Phase("storage password", lambda state: [storage],

@@ -62,6 +62,12 @@ def split_name(name: str) -> tuple[str, str, str]:
     return inventory_name, scope, key
 
 
+def sibling_name(name: str, key: str) -> str:
+    """The name of `key` in the same inventory and scope as the full name `name`."""
+    inventory_name, scope, _ = split_name(name)
+    return secret_name(inventory_name, scope, key)
+
+
 def qualify(inventory_name: str, name: str, scope: str | None = None) -> str:
     """The full name for what a user typed: `KEY` (scope from `scope`, else `all`), `SCOPE/KEY`,
     or a full name of this inventory."""

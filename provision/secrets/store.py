@@ -6,6 +6,7 @@ import getpass
 import os
 import secrets
 import string
+from dataclasses import dataclass
 from pathlib import Path
 
 from provision.secrets.base import ALL_SCOPE, SecretsError, SecretStore, check_name_part, secret_name
@@ -39,15 +40,31 @@ def generate_secret(length: int = 32) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class StoredSecret:
+    """A value and the full name it was found under (a rotation writes back to that name)."""
+
+    name: str
+    value: str
+
+
+def find(store: SecretStore, inventory_name: str, host_name: str, groups_deepest_first: list[str],
+         key: str) -> StoredSecret | None:
+    """`key` for a host and where it was found: the host's own, else its groups' from deepest to `all`."""
+    for scope in dict.fromkeys([host_name, *groups_deepest_first, ALL_SCOPE]):
+        name = secret_name(inventory_name, scope, key)
+        value = store.get(name)
+        if value is not None:
+            REDACTOR.register(value)
+            return StoredSecret(name, value)
+    return None
+
+
 def lookup(store: SecretStore, inventory_name: str, host_name: str, groups_deepest_first: list[str],
            key: str) -> str | None:
-    """The value of `key` for a host: its own, else its groups' from deepest to `all`."""
-    scopes = list(dict.fromkeys([host_name, *groups_deepest_first, ALL_SCOPE]))
-    for scope in scopes:
-        value = store.get(secret_name(inventory_name, scope, key))
-        if value is not None:
-            return value
-    return None
+    """The value of `key` for a host, as `find` finds it."""
+    found = find(store, inventory_name, host_name, groups_deepest_first, key)
+    return found.value if found is not None else None
 
 
 def read_password_file(path: Path) -> bytes:

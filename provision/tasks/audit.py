@@ -32,7 +32,6 @@ from provision.tasks.client_key import KEY_PATH_PRELUDE, KeyState, KeyStateFact,
 from provision.tasks.client_known_hosts import pinned_known_hosts, storage_host_keys
 from provision.tasks.directories import REPOSITORY_DIRECTORY_MODE, SHARED_DIRECTORY_MODE
 from provision.tasks.dvc_repo import CONFIG, CONFIG_LOCAL
-from provision.tasks.password_login import password_clients
 from provision.tasks.sshd_config import DROP_IN_DIR, drop_in_path, render_drop_in
 
 #: The export that carries a host's findings to the command.
@@ -154,7 +153,7 @@ class AuditStorage(Task):
         settings = storage.settings
         self.settings = settings
         self.repositories = [settings.server_repo] + ([settings.git_remote] if settings.git_remote_is_path else [])
-        self.password_login = bool(password_clients(inventory))
+        self.password_login = bool(inventory.password_clients)
         self.dvc_storage = FileFact(settings.dvc_storage)
         self.repository_states = [FileFact(path) for path in self.repositories]
         self.writable = CommandFact(tuple(script(_WRITABLE, str(WRITABLE_LISTED), *self.repositories)),

@@ -8,12 +8,16 @@ The public key and the resolved paths are exported for the storage and checkout 
 from __future__ import annotations
 
 import base64
-import binascii
 import getpass
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+
+import paramiko
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_ssh_public_key
+from paramiko.pkey import UnknownKeyType
 
 from provision.connection import resolve_target
 from provision.engine import Change, HostContext, PlayState, Task
@@ -25,7 +29,6 @@ from provision.remote import BatchOutput, script
 #: The export that carries a client's account, paths and public key to later phases.
 CLIENT_EXPORT = "client"
 KEY_TYPE = "ssh-ed25519"
-_PUBLIC_KEY_RE = re.compile(r"ssh-ed25519 [A-Za-z0-9+/]+={0,2}\Z")
 
 #: Start of a script on a client key: $1 user, $2 key path (maybe ~/...). Sets `home` and `key` (the
 #: path expanded against that home on the host itself), or prints "no-such-user" and stops.
@@ -79,19 +82,21 @@ def expand_home(path: str, home: str) -> str:
 
 
 def parse_public_key(text: str) -> str:
-    """`ssh-ed25519 BASE64` from a public key line, or ProvisionError: only that reaches storage."""
+    """`ssh-ed25519 BASE64` from a public key line, or ProvisionError: only that reaches storage.
+
+    cryptography reads the key and writes it out again, so storage gets OpenSSH's own form of a
+    well-formed ed25519 key whatever else the line held (options, comment, stray bytes).
+    """
     fields = text.split()
-    candidate = " ".join(fields[:2])
-    if len(fields) < 2 or not _PUBLIC_KEY_RE.match(candidate):
-        kind = fields[0] if fields else "nothing"
-        raise ProvisionError(f"expected an {KEY_TYPE} public key, found {kind}")
+    if len(fields) < 2 or fields[0] != KEY_TYPE:
+        raise ProvisionError(f"expected an {KEY_TYPE} public key, found {fields[0] if fields else 'nothing'}")
     try:
-        blob = base64.b64decode(fields[1], validate=True)
-    except binascii.Error:
-        raise ProvisionError("the public key is not valid base64") from None
-    if not blob.startswith(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20") or len(blob) != 51:
-        raise ProvisionError("the public key is not a well-formed ed25519 key")
-    return candidate
+        key = load_ssh_public_key(f"{fields[0]} {fields[1]}".encode())
+    except (ValueError, UnsupportedAlgorithm):
+        key = None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ProvisionError(f"the public key is not a well-formed {KEY_TYPE} key")
+    return key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
 
 
 @dataclass(frozen=True)
@@ -277,10 +282,12 @@ def client_info(state: PlayState, host: Host) -> ClientInfo:
 
 
 def key_fingerprint(public_key: str) -> str:
-    """`ssh-ed25519 SHA256:...` as ssh-keygen -l shows it, for output instead of the key itself."""
+    """`ssh-ed25519 SHA256:...` as ssh-keygen -l shows it, for output instead of the key itself.
+
+    ValueError, paramiko.SSHException or UnknownKeyType for what paramiko cannot read as a key.
+    """
     kind, blob = public_key.split()[:2]
-    digest = hashlib.sha256(base64.b64decode(blob)).digest()
-    return f"{kind} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
+    return f"{kind} {paramiko.PKey.from_type_string(kind, base64.b64decode(blob)).fingerprint}"
 
 
 _KEY_IN_TEXT = re.compile(r"\b(ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp\d+|sk-[a-z0-9@.-]+) "
@@ -293,7 +300,7 @@ def shorten_keys(text: str) -> str:
     def fingerprint(match: re.Match[str]) -> str:
         try:
             return key_fingerprint(match.group(0))
-        except (binascii.Error, ValueError):
+        except (ValueError, paramiko.SSHException, UnknownKeyType):  # binascii.Error is a ValueError
             return match.group(0)
 
     return _KEY_IN_TEXT.sub(fingerprint, text)

@@ -228,6 +228,20 @@ class DvcClientConfig(_ConfigLocalTask):
         return self._change(ctx, state, new_content)
 
 
+class NewPasswordInConfig(DvcClientConfig):
+    """config.local with the password just promoted (under --check: the one the rotation would make)."""
+
+    def __init__(self, info: ClientInfo, settings: Settings, shared_cache: str | None, rotating: bool) -> None:
+        super().__init__(info, settings, shared_cache)
+        self.rotating = rotating
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        change = super().plan(ctx)
+        if ctx.check and self.rotating and change is None:
+            return Change(f"write the new storage_password into {self.path}", lambda: None)
+        return change
+
+
 class RemoveDvcCredentials(_ConfigLocalTask):
     """The remote's `user`, `keyfile` and `password` gone from config.local; other settings kept."""
 

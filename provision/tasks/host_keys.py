@@ -6,7 +6,7 @@ from pathlib import Path
 
 from provision.connection import HostKeyOptions, UnreachableError, resolve_target, scan_host_keys
 from provision.engine import Change, HostContext, Task
-from provision.hostkeys import changed_key_message, fingerprint, pin_keys, trusted_keys
+from provision.hostkeys import changed_key_message, pin_keys, trusted_keys
 
 
 class PinHostKeys(Task):
@@ -30,13 +30,13 @@ class PinHostKeys(Task):
         target = resolve_target(ctx.host)
         offered = {key.get_name(): key for key in scan_host_keys(ctx.host, self.keys, timeout=self.timeout)}
         for key in offered.values():
-            ctx.note(f"{key.get_name()} {fingerprint(key)}")
+            ctx.note(f"{key.get_name()} {key.fingerprint}")
         source, pinned = trusted_keys(self.keys.pins_path, target.hostname, target.port)
         for key_type, old in pinned.items():
             new = offered.get(key_type)
             if new is None:
                 raise UnreachableError(f"{target.label} no longer offers its pinned {key_type} key "
-                                       f"({fingerprint(old)}); refusing. If expected: "
+                                       f"({old.fingerprint}); refusing. If expected: "
                                        f"`provision hostkeys forget {ctx.host.name}` then scan again")
             if new != old:
                 raise UnreachableError(changed_key_message(target.label, old, new, ctx.host.name))

@@ -1,55 +1,37 @@
-"""Password login for storage_user: the password, and its proof.
+"""storage_user's password: kept in the secrets store, set by chpasswd, proven by fresh logins.
 
 Only inventories with a client on `auth: password` get it. sshd then accepts a password for
 storage_user alone, through the account's `Match User` drop-in (provision.tasks.sshd_config), whose
 `ForceCommand` keeps password sessions to SFTP as the account's key lines do; it also overrides their
 `internal-sftp -R`, which is why read-only clients and password clients cannot share an inventory
-(`check_password_access`).
+(`Inventory.check_password_access`).
 
 The password comes from the secrets store (`storage_password`, looked up for the storage host, its
 groups, then `all`; generated and stored under `all` when absent). It reaches the host only as the
 content of a file staged by SFTP into the session's private directory, which `chpasswd` reads as its
 stdin: never an argument, never sudo's stdin. Whether storage already has it is known without
-reading it back: a fresh login as storage_user with that password, over SSH to the pinned host key
-(paramiko, RejectPolicy), must succeed and list `dvc_storage` over SFTP. Logins that are refused are
-told apart from a server that offers no password login at all (the methods it offers for the
-account, asked with SSH's `none` authentication), so a missing drop-in is never taken for a wrong
-password.
+reading it back: a fresh login as storage_user with that password (provision.connection.AccountLogin:
+the password method alone, to the pinned host key) must succeed and list `dvc_storage` over SFTP.
+Logins that are refused are told apart from a server that offers no password login at all, so a
+missing drop-in is never taken for a wrong password.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import paramiko
-
-from provision.connection import (
-    STAGED_CONTENT,
-    HostKeyError,
-    HostKeyOptions,
-    SSHSession,
-    UnreachableError,
-    open_last_jump,
-    resolve_target,
-)
+from provision.connection import STAGED_CONTENT, AccountLogin, PasswordLoginDisabled
 from provision.engine import Change, HostContext, Task
-from provision.errors import InputError, ProvisionError, command_error
-from provision.facts import CommandFact, Fact
-from provision.hostkeys import changed_key_message
-from provision.inventory import Host, Inventory, Settings
-from provision.remote import script
-from provision.secrets import ALL_SCOPE, REDACTOR, generate_secret, secret_name, split_name
-from provision.secrets_lookup import SecretLookupForInventory
+from provision.errors import ProvisionError
+from provision.facts import Fact
+from provision.inventory import Host, Settings
+from provision.remote import BatchOutput, script
+from provision.secrets import ALL_SCOPE, StoredSecret, generate_secret, secret_name, sibling_name
+from provision.secrets.inventory import SecretLookupForInventory
 
 PASSWORD_KEY = "storage_password"
 NEXT_PASSWORD_KEY = "storage_password.next"
-#: After a reload sshd re-executes itself and refuses connections for a moment: logins retry this often.
-LOGIN_ATTEMPTS = 10
-LOGIN_RETRY_SECONDS = 0.3
 
 # $1 user: whether the account has a usable password hash ("set") or none ("*", "!...", empty).
 _HASH_STATE = """
@@ -68,26 +50,30 @@ rm -f -- "$1"
 exit "$status"
 """
 
-def password_clients(inventory: Inventory) -> list[Host]:
-    """Clients whose DVC remote authenticates with storage_user's password."""
-    return [host for host in inventory.clients if host.setting("auth") == "password"]
+
+@dataclass(frozen=True)
+class PasswordHash:
+    """Whether an account has a usable password hash (not `*`, not locked with `!`, not empty)."""
+
+    usable: bool
 
 
-def check_password_access(inventory: Inventory) -> None:
-    """InputError when password clients and read-only clients share the inventory.
+@dataclass(frozen=True)
+class PasswordHashFact(Fact):
+    """An account's password hash, read for whether it is usable (never the hash itself)."""
 
-    The drop-in's ForceCommand applies to every session of storage_user, key logins included, and
-    sshd lets it win over a key line's own command: `internal-sftp -R` would become read-write.
-    """
-    password = password_clients(inventory)
-    readers = [host for host in inventory.clients if host.setting("access") == "read"]
-    if password and readers:
-        file, line = readers[0].source("access") or ("", 0)
-        raise InputError(f"{', '.join(h.name for h in readers)} has access: read, but "
-                         f"{', '.join(h.name for h in password)} uses auth: password; storage_user's password "
-                         "login forces SFTP read-write for every session of the account, so read-only key "
-                         "lines could write: use auth: key for all clients (recommended), or no read-only "
-                         "clients", file=file or None, line=line or None, key="access")
+    user: str
+    privileged: bool = True
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("password hash", self.user)
+
+    def argv(self) -> list[str]:
+        return script(_HASH_STATE, self.user)
+
+    def parse(self, output: BatchOutput) -> PasswordHash:
+        return PasswordHash(usable=output.rc == 0 and output.stdout.strip() == "set")
 
 
 def check_password_value(password: str) -> None:
@@ -97,172 +83,14 @@ def check_password_value(password: str) -> None:
                              "cannot take: store another value (`provision secrets generate --force`)")
 
 
-@dataclass(frozen=True)
-class StoredSecret:
-    """A value and the full name it was found under."""
-
-    name: str
-    value: str
-
-
-def find_secret(secrets: SecretLookupForInventory, host: Host, key: str) -> StoredSecret | None:
-    """`key` for `host` in the lookup order of docs/security.md (host, its groups deepest first, all), with its name."""
-    store = secrets.store()
-    for scope in dict.fromkeys([host.name, *secrets.groups_deepest_first(host), ALL_SCOPE]):
-        name = secret_name(secrets.inventory.name, scope, key)
-        value = store.get(name)
-        if value is not None:
-            REDACTOR.register(value)
-            return StoredSecret(name, value)
-    return None
-
-
-def sibling_name(name: str, key: str) -> str:
-    """The name of `key` in the same inventory and scope as `name`."""
-    inventory_name, scope, _ = split_name(name)
-    return secret_name(inventory_name, scope, key)
-
-
-class PasswordLoginDisabled(ProvisionError):
-    """sshd does not offer password authentication to the account."""
-
-
-class _OfferedMethods:
-    """paramiko auth strategy that only asks which methods sshd offers the user (`none` auth)."""
-
-    def __init__(self, user: str) -> None:
-        self.user = user
-        self.methods: list[str] = []
-
-    def authenticate(self, transport: paramiko.Transport) -> None:
-        try:
-            transport.auth_none(self.user)
-        except paramiko.BadAuthenticationType as refusal:
-            self.methods = list(refusal.allowed_types)
-            return
-        self.methods = ["none"]
-
-
-class _PasswordOnly:
-    """paramiko auth strategy: the password method alone (no keys, no agent, no keyboard-interactive)."""
-
-    def __init__(self, user: str, password: str) -> None:
-        self.user = user
-        self.password = password
-        self.accepted = False
-
-    def authenticate(self, transport: paramiko.Transport) -> None:
-        try:
-            transport.auth_password(self.user, self.password, fallback=False)
-        except paramiko.BadAuthenticationType as refusal:
-            raise PasswordLoginDisabled(f"sshd does not offer password login to {self.user} "
-                                        f"(offers: {', '.join(refusal.allowed_types) or 'nothing'})") from None
-        except paramiko.AuthenticationException:
-            return
-        self.accepted = True
-
-
-def _restarting(error: BaseException) -> bool:
-    """Errors of an sshd that is re-executing after a reload: worth another attempt."""
-    if isinstance(error, paramiko.ssh_exception.NoValidConnectionsError | ConnectionError | EOFError):
-        return True
-    text = str(error)
-    return isinstance(error, paramiko.SSHException) and ("banner" in text or "reset" in text)
-
-
-class StorageLogin:
-    """Fresh SSH logins to storage from the controller, as a service account, host key pinned.
-
-    The route is the controller's (ansible_host, ProxyJump hops verified by provision.connection);
-    the host key must match the inventory's pins, else ~/.ssh/known_hosts (paramiko RejectPolicy).
-    """
-
-    def __init__(self, storage: Host, pins_path: Path, timeout: float) -> None:
-        self.storage = storage
-        self.pins_path = pins_path
-        self.timeout = timeout
-
-    def offered_methods(self, user: str) -> list[str]:
-        """The authentication methods sshd offers `user` now (the running sshd, not its files)."""
-        strategy = _OfferedMethods(user)
-        with self._connected(user, strategy):
-            return strategy.methods
-
-    def password_accepted(self, user: str, password: str, directory: str) -> bool:
-        """Whether `user` logs in with `password` and lists `directory` over SFTP.
-
-        False when sshd refuses the password; PasswordLoginDisabled when it offers no password login.
-        """
-        strategy = _PasswordOnly(user, password)
-        with self._connected(user, strategy) as client:
-            if not strategy.accepted:
-                return False
-            try:
-                sftp = client.open_sftp()
-                sftp.listdir(directory)
-                sftp.close()
-            except (OSError, paramiko.SSHException) as error:
-                raise ProvisionError(f"{user} logged in with the password but listing {directory} over SFTP "
-                                     f"failed: {error}") from None
-        return True
-
-    @contextmanager
-    def _connected(self, user: str, strategy: _OfferedMethods | _PasswordOnly) -> Iterator[paramiko.SSHClient]:
-        target = resolve_target(self.storage)
-        for attempt in range(LOGIN_ATTEMPTS):
-            client = paramiko.SSHClient()
-            HostKeyOptions(self.pins_path).load_into(client)
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            jump = None
-            try:
-                sock = None
-                if target.jumps:
-                    jump = open_last_jump(target, HostKeyOptions(self.pins_path), timeout=self.timeout)
-                    sock = jump.tunnel(target, self.timeout)
-                client.connect(target.hostname, target.port, username=user, sock=sock, timeout=self.timeout,
-                               banner_timeout=self.timeout, auth_timeout=self.timeout, look_for_keys=False,
-                               allow_agent=False, auth_strategy=strategy)
-            except paramiko.BadHostKeyException as error:
-                _close(client, jump)
-                raise HostKeyError(changed_key_message(error.hostname, error.expected_key, error.key,
-                                                       self.storage.name)) from None
-            except ProvisionError:  # the strategy's verdict (no password login offered), or the jump host's
-                _close(client, jump)
-                raise
-            except (OSError, EOFError, paramiko.SSHException) as error:
-                _close(client, jump)
-                if "not found in known_hosts" in str(error):
-                    raise HostKeyError(f"host key of {target.label} is not pinned: run `provision hostkeys "
-                                       "scan`") from None
-                if attempt + 1 < LOGIN_ATTEMPTS and _restarting(error):
-                    time.sleep(LOGIN_RETRY_SECONDS)
-                    continue
-                refused = isinstance(error, paramiko.ssh_exception.NoValidConnectionsError)
-                detail = "connection refused" if refused else next(iter(str(error).splitlines()), "")
-                raise UnreachableError(f"{user}@{target.label}: {detail or type(error).__name__}") from None
-            try:
-                yield client
-            finally:
-                _close(client, jump)
-            return
-
-
-def _close(client: paramiko.SSHClient, jump: SSHSession | None) -> None:
-    client.close()
-    if jump is not None:
-        jump.close()
-
-
 def set_password(ctx: HostContext, user: str, password: str) -> None:
     """`chpasswd` reads `user:password` from a file staged privately by SFTP, removed right after."""
     check_password_value(password)
     staged = ctx.session.stage(f"{user}:{password}\n".encode())
-    result = ctx.session.run(script(_CHPASSWD, staged), privileged=True)
-    if not result.ok:
-        raise command_error(f"chpasswd for {user}", result)
+    ctx.run(script(_CHPASSWD, staged), f"chpasswd for {user}", privileged=True)
 
 
-def prove_password(ctx: HostContext, login: StorageLogin, settings: Settings, password: str, label: str) -> None:
+def prove_password(ctx: HostContext, login: AccountLogin, settings: Settings, password: str, label: str) -> None:
     """A fresh login with `password` must succeed and list dvc_storage; the proof becomes a note."""
     user = settings.storage_user
     if not login.password_accepted(user, password, settings.sftp_dvc_storage):
@@ -271,26 +99,10 @@ def prove_password(ctx: HostContext, login: StorageLogin, settings: Settings, pa
     ctx.note(f"{user} logs in with {label} (fresh login, SFTP listing of {settings.sftp_dvc_storage})")
 
 
-@dataclass(frozen=True)
-class PasswordLogin:
-    """What bootstrap does about storage_user's password login for one inventory."""
-
-    enabled: bool
-    secrets: SecretLookupForInventory
-    login: StorageLogin
-
-
-def password_login(inventory: Inventory, secrets: SecretLookupForInventory, timeout: float) -> PasswordLogin:
-    """Enabled when some client has `auth: password`; InputError for combinations it cannot keep safe."""
-    check_password_access(inventory)
-    return PasswordLogin(bool(password_clients(inventory)), secrets,
-                         StorageLogin(inventory.storage, inventory.known_hosts_path, timeout))
-
-
 class _PasswordTask(Task):
     """A task on storage_user's password: kept in the secrets store, proven by fresh logins to storage."""
 
-    def __init__(self, storage: Host, secrets: SecretLookupForInventory, login: StorageLogin) -> None:
+    def __init__(self, storage: Host, secrets: SecretLookupForInventory, login: AccountLogin) -> None:
         self.storage = storage
         self.settings = storage.settings
         self.secrets = secrets
@@ -301,22 +113,23 @@ class _PasswordTask(Task):
 class StoragePassword(_PasswordTask):
     """storage_user's password is the stored `storage_password`, proven by a fresh login."""
 
-    def __init__(self, storage: Host, secrets: SecretLookupForInventory, login: StorageLogin) -> None:
+    def __init__(self, storage: Host, secrets: SecretLookupForInventory, login: AccountLogin) -> None:
         super().__init__(storage, secrets, login)
-        self.hash_fact = CommandFact(tuple(script(_HASH_STATE, self.user)), privileged=True)
+        self.hash_fact = PasswordHashFact(self.user)
         self.name = f"password of {self.user}"
 
     def facts(self) -> Sequence[Fact]:
         return (self.hash_fact,)
 
     def plan(self, ctx: HostContext) -> Change | None:
-        found = find_secret(self.secrets, self.storage, PASSWORD_KEY)
+        found = self.secrets.find(self.storage, PASSWORD_KEY)
         if found is None:
             name = secret_name(self.secrets.inventory.name, ALL_SCOPE, PASSWORD_KEY)
             return Change(f"generate {name}, store it, set it as {self.user}'s password",
                           lambda: self._generate(ctx, name))
         check_password_value(found.value)
-        if (ctx.fact(self.hash_fact) or "").strip() != "set":
+        hash_state: PasswordHash = ctx.fact(self.hash_fact)
+        if not hash_state.usable:
             return Change(f"set {self.user}'s password from {found.name}", lambda: self._set(ctx, found))
         try:
             accepted = self.login.password_accepted(self.user, found.value, self.settings.sftp_dvc_storage)
@@ -353,13 +166,13 @@ class RotateStoragePassword(_PasswordTask):
     Promotion writes the value under the name storage's lookup finds, then deletes `.next`.
     """
 
-    def __init__(self, storage: Host, secrets: SecretLookupForInventory, login: StorageLogin) -> None:
+    def __init__(self, storage: Host, secrets: SecretLookupForInventory, login: AccountLogin) -> None:
         super().__init__(storage, secrets, login)
         self.name = f"rotate password of {self.user}"
 
     def plan(self, ctx: HostContext) -> Change | None:
-        current = find_secret(self.secrets, self.storage, PASSWORD_KEY)
-        pending = find_secret(self.secrets, self.storage, NEXT_PASSWORD_KEY)
+        current = self.secrets.find(self.storage, PASSWORD_KEY)
+        pending = self.secrets.find(self.storage, NEXT_PASSWORD_KEY)
         if current is not None:
             target = current.name
         elif pending is not None:
@@ -397,3 +210,26 @@ class RotateStoragePassword(_PasswordTask):
         store.set(target, pending.value)
         store.delete(pending.name)
         ctx.note(f"{target} holds the new password ({store.backend_name}); {pending.name} deleted")
+
+
+class SamePassword(Task):
+    """The client looks storage_password up where storage does: one account has one password."""
+
+    name = "storage_password lookup"
+
+    def __init__(self, client: Host, storage: Host, secrets: SecretLookupForInventory) -> None:
+        self.client = client
+        self.storage = storage
+        self.secrets = secrets
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        mine = self.secrets.find(self.client, PASSWORD_KEY)
+        storage = self.secrets.find(self.storage, PASSWORD_KEY)
+        if mine is None or storage is None:
+            raise ProvisionError(f"no {PASSWORD_KEY} for {self.client.name if mine is None else self.storage.name}: "
+                                 "run `provision bootstrap` first")
+        if mine.value != storage.value:
+            raise ProvisionError(f"{self.client.name} finds {mine.name} but the storage host {self.storage.name} finds "
+                                 f"{storage.name}, a different value; storage_user has one password: delete "
+                                 f"{mine.name} (`provision secrets delete {mine.name}`)")
+        return None

@@ -164,9 +164,14 @@ class ClientProof:
 
     def dvc_status_cloud(self, ctx: HostContext) -> None:
         """`dvc status -c`: DVC reaches the remote with the checkout's config (and, guarded, the pins)."""
-        settings, workdir = self.settings, self.info.workdir
-        ctx.storage_step(dvc_argv(self.dvc, "--cd", workdir, "status", "--cloud", "--remote", settings.dvc_remote),
-                         f"proof: dvc status -c -r {settings.dvc_remote} in {workdir}", timeout=DVC_PROOF_TIMEOUT)
+        dvc_status_cloud(ctx, self.info, self.settings, self.dvc)
+
+
+def dvc_status_cloud(ctx: HostContext, info: ClientInfo, settings: Settings, dvc: str, how: str = "") -> None:
+    """`dvc status -c` in the checkout reaches the remote (`how`: with what, for the error)."""
+    workdir = info.workdir
+    ctx.storage_step(dvc_argv(dvc, "--cd", workdir, "status", "--cloud", "--remote", settings.dvc_remote),
+                     f"proof: dvc status -c -r {settings.dvc_remote} in {workdir}{how}", timeout=DVC_PROOF_TIMEOUT)
 
 
 def client_proof(state: PlayState, host: Host, info: ClientInfo, storage: Host, pins_path: Path, *,
@@ -310,4 +315,23 @@ class ProveRevoked(Task):
             if "Permission denied" not in result.stderr:
                 raise command_error(f"proof of revocation for {account} (no clear refusal)", result)
         ctx.note(f"storage refuses {self.info.key} for {', '.join(self.accounts)}")
+        return None
+
+
+class ProveDvcPassword(Task):
+    """`dvc status -c` reaches the remote with the password in config.local (rotate password)."""
+
+    name = "prove dvc"
+
+    def __init__(self, info: ClientInfo, settings: Settings, dvc: str) -> None:
+        self.info = info
+        self.settings = settings
+        self.dvc = dvc
+
+    def plan(self, ctx: HostContext) -> Change | None:
+        if ctx.check:
+            ctx.note("not proven under --check")
+            return None
+        dvc_status_cloud(ctx, self.info, self.settings, self.dvc, " with the password in config.local")
+        ctx.note(f"dvc status -c works with the storage_password in {self.info.workdir}/.dvc/config.local")
         return None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from provision.connection import STAGED_CONTENT
+from provision.connection import STAGED_CONTENT, AccountLogin
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError, command_error
 from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState
@@ -39,9 +39,11 @@ from provision.tasks.authorized_keys import (
     line_marker,
 )
 from provision.tasks.files import describe_attributes, unified_diff, write_file
-from provision.tasks.password_login import LOGIN_ATTEMPTS, LOGIN_RETRY_SECONDS, StorageLogin
 
 DROP_IN_DIR = "/etc/ssh/sshd_config.d"
+#: A signalled sshd takes a moment to read its files again: how often, and how far apart, to ask it.
+RELOAD_CHECKS = 10
+RELOAD_CHECK_SECONDS = 0.3
 _OWNER_PREFIX = "# provision inventory: "
 
 # $1 staged drop-in, $2 its path: installed root:root 0644 atomically, then `sshd -t`; a configuration
@@ -213,7 +215,7 @@ class SshdStorageUser(Task):
     `login` proves that the running sshd offers password login; it is needed only when `password`.
     """
 
-    def __init__(self, settings: Settings, password: bool, login: StorageLogin | None) -> None:
+    def __init__(self, settings: Settings, password: bool, login: AccountLogin | None) -> None:
         self.settings = settings
         self.password = password
         self.login = login
@@ -321,10 +323,10 @@ class SshdStorageUser(Task):
             raise command_error(f"sshd_reload_command `{' '.join(command)}`", reloaded)
         if self.login is None or not self.password:
             return
-        for _ in range(LOGIN_ATTEMPTS):  # the signalled sshd may take a moment to read its files again
+        for _ in range(RELOAD_CHECKS):
             if "password" in self.login.offered_methods(self.user):
                 return
-            time.sleep(LOGIN_RETRY_SECONDS)
+            time.sleep(RELOAD_CHECK_SECONDS)
         raise ProvisionError(f"after `{' '.join(command)}` sshd still offers no password login to {self.user}: "
                              "is sshd_reload_command reloading the sshd clients reach?")
 

@@ -13,7 +13,7 @@ import yaml
 from provision.engine import Engine, Phase, Play, RunOptions, Status
 from provision.inventory import load_inventory
 from provision.report import QuietReporter
-from provision.secrets_lookup import SecretLookupForInventory
+from provision.secrets.inventory import SecretLookupForInventory
 from provision.tasks.files import EnsureFile
 from tests.integration.clirunner import provision, provision_json
 from tests.integration.helpers import admin_inventory, host_snapshot

@@ -9,6 +9,7 @@ output, the sshd logs and every git object for every password the store ever hel
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any
 import paramiko
 import pytest
 
+from provision.connection import AccountLogin, HostKeyError
+from provision.inventory import load_inventory
 from provision.lab import Lab
 from provision.remote import as_user, script
 from provision.secrets import open_store
@@ -299,6 +302,33 @@ def test_rotate_keys_of_a_password_client_keeps_its_password(site: Site) -> None
     assert lab.host_path("ws1", f"{KEY}.pub").read_text() != before
     assert f"password = {site.secret(PASSWORD_NAME)}" in config_local(lab, "ws1")
     sh(lab, "ws1", [DVC, "--cd", WORKDIR, "status", "--cloud"])
+
+
+def test_the_password_login_takes_the_route_and_pins_of_every_connection(site: Site, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """storage behind a ProxyJump host (ws2, reached with the controller's key): the stored password logs in
+    and lists dvc_storage, a wrong one is refused; without the jump host's pin the chain stops there."""
+    lab = site.lab
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text(
+        f"Host jumpbox\n  HostName 127.0.0.1\n  Port {lab.port('ws2')}\n  User root\n"
+        f"  IdentityFile {lab.controller_key}\n"
+        f"Host storage-behind\n  HostName 127.0.0.1\n  Port {lab.port('storage')}\n  ProxyJump jumpbox\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    inventory = tmp_path / "jump.yml"
+    inventory.write_text("all:\n  children:\n    storage:\n      hosts:\n        storage-behind: {}\n")
+    pins = tmp_path / "jump.known_hosts"
+    shutil.copy(lab.known_hosts_path, pins)
+    login = AccountLogin(load_inventory(inventory).storage, pins, timeout=10)
+    directory = load_inventory(lab.inventory_path).storage.settings.sftp_dvc_storage
+    assert "password" in login.offered_methods("dvc")
+    assert login.password_accepted("dvc", site.secret(PASSWORD_NAME) or "", directory)
+    assert not login.password_accepted("dvc", "not-the-password-1234", directory)
+    jump_pin = f"[127.0.0.1]:{lab.port('ws2')} "
+    pins.write_text("".join(line for line in pins.read_text().splitlines(keepends=True)
+                            if not line.startswith(jump_pin)))
+    with pytest.raises(HostKeyError, match="not pinned"):
+        login.password_accepted("dvc", site.secret(PASSWORD_NAME) or "", directory)
 
 
 def test_without_password_clients_bootstrap_takes_the_password_login_away(site: Site) -> None:

@@ -22,9 +22,9 @@ from keyrings.alt.file import PlaintextKeyring
 from provision.inventory import load_inventory
 from provision.secrets import REDACTOR, SecretsError, lookup, open_store
 from provision.secrets.index import SecretsIndex, index_path
+from provision.secrets.inventory import SecretLookupForInventory
 from provision.secrets.keyring_store import KeyringStore, find_os_keyring, keyring_service
 from provision.secrets.vault import VaultStore, vault_path
-from provision.secrets_lookup import SecretLookupForInventory
 from tests.keyring_session import SecretServiceSession, secret_service_session
 
 

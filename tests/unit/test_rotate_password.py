@@ -12,22 +12,23 @@ from typing import Any
 
 import pytest
 
-from provision.connection import CommandResult
+from provision.connection import CommandResult, PasswordLoginDisabled
 from provision.errors import InputError, ProvisionError
 from provision.inventory import Inventory, load_inventory
+from provision.plays.bootstrap import PasswordLogin
 from provision.plays.rotate import rotate_password_play
-from provision.secrets import REDACTOR
+from provision.remote import BatchOutput
+from provision.secrets import REDACTOR, sibling_name
+from provision.secrets.inventory import SecretLookupForInventory
 from provision.tasks.password_login import (
     NEXT_PASSWORD_KEY,
     PASSWORD_KEY,
-    PasswordLoginDisabled,
+    PasswordHash,
+    PasswordHashFact,
     RotateStoragePassword,
+    SamePassword,
     StoragePassword,
-    check_password_access,
-    find_secret,
-    password_clients,
     set_password,
-    sibling_name,
 )
 from tests.unit.helpers import FakeContext, write_inventory
 
@@ -39,11 +40,11 @@ def _inventory(tmp_path: Path, ws1: dict[str, str] | None = None, ws2: dict[str,
 
 
 def test_password_clients_and_read_only_clients_cannot_share_an_inventory(tmp_path: Path) -> None:
-    assert [h.name for h in password_clients(_inventory(tmp_path))] == ["ws1"]
-    check_password_access(_inventory(tmp_path))
-    check_password_access(_inventory(tmp_path, ws1={}, ws2={"access": "read"}))
+    assert [h.name for h in _inventory(tmp_path).password_clients] == ["ws1"]
+    _inventory(tmp_path).check_password_access()
+    _inventory(tmp_path, ws1={}, ws2={"access": "read"}).check_password_access()
     with pytest.raises(InputError, match=r"site\.yml:\d+: access: ws2 has access: read, but ws1 uses auth: password"):
-        check_password_access(_inventory(tmp_path, ws2={"access": "read"}))
+        _inventory(tmp_path, ws2={"access": "read"}).check_password_access()
 
 
 class Store:
@@ -62,31 +63,42 @@ class Store:
         return self.values.pop(name, None) is not None
 
 
-class Secrets:
-    """SecretLookupForInventory's interface over a dict."""
+class Secrets(SecretLookupForInventory):
+    """The inventory's lookup over a dict instead of the OS keyring or a vault."""
 
     def __init__(self, inventory: Inventory, values: dict[str, str]) -> None:
-        self.inventory = inventory
-        self._store = Store(values)
+        super().__init__(inventory)
+        self._values = Store(values)
 
-    def store(self) -> Store:
-        return self._store
-
-    def groups_deepest_first(self, host: Any) -> list[str]:
-        groups = [g for g in host.groups if g != "all" and g in self.inventory.groups]
-        return sorted(groups, key=lambda g: -self.inventory.groups[g].depth)
+    def store(self) -> Store:  # type: ignore[override]
+        return self._values
 
 
 def test_lookup_order_is_host_groups_all_and_names_where_it_found_the_value(tmp_path: Path) -> None:
     inventory = _inventory(tmp_path)
     secrets = Secrets(inventory, {"site/all/storage_password": "from-all-1234", "site/lab/storage_password":
                                   "from-lab-1234", "site/clients/storage_password": "from-clients"})
-    found = find_secret(secrets, inventory.hosts["ws1"], PASSWORD_KEY)  # type: ignore[arg-type]
+    found = secrets.find(inventory.hosts["ws1"], PASSWORD_KEY)
     assert found is not None and (found.name, found.value) == ("site/lab/storage_password", "from-lab-1234")
-    found = find_secret(secrets, inventory.hosts["nas"], PASSWORD_KEY)  # type: ignore[arg-type]
+    assert secrets(inventory.hosts["ws1"], PASSWORD_KEY) == "from-lab-1234"
+    found = secrets.find(inventory.hosts["nas"], PASSWORD_KEY)
     assert found is not None and found.name == "site/all/storage_password"
-    assert find_secret(secrets, inventory.hosts["nas"], NEXT_PASSWORD_KEY) is None  # type: ignore[arg-type]
+    assert secrets.find(inventory.hosts["nas"], NEXT_PASSWORD_KEY) is None
     assert sibling_name("site/lab/storage_password", NEXT_PASSWORD_KEY) == "site/lab/storage_password.next"
+
+
+def test_a_client_must_find_the_value_storage_finds(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path)
+    ws1, nas = inventory.hosts["ws1"], inventory.hosts["nas"]
+    same = Secrets(inventory, {"site/all/storage_password": "from-all-1234"})
+    assert SamePassword(ws1, nas, same).plan(Context()) is None  # type: ignore[arg-type]
+    apart = Secrets(inventory, {"site/all/storage_password": "from-all-1234", "site/lab/storage_password": "other"})
+    with pytest.raises(ProvisionError, match="ws1 finds site/lab/storage_password but the storage host nas finds "
+                                             "site/all/storage_password") as refused:
+        SamePassword(ws1, nas, apart).plan(Context())  # type: ignore[arg-type]
+    assert "from-all-1234" not in str(refused.value) and "other" not in str(refused.value).split(";")[0]
+    with pytest.raises(ProvisionError, match="no storage_password for ws1"):
+        SamePassword(ws1, nas, Secrets(inventory, {})).plan(Context())  # type: ignore[arg-type]
 
 
 class Session:
@@ -124,7 +136,7 @@ def test_chpasswd_reads_a_staged_file_and_no_argv_holds_the_password() -> None:
 
 
 class Login:
-    """StorageLogin with the server's answers given up front."""
+    """AccountLogin with the server's answers given up front."""
 
     def __init__(self, accepts: set[str], methods: tuple[str, ...] = ("publickey", "password")) -> None:
         self.accepts = set(accepts)
@@ -201,20 +213,28 @@ def test_rotation_needs_a_password_and_a_server_that_takes_one(tmp_path: Path) -
         task.plan(ctx)  # type: ignore[arg-type]
 
 
-def _storage_password(tmp_path: Path, values: dict[str, str], login: Login, hash_state: str,
+def test_the_hash_probe_says_only_whether_a_usable_hash_is_set() -> None:
+    fact = PasswordHashFact("dvc")
+    assert fact.privileged and fact.argv()[-1] == "dvc"
+    assert fact.parse(BatchOutput(0, "set\n")) == PasswordHash(usable=True)
+    assert fact.parse(BatchOutput(0, "unset\n")) == PasswordHash(usable=False)
+    assert fact.parse(BatchOutput(1, "set\n")) == PasswordHash(usable=False), "a failed probe is no hash"
+
+
+def _storage_password(tmp_path: Path, values: dict[str, str], login: Login, hash_usable: bool,
                       check: bool = False) -> tuple[StoragePassword, Context, Secrets]:
     inventory = _inventory(tmp_path)
     secrets = Secrets(inventory, values)
     task = StoragePassword(inventory.hosts["nas"], secrets, login)  # type: ignore[arg-type]
-    return task, Context({task.hash_fact.key: hash_state}, check=check), secrets
+    return task, Context({task.hash_fact.key: PasswordHash(hash_usable)}, check=check), secrets
 
 
 def test_bootstrap_generates_a_missing_password_but_not_under_check(tmp_path: Path) -> None:
-    task, ctx, secrets = _storage_password(tmp_path, {}, Login(set()), "unset\n", check=True)
+    task, ctx, secrets = _storage_password(tmp_path, {}, Login(set()), False, check=True)
     change = task.plan(ctx)  # type: ignore[arg-type]
     assert change is not None and change.summary.startswith("generate site/all/storage_password")
     assert secrets.store().values == {}
-    task, ctx, secrets = _storage_password(tmp_path, {}, AcceptsAnything(set()), "unset\n")
+    task, ctx, secrets = _storage_password(tmp_path, {}, AcceptsAnything(set()), False)
     change = task.plan(ctx)  # type: ignore[arg-type]
     assert change is not None
     change.apply()
@@ -223,23 +243,23 @@ def test_bootstrap_generates_a_missing_password_but_not_under_check(tmp_path: Pa
 
 def test_bootstrap_knows_the_password_is_set_by_logging_in_with_it(tmp_path: Path) -> None:
     values = {"site/all/storage_password": "stored-password-1"}
-    task, ctx, _ = _storage_password(tmp_path, values, Login({"stored-password-1"}), "set\n")
+    task, ctx, _ = _storage_password(tmp_path, values, Login({"stored-password-1"}), True)
     assert task.plan(ctx) is None  # type: ignore[arg-type]
     assert "fresh login" in ctx.notes[0]
-    task, ctx, _ = _storage_password(tmp_path, values, Login({"something-else"}), "set\n")
+    task, ctx, _ = _storage_password(tmp_path, values, Login({"something-else"}), True)
     change = task.plan(ctx)  # type: ignore[arg-type]
     assert change is not None and "storage refused it" in change.summary
     login = Login(set())
-    task, ctx, _ = _storage_password(tmp_path, values, login, "unset\n")
+    task, ctx, _ = _storage_password(tmp_path, values, login, False)
     assert task.plan(ctx) is not None and login.tried == [], "no login is tried for an account without one"
 
 
 def test_bootstrap_under_check_before_sshd_takes_passwords(tmp_path: Path) -> None:
     values = {"site/all/storage_password": "stored-password-1"}
-    task, ctx, _ = _storage_password(tmp_path, values, Login(set(), ("publickey",)), "set\n", check=True)
+    task, ctx, _ = _storage_password(tmp_path, values, Login(set(), ("publickey",)), True, check=True)
     change = task.plan(ctx)  # type: ignore[arg-type]
     assert change is not None and "not verifiable" in change.summary
-    task, ctx, _ = _storage_password(tmp_path, values, Login(set(), ("publickey",)), "set\n")
+    task, ctx, _ = _storage_password(tmp_path, values, Login(set(), ("publickey",)), True)
     with pytest.raises(PasswordLoginDisabled):
         task.plan(ctx)  # type: ignore[arg-type]
 
@@ -247,11 +267,12 @@ def test_bootstrap_under_check_before_sshd_takes_passwords(tmp_path: Path) -> No
 def test_password_play_rotates_storage_only_when_the_limit_keeps_it(tmp_path: Path) -> None:
     inventory = _inventory(tmp_path)
     secrets = Secrets(inventory, {})
-    clients = password_clients(inventory)
-    play = rotate_password_play(inventory, clients, rotate_storage=True, secrets=secrets, login=Login(set()))  # type: ignore[arg-type]
+    clients = inventory.password_clients
+    password = PasswordLogin(True, secrets, Login(set()))  # type: ignore[arg-type]
+    play = rotate_password_play(inventory, clients, rotate_storage=True, password=password)
     assert [phase.name for phase in play.phases] == ["client account", "storage password", "client password",
                                                      "summary"]
-    play = rotate_password_play(inventory, clients, rotate_storage=False, secrets=secrets, login=Login(set()))  # type: ignore[arg-type]
+    play = rotate_password_play(inventory, clients, rotate_storage=False, password=password)
     assert [phase.name for phase in play.phases] == ["client account", "client password"]
     assert list(play.phases[1].needs(inventory.hosts["ws1"])) == []
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 from provision.inventory import Host, Inventory
-from provision.secrets import SecretStore, lookup, open_store
+from provision.secrets.base import SecretStore
+from provision.secrets.store import StoredSecret, find, open_store
 
 
 class SecretLookupForInventory:
@@ -26,5 +27,10 @@ class SecretLookupForInventory:
         groups = [g for g in host.groups if g != "all" and g in self.inventory.groups]
         return sorted(groups, key=lambda g: -self.inventory.groups[g].depth)
 
+    def find(self, host: Host, key: str) -> StoredSecret | None:
+        """`key` for `host` and the full name it was found under."""
+        return find(self.store(), self.inventory.name, host.name, self.groups_deepest_first(host), key)
+
     def __call__(self, host: Host, key: str) -> str | None:
-        return lookup(self.store(), self.inventory.name, host.name, self.groups_deepest_first(host), key)
+        found = self.find(host, key)
+        return found.value if found is not None else None

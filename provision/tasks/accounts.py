@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from provision.engine import Change, Command, HostContext, Task
-from provision.errors import ProvisionError, command_error
+from provision.errors import ProvisionError
 from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
 from provision.remote import script
 from provision.render import render
@@ -286,10 +286,8 @@ class EnsureGitShellCommands(Task):
 
         def apply() -> None:
             if directory_wrong:
-                result = ctx.session.run(["install", "-d", "-o", "root", "-g", "root", "-m", "0755", "--", directory],
-                                         privileged=True)
-                if not result.ok:
-                    raise command_error(f"creating {directory}", result)
+                ctx.run(["install", "-d", "-o", "root", "-g", "root", "-m", "0755", "--", directory],
+                        f"creating {directory}", privileged=True)
                 ctx.forget(FileFact(directory))
             for change in file_changes:
                 ctx.apply_now(change)

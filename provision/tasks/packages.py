@@ -22,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from provision import dvc_ssh_guard
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError, command_error
+from provision.errors import ProvisionError
 from provision.facts import CommandFact, Fact
 from provision.remote import script
 from provision.render import render
@@ -316,9 +316,7 @@ class EnsureDvc(_DvcTask):
             if decision.install:
                 self._install(ctx)
             if decision.link:
-                result = ctx.session.run(["ln", "-sfn", "--", decision.executable, DVC_LINK], privileged=True)
-                if not result.ok:
-                    raise command_error(f"linking {DVC_LINK}", result)
+                ctx.run(["ln", "-sfn", "--", decision.executable, DVC_LINK], f"linking {DVC_LINK}", privileged=True)
             ctx.forget(self._fact)
             if guard:
                 self._install_guard(ctx)

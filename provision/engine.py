@@ -100,6 +100,11 @@ def changes_of(planned: Planned) -> list[Change]:
     return [planned] if isinstance(planned, Change) else list(planned)
 
 
+def joined_summary(changes: Sequence[Change]) -> str:
+    """What several changes of one plan do, as their task's result says it."""
+    return ", ".join(change.summary for change in changes)
+
+
 class Task(ABC):
     """One idempotent step on one kind of resource."""
 
@@ -656,7 +661,7 @@ def _task_result(task: Task, ctx: HostContext, changes: Sequence[Change]) -> Tas
     """One result for a task's changes: summaries joined (`would ...` under --check), notes, diffs joined."""
     if not changes:
         return TaskResult(task.name, Status.OK, "; ".join(ctx.notes))
-    summary = ", ".join(change.summary for change in changes)
+    summary = joined_summary(changes)
     diff = "".join(change.diff for change in changes) if ctx.diff else ""
     return TaskResult(task.name, Status.CHANGED, "; ".join([f"would {summary}" if ctx.check else summary,
                                                              *ctx.notes]), diff)

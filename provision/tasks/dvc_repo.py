@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from provision.engine import Change, Command, HostContext, Task
+from provision.engine import Change, Command, HostContext, Planned, Task, changes_of
 from provision.errors import ProvisionError
 from provision.facts import CommandFact, Fact, FileFact, FileState
 from provision.inventory import Settings
@@ -182,23 +182,19 @@ class EnsureSiteCache(Task):
     def facts(self) -> Sequence[Fact]:
         return (account_fact(self.settings.git_user), self._legacy)
 
-    def plan(self, ctx: HostContext) -> Change | None:
+    def plan(self, ctx: HostContext) -> Planned:
         settings = self.settings
         directory = site_cache_dir(account_home(ctx, settings.git_user))
-        changes = [EnsureDirectory(directory + sub, settings.git_user, settings.storage_group, SITE_CACHE_MODE)
-                   .plan(ctx) for sub in SITE_CACHE_SUBDIRECTORIES]
-        steps = [change for change in changes if change is not None]
+        changes = [change for sub in SITE_CACHE_SUBDIRECTORIES for change in changes_of(
+            EnsureDirectory(directory + sub, settings.git_user, settings.storage_group, SITE_CACHE_MODE).plan(ctx))]
         legacy: FileState = ctx.fact(self._legacy)
-        if not steps and not legacy.exists:
-            ctx.note(f"{directory} ({settings.git_user} only)")
-            return None
-        summaries = [change.summary for change in steps]
-        commands = [command for change in steps for command in change.commands]
         if legacy.exists:
-            summaries.append(f"remove {self._legacy.path} (any account could create or change it there)")
-            commands.append(Command(["rm", "-rf", "--", self._legacy.path], f"removing {self._legacy.path}",
-                                    stale=[self._legacy]))
-        return Change(", ".join(summaries), commands=commands)
+            changes.append(Change(f"remove {self._legacy.path} (any account could create or change it there)",
+                                  commands=[Command(["rm", "-rf", "--", self._legacy.path],
+                                                    f"removing {self._legacy.path}", stale=[self._legacy])]))
+        if not changes:
+            ctx.note(f"{directory} ({settings.git_user} only)")
+        return changes
 
 
 class EnsureServerRepo(Task):

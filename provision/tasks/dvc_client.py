@@ -188,7 +188,7 @@ class _ConfigLocalTask(Task):
             if new_content is not None else ""
 
         def apply() -> None:
-            write_file(ctx.session, self.path, content.encode(), owner=self.info.user, group=self.info.group,
+            write_file(ctx, self.path, content.encode(), owner=self.info.user, group=self.info.group,
                        mode=0o600, privileged=False)
             ctx.forget(self.file_fact)
 

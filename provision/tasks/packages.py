@@ -336,7 +336,7 @@ class EnsureDvc(_DvcTask):
         if state.purelib is None:
             raise ProvisionError(f"{self.venv}/bin/python does not name its site-packages: recreate {self.venv}")
         for name, data in guard_files().items():
-            write_file(ctx.session, f"{state.purelib}/{name}", data, mode=0o644)
+            write_file(ctx, f"{state.purelib}/{name}", data, mode=0o644)
         ctx.forget(self._fact)
         self._warn_unguarded(ctx, DvcState.parse(ctx.fact(self._fact) or ""))
 

@@ -310,7 +310,7 @@ class SshdStorageUser(Task):
 
     def _restore(self, ctx: HostContext, path: str, before: FileState) -> None:
         if before.exists:
-            write_file(ctx.session, path, (before.content or "").encode(), owner=before.owner, group=before.group,
+            write_file(ctx, path, (before.content or "").encode(), owner=before.owner, group=before.group,
                        mode=before.mode)
         else:
             ctx.session.run(["rm", "-f", "--", path], privileged=True)

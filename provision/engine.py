@@ -9,6 +9,10 @@ A change made of argv-only commands (`Change.commands`) is queued rather than ru
 goes to the host as one remote command (provision.remote.ChangeBatch) when the phase's host is done,
 when a task reads a fact a queued command makes stale, or when anything else needs the session. Each
 queued task still gets its own result, in task order.
+
+A task's plan may be several changes: the engine applies them in order and reports one result (their
+summaries and diffs joined). A `Proof` is a task that shows something works by doing it: the engine
+never runs it under --check and reports it uniformly there.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ class Command:
     done: Callable[[CommandResult], None] | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Change:
     """What a task would change: a one-line summary, a diff, and how to apply it: a callable, or commands
     (of one privilege level) that the engine may send together with other tasks' commands."""
@@ -83,6 +87,24 @@ class Change:
             raise ValueError("a change's commands must share one privilege level")
 
 
+#: What a plan returns: no change, one, or several applied in order and reported as one result.
+Planned = Change | Sequence[Change] | None
+#: How the engine reports a proof under --check.
+NOT_PROVEN = "not proven under --check"
+
+
+def changes_of(planned: Planned) -> list[Change]:
+    """A plan's changes as a list ([] when the host is as wanted)."""
+    if planned is None:
+        return []
+    return [planned] if isinstance(planned, Change) else list(planned)
+
+
+def joined_summary(changes: Sequence[Change]) -> str:
+    """What several changes of one plan do, as their task's result says it."""
+    return ", ".join(change.summary for change in changes)
+
+
 class Task(ABC):
     """One idempotent step on one kind of resource."""
 
@@ -92,9 +114,35 @@ class Task(ABC):
         """Facts to read before planning, gathered with the rest of the phase's."""
         return ()
 
+    def fresh_facts(self) -> Sequence[Fact]:
+        """Facts read again before planning when an earlier task of the phase changed the host after they
+        were read (for state those tasks change without knowing this fact, e.g. an account they create)."""
+        return ()
+
     @abstractmethod
-    def plan(self, ctx: HostContext) -> Change | None:
-        """The change needed, or None when the host is already as wanted. Must not change anything."""
+    def plan(self, ctx: HostContext) -> Planned:
+        """The changes needed, none when the host is already as wanted.
+
+        A pure function of the facts: it never changes the host or runs anything that does.
+        """
+
+
+class Proof(Task):
+    """Shows that something works by doing it (a login to storage, `dvc status -c`), which may write state.
+
+    `plan()` (run in every mode) may refuse from the facts or return changes the proof needs first;
+    under --check the engine reports those and NOT_PROVEN and never calls `prove()`. Otherwise it applies
+    them, then `prove()` runs: it returns what it showed (the result's note) or, when showing it takes a
+    change (a `dvc pull` that fetches proves DVC access), that change, which the engine applies. A proof
+    that fails raises.
+    """
+
+    def plan(self, ctx: HostContext) -> Planned:
+        return None
+
+    @abstractmethod
+    def prove(self, ctx: HostContext) -> str | Change:
+        """Show it; what was shown, or the change that shows it."""
 
 
 class SkipHost(ProvisionError):
@@ -219,6 +267,8 @@ class HostContext:
         self.state = state
         self._engine = engine
         self._facts: dict[Hashable, Any] = {}
+        #: How many tasks had changed the host when each fact was read (see Task.fresh_facts).
+        self._read_after: dict[Hashable, int] = {}
         self.notes: list[str] = []
         #: Tasks of this phase that changed the host so far (facts gathered before them may be stale).
         self.changed_tasks: list[str] = []
@@ -330,19 +380,22 @@ class HostContext:
             command.done(result)
 
     def apply_now(self, change: Change) -> None:
-        """Apply a change at once: for a task that composes other tasks' changes into its own."""
+        """Apply a change at once: its callable, then its commands one by one."""
         if change.apply is not None:
             change.apply()
         for command in change.commands:
-            result = self.session.run(command.argv, privileged=command.privileged)
-            if not result.ok:
-                raise command_error(command.what, result)
-            self._command_ran(command, result)
+            self._command_ran(command, self.run(command.argv, command.what, privileged=command.privileged))
 
-    def refresh(self, facts: Iterable[Fact]) -> None:
-        """Before a task plans: its facts that queued commands change are read after they ran, and every
-        fact of it not known (any more) is read in one batch."""
-        facts = list(facts)
+    def refresh(self, facts: Iterable[Fact], fresh: Iterable[Fact] = ()) -> None:
+        """Before a task plans: its facts that queued commands change are read after they ran, `fresh` ones
+        again when a task changed the host after they were read, and every fact of it not known (any
+        more) is read in one batch."""
+        changed = len(self.changed_tasks)
+        fresh = list(fresh)
+        for fact in fresh:
+            if self._read_after.get(fact.key, changed) < changed:
+                self.forget(fact)
+        facts = [*facts, *fresh]
         stale = self._stale_keys()
         if any(fact.key in stale for fact in facts):
             self.flush()
@@ -375,6 +428,7 @@ class HostContext:
             raise command_error("reading host state", result)
         for fact, output in zip(facts, batch.parse(result.stdout), strict=True):
             self._facts[fact.key] = fact.parse(output)
+            self._read_after[fact.key] = len(self.changed_tasks)
 
     def fact(self, fact: Fact) -> Any:
         """A fact's value (read now if the phase did not gather it, or if a queued command changes it)."""
@@ -557,25 +611,34 @@ class Engine:
         return any(result.status in (Status.FAILED, Status.UNREACHABLE) for result in finished)
 
     def _run_task(self, task: Task, ctx: HostContext) -> TaskResult | None:
-        """The task's result, or None when its change is queued (see HostContext.flush)."""
+        """The task's result, or None when its changes are queued (see HostContext.flush)."""
         ctx.notes = []
         self.reporter.task_started(ctx.host.name, task.name)
         try:
-            ctx.refresh(task.facts())
-            change = task.plan(ctx)
-            if change is None:
-                return TaskResult(task.name, Status.OK, "; ".join(ctx.notes))
-            summary = f"would {change.summary}" if ctx.check else change.summary
-            if not ctx.check:
+            ctx.refresh(task.facts(), task.fresh_facts())
+            changes = changes_of(task.plan(ctx))
+            if ctx.check:
+                if isinstance(task, Proof):
+                    ctx.note(NOT_PROVEN)
+                return _task_result(task, ctx, changes)
+            if changes:
                 ctx.changed_tasks.append(task.name)
-                if change.commands:
-                    ctx.queue(TaskResult(task.name, Status.CHANGED, "; ".join([summary, *ctx.notes]),
-                                         change.diff if ctx.diff else ""), change.commands)
-                    return None
-                if change.apply is not None:
-                    change.apply()
-            message = "; ".join([summary, *ctx.notes])
-            return TaskResult(task.name, Status.CHANGED, message, change.diff if ctx.diff else "")
+            commands = _queueable(changes)
+            if commands and not isinstance(task, Proof):
+                ctx.queue(_task_result(task, ctx, changes), commands)
+                return None
+            for change in changes:
+                ctx.apply_now(change)
+            if isinstance(task, Proof):
+                shown = task.prove(ctx)
+                if isinstance(shown, Change):
+                    if not changes:
+                        ctx.changed_tasks.append(task.name)
+                    ctx.apply_now(shown)
+                    changes.append(shown)
+                else:
+                    ctx.note(shown)
+            return _task_result(task, ctx, changes)
         except SkipHost as skip:
             return TaskResult(task.name, Status.SKIPPED, str(skip))
         except UnreachableError as error:
@@ -584,6 +647,24 @@ class Engine:
             return TaskResult(task.name, Status.FAILED, str(error))
         except Exception as error:  # a bug in one task must not take other hosts down
             return TaskResult(task.name, Status.FAILED, f"internal error: {type(error).__name__}: {error}")
+
+
+def _queueable(changes: Sequence[Change]) -> list[Command]:
+    """The changes' commands when they are all commands of one privilege level (queued together), else []."""
+    if any(change.apply is not None or not change.commands for change in changes):
+        return []
+    commands = [command for change in changes for command in change.commands]
+    return commands if len({command.privileged for command in commands}) == 1 else []
+
+
+def _task_result(task: Task, ctx: HostContext, changes: Sequence[Change]) -> TaskResult:
+    """One result for a task's changes: summaries joined (`would ...` under --check), notes, diffs joined."""
+    if not changes:
+        return TaskResult(task.name, Status.OK, "; ".join(ctx.notes))
+    summary = joined_summary(changes)
+    diff = "".join(change.diff for change in changes) if ctx.diff else ""
+    return TaskResult(task.name, Status.CHANGED, "; ".join([f"would {summary}" if ctx.check else summary,
+                                                             *ctx.notes]), diff)
 
 
 def exit_status(state: PlayState) -> int:

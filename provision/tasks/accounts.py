@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from provision.engine import Change, Command, HostContext, Task
-from provision.errors import ProvisionError, command_error
+from provision.engine import Change, Command, HostContext, Planned, Task, changes_of
+from provision.errors import ProvisionError
 from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
 from provision.remote import script
 from provision.render import render
@@ -270,28 +270,15 @@ class EnsureGitShellCommands(Task):
         directory, files = self._paths(f"{HOME_BASE}/{self.user}")
         return (self._account, FileFact(directory), *(FileFact(path) for path in files))
 
-    def plan(self, ctx: HostContext) -> Change | None:
+    def plan(self, ctx: HostContext) -> Planned:
         directory, files = self._paths(account_home(ctx, self.user))
         current: FileState = ctx.fact(FileFact(directory))
         if current.exists and not current.is_dir:
             raise ProvisionError(f"{directory} exists and is a {current.kind}, not a directory")
-        directory_wrong = (not current.exists) or bool(describe_attributes(current, "root", "root", 0o755))
-        file_changes = [change for change in (EnsureFile(path, text, owner="root", group="root", mode=0o755).plan(ctx)
-                                              for path, text in files.items()) if change is not None]
-        if not directory_wrong and not file_changes:
-            return None
-        summaries = ([f"{'create' if not current.exists else 'fix'} {directory} (root:root 0755)"]
-                     if directory_wrong else [])
-        summaries += [change.summary for change in file_changes]
-
-        def apply() -> None:
-            if directory_wrong:
-                result = ctx.session.run(["install", "-d", "-o", "root", "-g", "root", "-m", "0755", "--", directory],
-                                         privileged=True)
-                if not result.ok:
-                    raise command_error(f"creating {directory}", result)
-                ctx.forget(FileFact(directory))
-            for change in file_changes:
-                ctx.apply_now(change)
-
-        return Change(", ".join(summaries), apply, "".join(change.diff for change in file_changes))
+        changes = [change for path, text in files.items()
+                   for change in changes_of(EnsureFile(path, text, owner="root", group="root", mode=0o755).plan(ctx))]
+        if current.exists and not describe_attributes(current, "root", "root", 0o755):
+            return changes
+        argv = ["install", "-d", "-o", "root", "-g", "root", "-m", "0755", "--", directory]
+        return [Change(f"{'create' if not current.exists else 'fix'} {directory} (root:root 0755)",
+                       commands=[Command(argv, f"creating {directory}", stale=[FileFact(directory)])]), *changes]

@@ -125,7 +125,8 @@ class Checkout(Task):
 
         def apply() -> None:
             ctx.run(["git", "-C", workdir, "config", "core.sshCommand", self.ssh_command or ""],
-                        f"setting core.sshCommand on {self.info.name}")
+                    f"setting core.sshCommand on {self.info.name}")
+            ctx.forget(self.fact)
 
         return Change(f"set core.sshCommand (client key, pinned host key) in {workdir}", apply)
 

@@ -104,7 +104,7 @@ class PinStorageHostKey(Task):
                             shorten_keys(after))
 
         def apply() -> None:
-            write_file(ctx.session, self.info.known_hosts, after.encode(), owner=self.info.user,
+            write_file(ctx, self.info.known_hosts, after.encode(), owner=self.info.user,
                        group=self.info.group, mode=None if state.exists else 0o644, privileged=False)
             ctx.forget(self.fact)
 

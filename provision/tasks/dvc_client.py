@@ -16,8 +16,8 @@ from typing import Any
 
 from configobj import ConfigObj, ConfigObjError
 
-from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError, command_error
+from provision.engine import Change, Command, HostContext, Task
+from provision.errors import ProvisionError
 from provision.facts import CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
 from provision.inventory import Settings
 from provision.remote import script
@@ -173,7 +173,9 @@ class _ConfigLocalTask(Task):
     def facts(self) -> Sequence[Fact]:
         return (self.dir_fact, self.file_fact)
 
-    def _change(self, ctx: HostContext, state: FileState, new_content: str | None) -> Change | None:
+    def _change(self, ctx: HostContext, state: FileState, new_content: str | None, *,
+                what: str | None = None) -> Change | None:
+        """The change to `new_content` (None: as it is) and mode 0600; `what` it does when content changes."""
         if state.exists and not state.is_file:
             raise ProvisionError(f"{self.path} on {self.info.name} is not a regular file")
         wrong_mode = state.exists and state.mode != 0o600
@@ -181,12 +183,12 @@ class _ConfigLocalTask(Task):
             return None
         content = new_content if new_content is not None else state.content or ""
         verb = "write" if state.exists else "create"
-        summary = f"{verb} {self.path}" if new_content is not None else f"mode 0600 on {self.path}"
+        summary = (what or f"{verb} {self.path}") if new_content is not None else f"mode 0600 on {self.path}"
         diff = mask_credentials(unified_diff(self.path, state.content if state.exists else None, content)) \
             if new_content is not None else ""
 
         def apply() -> None:
-            write_file(ctx.session, self.path, content.encode(), owner=self.info.user, group=self.info.group,
+            write_file(ctx, self.path, content.encode(), owner=self.info.user, group=self.info.group,
                        mode=0o600, privileged=False)
             ctx.forget(self.file_fact)
 
@@ -256,10 +258,7 @@ class RemoveDvcCredentials(_ConfigLocalTask):
         if not state.exists:
             return None
         new_content = merge_config(state.content, {}, {f'remote "{self.remote}"': CREDENTIAL_KEYS})
-        change = self._change(ctx, state, new_content)
-        if change is not None:
-            change.summary = f"remove {self.remote}'s credentials from {self.path}"
-        return change
+        return self._change(ctx, state, new_content, what=f"remove {self.remote}'s credentials from {self.path}")
 
 
 class StorageGroupId(Task):
@@ -304,7 +303,7 @@ class SharedCacheGroup(Task):
     def facts(self) -> Sequence[Fact]:
         return (self.group_fact, self.gid_fact, self.member_fact, self.cache_fact)
 
-    def plan(self, ctx: HostContext) -> Change | None:
+    def plan(self, ctx: HostContext) -> list[Change]:
         client = self.info.name
         if self.inventory_gid is not None and self.inventory_gid != self.storage_gid:
             raise ProvisionError(f"storage_gid is {self.inventory_gid} but {self.group} has gid {self.storage_gid} "
@@ -313,7 +312,11 @@ class SharedCacheGroup(Task):
         if not cache.is_dir:
             raise ProvisionError(f"shared_cache {self.shared_cache} is not a directory on {client}: "
                                  "mount the storage export there first")
-        steps: list[tuple[str, list[str]]] = []
+        changes: list[Change] = []
+
+        def step(what: str, argv: list[str], stale: Fact) -> None:
+            changes.append(Change(what, commands=[Command(argv, f"{what} on {client}", stale=[stale])]))
+
         entry: GroupEntry | None = ctx.fact(self.group_fact)
         if entry is None:
             holder: GroupEntry | None = ctx.fact(self.gid_fact)
@@ -321,26 +324,17 @@ class SharedCacheGroup(Task):
                 raise ProvisionError(f"gid {self.storage_gid} ({self.group} on storage) belongs to group "
                                      f"{holder.name} on {client}: files in the shared cache would "
                                      "belong to the wrong group; free that gid or choose storage_gid")
-            steps.append((f"create group {self.group} with gid {self.storage_gid}",
-                          ["groupadd", "--gid", str(self.storage_gid), "--", self.group]))
+            step(f"create group {self.group} with gid {self.storage_gid}",
+                 ["groupadd", "--gid", str(self.storage_gid), "--", self.group], self.group_fact)
         elif entry.gid != self.storage_gid:
             raise ProvisionError(f"group {self.group} has gid {entry.gid} on {client} but {self.storage_gid} on "
                                  f"storage: files in the shared cache would not be shared; `groupmod --gid "
                                  f"{self.storage_gid} {self.group}` on {client} (and set storage_gid)")
         groups = (ctx.fact(self.member_fact) or "").split()
         if self.group not in groups:
-            steps.append((f"add {self.info.user} to {self.group}",
-                          ["usermod", "--append", "--groups", self.group, "--", self.info.user]))
-        if not steps:
-            return None
-
-        def apply() -> None:
-            for what, argv in steps:
-                result = ctx.session.run(argv, privileged=True)
-                if not result.ok:
-                    raise command_error(f"{what} on {client}", result)
-
-        return Change("; ".join(what for what, _ in steps), apply)
+            step(f"add {self.info.user} to {self.group}",
+                 ["usermod", "--append", "--groups", self.group, "--", self.info.user], self.member_fact)
+        return changes
 
 
 class PrivateSiteCache(Task):

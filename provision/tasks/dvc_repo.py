@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from provision.engine import Change, Command, HostContext, Task
+from provision.engine import Change, Command, HostContext, Planned, Task, changes_of
 from provision.errors import ProvisionError
 from provision.facts import CommandFact, Fact, FileFact, FileState
 from provision.inventory import Settings
@@ -171,15 +171,6 @@ def _dvc_executable(ctx: HostContext, settings: Settings) -> str:
     return ctx.state.report(ctx.host.name).exports.get(DVC_EXPORT, f"{settings.dvc_venv}/bin/dvc")
 
 
-def _current(ctx: HostContext, fact: Fact) -> object:
-    """A fact read again, for a task whose phase-start reading shows work that earlier tasks of this run
-    may have done already (a repository cloned, a branch fast-forwarded). Under --check nothing was
-    done, so the first reading stands."""
-    if not ctx.check:
-        ctx.forget(fact)
-    return ctx.fact(fact)
-
-
 class EnsureSiteCache(Task):
     """DVC's site cache for server_repo private to git_user (0700, `repo/` too), the /var/tmp one removed."""
 
@@ -191,23 +182,19 @@ class EnsureSiteCache(Task):
     def facts(self) -> Sequence[Fact]:
         return (account_fact(self.settings.git_user), self._legacy)
 
-    def plan(self, ctx: HostContext) -> Change | None:
+    def plan(self, ctx: HostContext) -> Planned:
         settings = self.settings
         directory = site_cache_dir(account_home(ctx, settings.git_user))
-        changes = [EnsureDirectory(directory + sub, settings.git_user, settings.storage_group, SITE_CACHE_MODE)
-                   .plan(ctx) for sub in SITE_CACHE_SUBDIRECTORIES]
-        steps = [change for change in changes if change is not None]
+        changes = [change for sub in SITE_CACHE_SUBDIRECTORIES for change in changes_of(
+            EnsureDirectory(directory + sub, settings.git_user, settings.storage_group, SITE_CACHE_MODE).plan(ctx))]
         legacy: FileState = ctx.fact(self._legacy)
-        if not steps and not legacy.exists:
-            ctx.note(f"{directory} ({settings.git_user} only)")
-            return None
-        summaries = [change.summary for change in steps]
-        commands = [command for change in steps for command in change.commands]
         if legacy.exists:
-            summaries.append(f"remove {self._legacy.path} (any account could create or change it there)")
-            commands.append(Command(["rm", "-rf", "--", self._legacy.path], f"removing {self._legacy.path}",
-                                    stale=[self._legacy]))
-        return Change(", ".join(summaries), commands=commands)
+            changes.append(Change(f"remove {self._legacy.path} (any account could create or change it there)",
+                                  commands=[Command(["rm", "-rf", "--", self._legacy.path],
+                                                    f"removing {self._legacy.path}", stale=[self._legacy])]))
+        if not changes:
+            ctx.note(f"{directory} ({settings.git_user} only)")
+        return changes
 
 
 class EnsureServerRepo(Task):
@@ -221,6 +208,9 @@ class EnsureServerRepo(Task):
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
 
+    def fresh_facts(self) -> Sequence[Fact]:
+        return (self._fact,)  # earlier tasks of this run may have made the account or the repository
+
     def _wanted(self, ctx: HostContext, state: WorkTreeState) -> tuple[str, str]:
         """The two files as they should be; hardlink_lock depends on the repository's filesystem."""
         fstype = state.fstype or ctx.state.report(ctx.host.name).exports.get(FSTYPE_EXPORT, "")
@@ -230,8 +220,6 @@ class EnsureServerRepo(Task):
     def plan(self, ctx: HostContext) -> Change | None:
         settings = self.settings
         state = WorkTreeState.parse(ctx.fact(self._fact))
-        if not state.readable or server_repo_steps(state, settings.git_remote, *self._wanted(ctx, state)):
-            state = WorkTreeState.parse(_current(ctx, self._fact))
         if not state.readable and not ctx.check:
             raise ProvisionError(f"cannot read {settings.server_repo} as {settings.git_user} "
                                  "(does the account exist?)")
@@ -380,17 +368,12 @@ class EnsureDataset(Task):
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
 
-    def _settled(self, state: DatasetState) -> bool:
-        try:
-            return state.repo and not dataset_steps(state, self.path, self.tag, self.settings.git_user)
-        except ProvisionError:
-            return False
+    def fresh_facts(self) -> Sequence[Fact]:
+        return (self._fact,)  # earlier tasks of this run may have made the repository or moved its branch
 
     def plan(self, ctx: HostContext) -> Change | None:
         settings = self.settings
         state = DatasetState.parse(ctx.fact(self._fact))
-        if not self._settled(state):
-            state = DatasetState.parse(_current(ctx, self._fact))
         if not state.repo:
             if ctx.check:
                 return Change(f"dvc add {self.path}, dvc push, commit, tag and push once {settings.server_repo} "

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from provision.connection import STAGED_CONTENT, Session
+from provision.connection import STAGED_CONTENT
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError, command_error
+from provision.errors import ProvisionError
 from provision.facts import Fact, FileFact, FileState
 from provision.paths import templates_dir
 from provision.remote import script
@@ -49,7 +49,7 @@ def install_script() -> str:
     return STAGED_CONTENT + ROOT_ONLY_DIRECTORY + (templates_dir() / "remote" / "install_file.sh").read_text()
 
 
-def write_file(session: Session, path: str, data: bytes, *, owner: str = "", group: str = "",
+def write_file(ctx: HostContext, path: str, data: bytes, *, owner: str = "", group: str = "",
                mode: int | None = None, privileged: bool = True) -> None:
     """Replace `path` atomically: stage privately by SFTP, then one install command.
 
@@ -58,11 +58,9 @@ def write_file(session: Session, path: str, data: bytes, *, owner: str = "", gro
     the new file, never a partial one. Files of the connecting user (`privileged=False`) are installed
     as that user even under ansible_become: root never works in a directory another account controls.
     """
-    staged = session.stage(data)
+    staged = ctx.session.stage(data)
     mode_text = f"{mode:04o}" if mode is not None else ""
-    result = session.run(script(install_script(), staged, path, owner, group, mode_text), privileged=privileged)
-    if not result.ok:
-        raise command_error(f"writing {path}", result)
+    ctx.run(script(install_script(), staged, path, owner, group, mode_text), f"writing {path}", privileged=privileged)
 
 
 def unified_diff(path: str, before: str | None, after: str) -> str:
@@ -120,7 +118,7 @@ class EnsureFile(Task):
             summary, diff = f"set {', '.join(attributes)} on {self.path}", ""
 
         def apply() -> None:
-            write_file(ctx.session, self.path, self.content.encode(), owner=self.owner, group=self.group,
+            write_file(ctx, self.path, self.content.encode(), owner=self.owner, group=self.group,
                        mode=self.mode)
             ctx.forget(FileFact(self.path))
 

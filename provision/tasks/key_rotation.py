@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from provision.engine import Change, HostContext, Task
+from provision.engine import Change, HostContext, Planned, Proof, Task, changes_of
 from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
 from provision.inventory import Host, Settings
@@ -271,13 +271,13 @@ class RotationKeyLines(AuthorizeKeys):
         if missing:
             ctx.note(f"no line of {', '.join(missing)} to rotate (not onboarded)")
         change = super().plan(ctx)
-        if change is not None:
-            what = "revoke the old key of" if self.revoke_old else "authorize the new key beside the old one for"
-            change.summary = f"{what} {', '.join(moving)} in {self._read(ctx).path}"
-        return change
+        if change is None:
+            return None
+        what = "revoke the old key of" if self.revoke_old else "authorize the new key beside the old one for"
+        return replace(change, summary=f"{what} {', '.join(moving)} in {self._read(ctx).path}")
 
 
-class ProveNewKey(Task):
+class ProveNewKey(Proof):
     """OpenSSH with only the new key: sftp lists dvc_storage as storage_user, git ls-remote works."""
 
     name = "prove new key"
@@ -287,29 +287,27 @@ class ProveNewKey(Task):
         self.settings = settings
         self.storage = storage
 
-    def plan(self, ctx: HostContext) -> Change | None:
+    def plan(self, ctx: HostContext) -> Planned:
         client = self.rotation.client
         if client in ctx.state.exports(NOT_ONBOARDED_EXPORT).get(self.storage, []):
             raise ProvisionError(f"storage has no key line of {client}: onboard it first (`provision onboard "
                                  f"{client}`)")
-        if ctx.check:
-            ctx.note("not proven under --check")
-            return None
+        return None
+
+    def prove(self, ctx: HostContext) -> str:
         settings, new_key = self.settings, self.rotation.new_key
         info = self.rotation.at(new_key)
-        kept = f"; the old key {self.rotation.info.key} stays authorized and in use"
-        listing = ctx.storage_run(sftp_list_argv(info, settings, settings.storage_user, settings.sftp_dvc_storage))
-        if not listing.ok:
-            failure = command_error(f"proof of the new key: sftp as {settings.storage_user} with {new_key}", listing)
-            raise ProvisionError(f"{failure}{kept}")
+        steps = [(sftp_list_argv(info, settings, settings.storage_user, settings.sftp_dvc_storage),
+                  f"sftp as {settings.storage_user} with {new_key}")]
         if settings.git_remote_is_path:
-            remote = ctx.storage_run(["git", "-C", info.workdir, "-c", f"core.sshCommand={git_ssh_command(info)}",
-                                      "ls-remote", "--quiet", "origin"])
-            if not remote.ok:
-                failure = command_error(f"proof of the new key: git ls-remote with {new_key}", remote)
-                raise ProvisionError(f"{failure}{kept}")
-        ctx.note(f"sftp{' and git ls-remote' if settings.git_remote_is_path else ''} work with {new_key} only")
-        return None
+            steps.append((["git", "-C", info.workdir, "-c", f"core.sshCommand={git_ssh_command(info)}", "ls-remote",
+                           "--quiet", "origin"], f"git ls-remote with {new_key}"))
+        for argv, what in steps:
+            result = ctx.storage_run(argv)
+            if not result.ok:
+                raise ProvisionError(f"{command_error(f'proof of the new key: {what}', result)}; the old key "
+                                     f"{self.rotation.info.key} stays authorized and in use")
+        return f"sftp{' and git ls-remote' if settings.git_remote_is_path else ''} work with {new_key} only"
 
 
 def dvc_status_cloud(ctx: HostContext, info: ClientInfo, settings: Settings, dvc: str) -> str:
@@ -338,21 +336,17 @@ class _KeyInUse:
             raise ProvisionError(f"no checkout in {self.checkout_fact.workdir} ({checkout.kind}): run "
                                  "`provision onboard` first")
         notes = list(ctx.notes)
-        changes = [change for change in (task.plan(ctx) for task in self.tasks) if change is not None]
+        changes = [change for task in self.tasks for change in changes_of(task.plan(ctx))]
         ctx.notes = notes
         return changes
 
-    def apply(self, ctx: HostContext, changes: Sequence[Change]) -> None:
-        for change in changes:
-            ctx.apply_now(change)
-        ctx.forget(self.checkout_fact)
-
     def switch(self, ctx: HostContext) -> None:
         """Plan against the current files and apply."""
-        self.apply(ctx, self.plan(ctx))
+        for change in self.plan(ctx):
+            ctx.apply_now(change)
 
 
-class SwitchToNewKey(Task):
+class SwitchToNewKey(Proof):
     """config.local's keyfile and core.sshCommand switched to the new key, then `dvc status -c` proves it.
 
     A failed proof switches back to the old key, which is still authorized, and fails the client.
@@ -370,30 +364,17 @@ class SwitchToNewKey(Task):
     def facts(self) -> Sequence[Fact]:
         return self.new.facts()
 
-    def plan(self, ctx: HostContext) -> Change | None:
-        new_key, old_key = self.rotation.new_key, self.rotation.info.key
+    def plan(self, ctx: HostContext) -> Planned:
         changes = self.new.plan(ctx)
-        diff = "".join(change.diff for change in changes)
-        steps = "; ".join(change.summary for change in changes)
-        if ctx.check:
-            ctx.note("dvc status -c with the new key is not proven under --check")
-            return Change(f"{steps} (naming {new_key})", lambda: None, diff) if changes else None
-        if changes:
-            return Change(f"{steps} (naming {new_key}); dvc status -c works with it",
-                          lambda: self._switch(ctx, changes), diff)
-        problem = dvc_status_cloud(ctx, self.rotation.at(new_key), self.settings, self.dvc)
-        if not problem:
-            ctx.note(f"config.local and core.sshCommand name {new_key}; dvc status -c works with it")
-            return None
-        return Change(f"switch back to {old_key}", lambda: self._switch_back(ctx, problem))
+        if not changes:
+            ctx.note(f"config.local and core.sshCommand name {self.rotation.new_key}")
+        return changes
 
-    def _switch(self, ctx: HostContext, changes: Sequence[Change]) -> None:
-        self.new.apply(ctx, changes)
+    def prove(self, ctx: HostContext) -> str:
+        """`dvc status -c` with the new key; when it fails, back to the old key, and the client fails."""
         problem = dvc_status_cloud(ctx, self.rotation.at(self.rotation.new_key), self.settings, self.dvc)
-        if problem:
-            self._switch_back(ctx, problem)
-
-    def _switch_back(self, ctx: HostContext, problem: str) -> None:
+        if not problem:
+            return "dvc status -c works with it"
         self.old.switch(ctx)
         raise ProvisionError(f"proof of the new key: dvc status -c -r {self.settings.dvc_remote} with "
                              f"{self.rotation.new_key} failed: {problem}; switched back to the old key "
@@ -413,19 +394,18 @@ class RetireOldKey(Task):
     def facts(self) -> Sequence[Fact]:
         return self.final.facts()
 
-    def plan(self, ctx: HostContext) -> Change | None:
+    def plan(self, ctx: HostContext) -> Planned:
+        """The move, config.local and core.sshCommand naming client_key again, the `.new` files gone."""
         key, new_key = self.rotation.info.key, self.rotation.new_key
-        diff = "".join(change.diff for change in self.final.plan(ctx))
-        summary = (f"move {new_key} to {key} (the old private key is deleted), name {key} in config.local "
-                   f"and core.sshCommand again, remove {new_key}")
-        return Change(summary, lambda: self._apply(ctx), diff)
 
-    def _apply(self, ctx: HostContext) -> None:
-        key, new_key = self.rotation.info.key, self.rotation.new_key
-        ctx.run(script(_INSTALL_NEW_KEY, key, new_key), f"moving {new_key} to {key}")
-        self.final.switch(ctx)
-        ctx.run(["rm", "-f", "--", new_key, f"{new_key}.pub"], f"removing {new_key}")
-        ctx.note(f"{key} is {key_fingerprint(self.rotation.new_public or '')}")
+        def remove_new_key() -> None:
+            ctx.run(["rm", "-f", "--", new_key, f"{new_key}.pub"], f"removing {new_key}")
+            ctx.note(f"{key} is {key_fingerprint(self.rotation.new_public or '')}")
+
+        return [Change(f"move {new_key} to {key} (the old private key is deleted)",
+                       lambda: ctx.run(script(_INSTALL_NEW_KEY, key, new_key), f"moving {new_key} to {key}")),
+                *self.final.plan(ctx),
+                Change(f"remove {new_key}", remove_new_key)]
 
 
 @dataclass

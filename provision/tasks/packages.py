@@ -22,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from provision import dvc_ssh_guard
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError, command_error
+from provision.errors import ProvisionError
 from provision.facts import CommandFact, Fact
 from provision.remote import script
 from provision.render import render
@@ -318,9 +318,7 @@ class EnsureDvc(_DvcTask):
             if decision.install:
                 self._install(ctx)
             if decision.link:
-                result = ctx.session.run(["ln", "-sfn", "--", decision.executable, DVC_LINK], privileged=True)
-                if not result.ok:
-                    raise command_error(f"linking {DVC_LINK}", result)
+                ctx.run(["ln", "-sfn", "--", decision.executable, DVC_LINK], f"linking {DVC_LINK}", privileged=True)
             ctx.forget(self._fact)
             if guard:
                 self._install_guard(ctx)
@@ -340,7 +338,7 @@ class EnsureDvc(_DvcTask):
         if state.purelib is None:
             raise ProvisionError(f"{self.venv}/bin/python does not name its site-packages: recreate {self.venv}")
         for name, data in guard_files().items():
-            write_file(ctx.session, f"{state.purelib}/{name}", data, mode=0o644)
+            write_file(ctx, f"{state.purelib}/{name}", data, mode=0o644)
         ctx.forget(self._fact)
         self._warn_unguarded(ctx, DvcState.parse(ctx.fact(self._fact) or ""))
 

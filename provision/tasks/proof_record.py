@@ -189,5 +189,5 @@ class ProofRecordFact(Fact):
 def record_proof(ctx: HostContext, fact: ProofRecordFact, controller: str, *, kind: str) -> None:
     """Write the record after a successful proof (kind `data`: the work tree holds all the data too)."""
     ctx.run(proof_argv("write", fact.workdir, fact.credential_keys, kind, controller),
-                f"recording the proof in {fact.workdir}/{RECORD_PATH}")
+            f"recording the proof in {fact.workdir}/{RECORD_PATH}")
     ctx.forget(fact)

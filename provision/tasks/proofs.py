@@ -6,8 +6,8 @@ by `dvc pull` fetching, else `dvc status -c`. DVC's SSH remote checks no host ke
 guard is in its virtualenv, so with an unguarded dvc `sftp` as storage_user with only the client key
 lists dvc_storage first. A recorded proof that still holds replaces all of them (proof_record).
 Offboarding proves the opposite: storage refuses the key. Every step that connects to storage goes
-through the run's storage admission (HostContext.storage_step). Proofs read; under --check they do not
-run, since DVC writes state even to read.
+through the run's storage admission (HostContext.storage_step). Proofs read, but DVC writes state even
+to read: they are `Proof` tasks, which the engine never runs under --check.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from provision.engine import Change, HostContext, PlayState, Task
+from provision.engine import Change, HostContext, PlayState, Proof
 from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
 from provision.inventory import Host, Settings
@@ -183,7 +183,7 @@ def client_proof(state: PlayState, host: Host, info: ClientInfo, storage: Host, 
                        verify=verify)
 
 
-class ProveAccess(Task):
+class ProveAccess(Proof):
     """Git and DVC reach storage with only this key (sftp too when dvc is unguarded); see ClientProof.
 
     With `dvc_by_pull`, the DVC proof is left to PullData, whose pull (or `dvc status -c`) proves it.
@@ -198,16 +198,12 @@ class ProveAccess(Task):
     def facts(self) -> Sequence[Fact]:
         return (self.proof.fact,)
 
-    def plan(self, ctx: HostContext) -> Change | None:
-        if ctx.check:
-            ctx.note("not proven under --check")
-            return None
+    def prove(self, ctx: HostContext) -> str:
         proof = self.proof
         settings, info = proof.settings, proof.info
         if proof.holds(ctx, kind=ACCESS):
-            ctx.note(f"access proven by an earlier run's record ({info.workdir}/{RECORD_PATH}): nothing it "
-                     "depends on changed (--verify proves again)")
-            return None
+            return (f"access proven by an earlier run's record ({info.workdir}/{RECORD_PATH}): nothing it "
+                    "depends on changed (--verify proves again)")
         proven = []
         if not proof.build.guarded:
             where = f"{settings.storage_user}@{settings.storage_address}:{settings.storage_port}"
@@ -222,15 +218,13 @@ class ProveAccess(Task):
             proven.append("git ls-remote")
         if self.dvc_by_pull:
             verb = "works" if len(proven) == 1 else "work"
-            ctx.note(f"{' and '.join(proven)} {verb} with {info.key} only; dvc pull proves DVC access")
-            return None
+            return f"{' and '.join(proven)} {verb} with {info.key} only; dvc pull proves DVC access"
         proof.dvc_status_cloud(ctx)
         proof.record(ctx, kind=ACCESS)
-        ctx.note(f"{', '.join(proven)} and dvc status -c work with {info.key} only")
-        return None
+        return f"{', '.join(proven)} and dvc status -c work with {info.key} only"
 
 
-class PullData(Task):
+class PullData(Proof):
     """`dvc pull` when outputs are missing; locally changed data is left as it is. It proves DVC access."""
 
     name = "dvc pull"
@@ -245,23 +239,19 @@ class PullData(Task):
         workdir = self.proof.info.workdir
         return data_totals(ctx.run(script(_DVC_FILES, workdir), f"reading the .dvc files in {workdir}").stdout)
 
-    def plan(self, ctx: HostContext) -> Change | None:
+    def prove(self, ctx: HostContext) -> str | Change:
         proof = self.proof
         workdir, dvc = proof.info.workdir, proof.dvc
-        if ctx.check:
-            ctx.note("dvc pull is not evaluated under --check")
-            return None
         if proof.holds(ctx, kind=DATA):
             state: ProofState = ctx.fact(proof.fact)
-            ctx.note(f"data up to date: {data_totals(state.dvc_files)} (as recorded after the last proof)")
-            return None
+            return f"data up to date: {data_totals(state.dvc_files)} (as recorded after the last proof)"
         access_recorded = proof.holds(ctx, kind=ACCESS)
         if ctx.state.report(ctx.host.name).exports.get(CLONED_EXPORT):
             # A checkout cloned this run holds no data yet: no dvc needs to start to tell.
             return Change(f"dvc pull -r {proof.settings.dvc_remote} in {workdir} (a fresh checkout)",
                           lambda: self._pull(ctx, access_recorded=False))
         status = ctx.run(dvc_argv(dvc, "--cd", workdir, "status", "--json"), f"dvc status in {workdir}",
-                             timeout=DVC_PROOF_TIMEOUT)
+                         timeout=DVC_PROOF_TIMEOUT)
         changes = workspace_changes(status.stdout)
         modified = sorted(path for path, state in changes.items() if state == "modified")
         if modified or not changes:
@@ -269,10 +259,8 @@ class PullData(Task):
                 proof.dvc_status_cloud(ctx)
             proof.record(ctx, kind=ACCESS if modified else DATA)
             if modified:
-                ctx.note(f"locally modified data left as it is, not pulled: {', '.join(modified)}")
-            else:
-                ctx.note(f"data up to date: {self._totals(ctx)}")
-            return None
+                return f"locally modified data left as it is, not pulled: {', '.join(modified)}"
+            return f"data up to date: {self._totals(ctx)}"
 
         return Change(f"dvc pull -r {proof.settings.dvc_remote} in {workdir} ({len(changes)} output(s) missing)",
                       lambda: self._pull(ctx, access_recorded=access_recorded))
@@ -291,7 +279,7 @@ class PullData(Task):
         ctx.note("; ".join([*summary[-1:], f"workspace holds {self._totals(ctx)}"]))
 
 
-class ProveRevoked(Task):
+class ProveRevoked(Proof):
     """After offboarding: storage refuses the client key for both accounts."""
 
     name = "prove revoked"
@@ -301,24 +289,19 @@ class ProveRevoked(Task):
         self.settings = settings
         self.accounts = list(accounts)
 
-    def plan(self, ctx: HostContext) -> Change | None:
-        if ctx.check:
-            ctx.note("not proven under --check")
-            return None
+    def prove(self, ctx: HostContext) -> str:
         if not self.info.has_private_key:
-            ctx.note(f"no key {self.info.key} on the client to try")
-            return None
+            return f"no key {self.info.key} on the client to try"
         for account in self.accounts:
             result = ctx.storage_run(sftp_list_argv(self.info, self.settings, account, "/"))
             if result.ok:
                 raise ProvisionError(f"storage still accepts {self.info.key} of {self.info.name} as {account}")
             if "Permission denied" not in result.stderr:
                 raise command_error(f"proof of revocation for {account} (no clear refusal)", result)
-        ctx.note(f"storage refuses {self.info.key} for {', '.join(self.accounts)}")
-        return None
+        return f"storage refuses {self.info.key} for {', '.join(self.accounts)}"
 
 
-class ProveDvcPassword(Task):
+class ProveDvcPassword(Proof):
     """`dvc status -c` reaches the remote with the password in config.local (rotate password)."""
 
     name = "prove dvc"
@@ -328,10 +311,6 @@ class ProveDvcPassword(Task):
         self.settings = settings
         self.dvc = dvc
 
-    def plan(self, ctx: HostContext) -> Change | None:
-        if ctx.check:
-            ctx.note("not proven under --check")
-            return None
+    def prove(self, ctx: HostContext) -> str:
         dvc_status_cloud(ctx, self.info, self.settings, self.dvc, " with the password in config.local")
-        ctx.note(f"dvc status -c works with the storage_password in {self.info.workdir}/.dvc/config.local")
-        return None
+        return f"dvc status -c works with the storage_password in {self.info.workdir}/.dvc/config.local"

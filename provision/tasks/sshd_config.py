@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from provision.connection import STAGED_CONTENT, AccountLogin
 from provision.engine import Change, HostContext, Task
-from provision.errors import ProvisionError, command_error
+from provision.errors import ProvisionError
 from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState
 from provision.inventory import Settings
 from provision.remote import as_user, script
@@ -192,9 +192,10 @@ class SftpChrootEntries(Task):
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
 
+    def fresh_facts(self) -> Sequence[Fact]:
+        return (self._fact,)  # this run may have just created storage_user
+
     def plan(self, ctx: HostContext) -> Change | None:
-        if not ctx.check:
-            ctx.forget(self._fact)  # read again: this run may have just created storage_user
         output = ctx.fact(self._fact)
         if output is None:  # storage_user does not exist yet (under --check)
             return None
@@ -276,11 +277,12 @@ class SshdStorageUser(Task):
         if not installed.ok:
             raise ProvisionError(f"{installed.detail}; {self.path} was put back as it was")
         if legacy.exists:
-            removed = ctx.session.run(script(_REMOVE_DROP_IN, self.legacy_path), privileged=True)
             ctx.forget(self.legacy_fact)
-            if not removed.ok:
+            try:
+                ctx.run(script(_REMOVE_DROP_IN, self.legacy_path), f"removing {self.legacy_path}", privileged=True)
+            except ProvisionError:
                 self._restore(ctx, self.path, before)
-                raise command_error(f"removing {self.legacy_path}", removed)
+                raise
         problem = self._validate(ctx)
         if problem:
             self._restore(ctx, self.path, before)
@@ -310,7 +312,7 @@ class SshdStorageUser(Task):
 
     def _restore(self, ctx: HostContext, path: str, before: FileState) -> None:
         if before.exists:
-            write_file(ctx.session, path, (before.content or "").encode(), owner=before.owner, group=before.group,
+            write_file(ctx, path, (before.content or "").encode(), owner=before.owner, group=before.group,
                        mode=before.mode)
         else:
             ctx.session.run(["rm", "-f", "--", path], privileged=True)
@@ -318,9 +320,7 @@ class SshdStorageUser(Task):
 
     def _reload(self, ctx: HostContext) -> None:
         command = self.settings.sshd_reload_command
-        reloaded = ctx.session.run(command, privileged=True)
-        if not reloaded.ok:
-            raise command_error(f"sshd_reload_command `{' '.join(command)}`", reloaded)
+        ctx.run(command, f"sshd_reload_command `{' '.join(command)}`", privileged=True)
         if self.login is None or not self.password:
             return
         for _ in range(RELOAD_CHECKS):

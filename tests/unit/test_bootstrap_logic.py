@@ -10,6 +10,7 @@ import pytest
 import yaml
 from packaging.version import Version
 
+from provision.engine import changes_of, joined_summary
 from provision.errors import InputError, ProvisionError
 from provision.facts import FileFact, FileState
 from provision.inventory import load_inventory
@@ -260,14 +261,13 @@ def _site_cache_context(tmp_path: Path, site_cache: FileState, legacy: FileState
 def test_site_cache_is_private_in_git_users_home_and_the_var_tmp_one_goes(tmp_path: Path) -> None:
     private = FileState(True, "git", "dvc", 0o700, "directory")
     task, ctx = _site_cache_context(tmp_path, FileState(False), FileState(False))
-    change = task.plan(ctx)  # type: ignore[arg-type]
-    assert change is not None
-    assert change.summary == ("create /srv/git-home/dvc-site-cache (git:dvc 0700), "
-                              "create /srv/git-home/dvc-site-cache/repo (git:dvc 0700)")
+    summary = joined_summary(changes_of(task.plan(ctx)))  # type: ignore[arg-type]
+    assert summary == ("create /srv/git-home/dvc-site-cache (git:dvc 0700), "
+                       "create /srv/git-home/dvc-site-cache/repo (git:dvc 0700)")
     task, ctx = _site_cache_context(tmp_path, FileState(True, "git", "dvc", 0o2775, "directory"),
                                     FileState(True, "nobody", "nogroup", 0o777, "directory"))
-    change = task.plan(ctx)  # type: ignore[arg-type]
-    assert change is not None and "mode 2775 -> 0700" in change.summary
-    assert change.summary.endswith("remove /var/tmp/dvc-site-cache-demo (any account could create or change it there)")
+    summary = joined_summary(changes_of(task.plan(ctx)))  # type: ignore[arg-type]
+    assert "mode 2775 -> 0700" in summary
+    assert summary.endswith("remove /var/tmp/dvc-site-cache-demo (any account could create or change it there)")
     task, ctx = _site_cache_context(tmp_path, private, FileState(False))
-    assert task.plan(ctx) is None  # type: ignore[arg-type]
+    assert changes_of(task.plan(ctx)) == []  # type: ignore[arg-type]

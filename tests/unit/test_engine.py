@@ -16,12 +16,15 @@ from provision.engine import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_UNREACHABLE,
+    NOT_PROVEN,
     Change,
     Command,
     Engine,
     HostContext,
     Phase,
+    Planned,
     Play,
+    Proof,
     RunOptions,
     Status,
     Task,
@@ -329,3 +332,168 @@ def test_a_fact_a_queued_command_changes_is_read_after_it_ran(inventory, tmp_pat
     assert [t.name for t in report.tasks] == ["write x", "read x", "write y"]
     assert report.tasks[1].msg == "holds 'new'"
     assert report.stats()["changed"] == 2
+
+
+# ------------------------------------------------------------------ proofs
+
+class ProveIt(Proof):
+    """Shows something by doing it: `proven` records each time it ran; `refuse` fails it from the facts."""
+
+    name = "prove it"
+
+    def __init__(self, proven: list[str], *, outcome: str | Change = "it works", refuse: bool = False,
+                 broken: bool = False) -> None:
+        self.proven, self.outcome, self.refuse, self.broken = proven, outcome, refuse, broken
+
+    def plan(self, ctx: HostContext) -> Planned:
+        if self.refuse:
+            raise ProvisionError("nothing to prove it with")
+        return None
+
+    def prove(self, ctx: HostContext) -> str | Change:
+        self.proven.append(ctx.host.name)
+        if self.broken:
+            raise ProvisionError("storage refused the key")
+        return self.outcome
+
+
+def _proof_report(inventory, tasks, *, check: bool):
+    play = Play("t", [Phase("p", lambda s: [inventory.hosts["a"]], lambda h, s: tasks)])
+    return make_engine(inventory, RunOptions(check=check), {}).run(play).reports["a"]
+
+
+def test_a_proof_is_not_run_under_check_and_says_so(inventory) -> None:
+    proven: list[str] = []
+    report = _proof_report(inventory, [ProveIt(proven)], check=True)
+    assert proven == []
+    assert [(t.name, t.status, t.msg) for t in report.tasks] == [("prove it", Status.OK, NOT_PROVEN)]
+
+
+def test_a_proof_runs_outside_check_and_reports_what_it_showed(inventory) -> None:
+    proven: list[str] = []
+    report = _proof_report(inventory, [ProveIt(proven)], check=False)
+    assert proven == ["a"]
+    assert [(t.status, t.msg) for t in report.tasks] == [(Status.OK, "it works")]
+
+
+def test_a_failed_proof_fails_its_host_in_either_mode(inventory) -> None:
+    proven: list[str] = []
+    files: dict[str, str] = {}
+    report = _proof_report(inventory, [ProveIt(proven, broken=True), SetValue(files, "k", "v")], check=False)
+    assert [t.status for t in report.tasks] == [Status.FAILED, Status.SKIPPED]
+    assert report.tasks[0].msg == "storage refused the key" and report.failed and files == {}
+    refused = _proof_report(inventory, [ProveIt(proven, refuse=True)], check=True)
+    assert [(t.status, t.msg) for t in refused.tasks] == [(Status.FAILED, "nothing to prove it with")]
+    assert proven == ["a"]
+
+
+def test_a_proof_that_needs_a_change_is_reported_changed(inventory) -> None:
+    applied: list[str] = []
+    pull = Change("pull the data", lambda: applied.append("pull"))
+    report = _proof_report(inventory, [ProveIt([], outcome=pull)], check=False)
+    assert applied == ["pull"]
+    assert [(t.status, t.msg) for t in report.tasks] == [(Status.CHANGED, "pull the data")]
+
+
+# ------------------------------------------------------------------ several changes from one plan
+
+class Steps(Task):
+    """Plans one change per step, each with its own diff; `applied` records the order they ran in."""
+
+    name = "steps"
+
+    def __init__(self, applied: list[str], steps: Sequence[str]) -> None:
+        self.applied, self.steps = applied, list(steps)
+
+    def plan(self, ctx: HostContext) -> Planned:
+        return [Change(step, lambda step=step: self.applied.append(step), f"+{step}\n") for step in self.steps]
+
+
+def test_several_changes_of_one_plan_are_applied_in_order_as_one_result(inventory) -> None:
+    applied: list[str] = []
+    play = Play("t", [Phase("p", lambda s: [inventory.hosts["a"]], lambda h, s: [Steps(applied, ["one", "two"])])])
+    report = make_engine(inventory, RunOptions(diff=True), {}).run(play).reports["a"]
+    assert applied == ["one", "two"]
+    assert [(t.name, t.status, t.msg, t.diff) for t in report.tasks] == [
+        ("steps", Status.CHANGED, "one, two", "+one\n+two\n")]
+
+    checked = make_engine(inventory, RunOptions(check=True, diff=True), {}).run(play).reports["a"]
+    assert applied == ["one", "two"]
+    assert [(t.status, t.msg, t.diff) for t in checked.tasks] == [(Status.CHANGED, "would one, two", "+one\n+two\n")]
+
+
+def test_a_plan_of_no_changes_is_ok(inventory) -> None:
+    report = _one_host(inventory, [Steps([], [])], {})
+    assert [(t.status, t.msg) for t in report.tasks] == [(Status.OK, "")]
+
+
+class WriteFiles(Task):
+    """One queued command per file, as several changes of one plan."""
+
+    name = "write files"
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+
+    def plan(self, ctx: HostContext) -> Planned:
+        return [Change(f"write {path.name}", commands=[Command(["sh", "-c", 'printf x > "$1"', "write", str(path)],
+                                                               f"writing {path.name}")]) for path in self.paths]
+
+
+def test_the_commands_of_several_changes_are_queued_together(inventory, tmp_path: Path) -> None:
+    sessions: dict[str, MemorySession] = {}
+    tasks = [WriteFiles([tmp_path / "x", tmp_path / "y"]), WriteFile(tmp_path / "z", "z")]
+    report = _one_host(inventory, tasks, sessions)
+    assert [(t.name, t.status, t.msg) for t in report.tasks] == [("write files", Status.CHANGED, "write x, write y"),
+                                                                 ("write z", Status.CHANGED, "write z")]
+    assert [(tmp_path / name).read_text() for name in "xyz"] == ["x", "x", "z"]
+    assert len(sessions["a"].lines) == 2  # the facts, then every change
+
+
+# ------------------------------------------------------------------ fresh facts
+
+class ReadsFresh(Task):
+    """Notes a file's content from a fact the engine reads again after earlier changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = f"fresh {path.name}"
+        self.fact = CommandFact(("cat", "--", str(path)))
+
+    def fresh_facts(self) -> Sequence[Fact]:
+        return (self.fact,)
+
+    def plan(self, ctx: HostContext) -> Planned:
+        ctx.note(f"holds {ctx.fact(self.fact)!r}")
+        return None
+
+
+class Touch(Task):
+    """Writes a file by a callable, which tells the engine nothing about the facts it makes stale."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.name = f"touch {path.name}"
+        self.path, self.text = path, text
+
+    def plan(self, ctx: HostContext) -> Planned:
+        return None if self.path.exists() else Change(f"touch {self.path.name}",
+                                                      lambda: self.path.write_text(self.text))
+
+
+def test_a_fresh_fact_is_read_again_after_an_earlier_change_only(inventory, tmp_path: Path) -> None:
+    path = tmp_path / "x"
+    tasks = [ReadsFresh(path), Touch(path, "new"), ReadsFresh(path)]
+    checked: dict[str, MemorySession] = {}
+    play = Play("t", [Phase("p", lambda s: [inventory.hosts["a"]], lambda h, s: tasks)])
+    report = make_engine(inventory, RunOptions(check=True), checked).run(play).reports["a"]
+    assert [t.msg for t in report.tasks] == ["holds None", "would touch x", "holds None"]
+    assert len(checked["a"].lines) == 1  # under --check nothing changed: the first reading stands
+
+    sessions: dict[str, MemorySession] = {}
+    report = _one_host(inventory, tasks, sessions)
+    assert [t.msg for t in report.tasks] == ["holds None", "touch x", "holds 'new'"]
+    assert len(sessions["a"].lines) == 2  # the phase's facts, then the fresh one again after the change
+
+    again: dict[str, MemorySession] = {}
+    report = _one_host(inventory, tasks, again)
+    assert [t.msg for t in report.tasks] == ["holds 'new'", "", "holds 'new'"]
+    assert len(again["a"].lines) == 1

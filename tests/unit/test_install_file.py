@@ -33,7 +33,7 @@ def _leftovers(directory: Path) -> list[str]:
 def test_root_installs_where_only_root_writes(session: LocalSession, tmp_path: Path) -> None:
     target = tmp_path / "etc" / "file"
     target.parent.mkdir(mode=0o755)
-    write_file(session, str(target), b"secret\n", owner="root", group="root", mode=0o600)
+    write_file(FakeContext("local", session=session), str(target), b"secret\n", owner="root", group="root", mode=0o600)
     assert target.read_bytes() == b"secret\n"
     assert target.stat().st_mode & 0o7777 == 0o600 and target.stat().st_uid == 0
 
@@ -47,7 +47,7 @@ def test_root_refuses_a_directory_another_account_owns(session: LocalSession, tm
     os.chown(directory if where == "directory" else ancestor, NOBODY, NOBODY)
     target = directory / "known_hosts"
     with pytest.raises(ProvisionError, match=rf"refusing to write {target} as root: .* belongs to uid {NOBODY}"):
-        write_file(session, str(target), b"data\n", mode=0o644)
+        write_file(FakeContext("local", session=session), str(target), b"data\n", mode=0o644)
     assert not target.exists() and _leftovers(directory) == []
 
 
@@ -56,7 +56,7 @@ def test_root_refuses_a_directory_its_group_can_write(session: LocalSession, tmp
     directory.mkdir()
     directory.chmod(0o2775)
     with pytest.raises(ProvisionError, match="is writable by its group or others"):
-        write_file(session, str(directory / "file"), b"data\n", mode=0o644)
+        write_file(FakeContext("local", session=session), str(directory / "file"), b"data\n", mode=0o644)
     assert _leftovers(directory) == []
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from provision.connection import CommandResult
-from provision.engine import PlayState
+from provision.engine import PlayState, changes_of
 from provision.errors import ProvisionError
 from provision.facts import FileState
 from provision.inventory import load_inventory
@@ -251,11 +251,18 @@ def _switch(tmp_path: Path, failing: str) -> tuple[SwitchToNewKey, SwitchContext
     return SwitchToNewKey(rotation, settings, None, "/usr/local/bin/dvc"), SwitchContext(client), client
 
 
+def _switched(task: SwitchToNewKey, ctx: SwitchContext) -> list[str]:
+    """What the engine does with the proof outside --check: its changes applied in order; their diffs."""
+    changes = changes_of(task.plan(ctx))  # type: ignore[arg-type]
+    for change in changes:
+        ctx.apply_now(change)
+    return [change.diff for change in changes]
+
+
 def test_switch_names_the_new_key_and_dvc_proves_it(tmp_path: Path) -> None:
     task, ctx, client = _switch(tmp_path, failing="nothing")
-    change = task.plan(ctx)  # type: ignore[arg-type]
-    assert change is not None and "+keyfile = /home/alice/.ssh/id_ed25519_demo.new" in change.diff
-    change.apply()
+    assert "+keyfile = /home/alice/.ssh/id_ed25519_demo.new" in "".join(_switched(task, ctx))
+    assert task.prove(ctx) == "dvc status -c works with it"  # type: ignore[arg-type]
     assert client.log == ["write /home/alice/demo/.dvc/config.local", "set core.sshCommand",
                           "dvc status (keyfile = /home/alice/.ssh/id_ed25519_demo.new)"]
     assert "-i /home/alice/.ssh/id_ed25519_demo.new" in client.ssh_command
@@ -263,11 +270,10 @@ def test_switch_names_the_new_key_and_dvc_proves_it(tmp_path: Path) -> None:
 
 def test_a_failed_dvc_proof_switches_back_to_the_old_key(tmp_path: Path) -> None:
     task, ctx, client = _switch(tmp_path, failing=".new")
-    change = task.plan(ctx)  # type: ignore[arg-type]
-    assert change is not None
+    assert _switched(task, ctx)
     with pytest.raises(ProvisionError, match=re.escape("switched back to the old key /home/alice/.ssh/"
                                                        "id_ed25519_demo, which stays authorized")):
-        change.apply()
+        task.prove(ctx)  # type: ignore[arg-type]
     assert client.log[-2:] == ["write /home/alice/demo/.dvc/config.local", "set core.sshCommand"]
     assert "keyfile = /home/alice/.ssh/id_ed25519_demo\n" in client.files[f"{INFO.workdir}/.dvc/config.local"]
     assert client.ssh_command == git_ssh_command(INFO)
@@ -275,12 +281,14 @@ def test_a_failed_dvc_proof_switches_back_to_the_old_key(tmp_path: Path) -> None
 
 def test_a_switch_made_by_an_earlier_run_is_proven_again_and_undone_if_dvc_fails(tmp_path: Path) -> None:
     task, ctx, client = _switch(tmp_path, failing="nothing")
-    task.plan(ctx).apply()  # type: ignore[arg-type, union-attr]
-    assert task.plan(ctx) is None  # type: ignore[arg-type]
+    _switched(task, ctx)
+    task.prove(ctx)  # type: ignore[arg-type]
+    assert _switched(task, ctx) == []
+    assert ctx.notes == ["config.local and core.sshCommand name /home/alice/.ssh/id_ed25519_demo.new"]
+    assert task.prove(ctx) == "dvc status -c works with it"  # type: ignore[arg-type]
     assert client.log[-1] == "dvc status (keyfile = /home/alice/.ssh/id_ed25519_demo.new)"
     client.failing = ".new"
-    change = task.plan(ctx)  # type: ignore[arg-type]
-    assert change is not None and change.summary == "switch back to /home/alice/.ssh/id_ed25519_demo"
+    assert _switched(task, ctx) == []
     with pytest.raises(ProvisionError, match="switched back"):
-        change.apply()
+        task.prove(ctx)  # type: ignore[arg-type]
     assert client.ssh_command == git_ssh_command(INFO)

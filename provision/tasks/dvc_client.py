@@ -18,7 +18,7 @@ from configobj import ConfigObj, ConfigObjError
 
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError, command_error
-from provision.facts import CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
+from provision.facts import Fact, FileFact, FileState, GroupEntry, GroupFact, UserGroupsFact
 from provision.inventory import Settings
 from provision.remote import script
 from provision.render import one_line, render
@@ -284,7 +284,7 @@ class SharedCacheGroup(Task):
     def __post_init__(self) -> None:
         self.group_fact = GroupFact(self.group)
         self.gid_fact = GroupFact(str(self.storage_gid))
-        self.member_fact = CommandFact(("id", "-Gn", "--", self.info.user))
+        self.member_fact = UserGroupsFact(self.info.user)
         self.cache_fact = FileFact(self.shared_cache, privileged=False)
 
     def facts(self) -> Sequence[Fact]:
@@ -313,8 +313,7 @@ class SharedCacheGroup(Task):
             raise ProvisionError(f"group {self.group} has gid {entry.gid} on {client} but {self.storage_gid} on "
                                  f"storage: files in the shared cache would not be shared; `groupmod --gid "
                                  f"{self.storage_gid} {self.group}` on {client} (and set storage_gid)")
-        groups = (ctx.fact(self.member_fact) or "").split()
-        if self.group not in groups:
+        if self.group not in ctx.fact(self.member_fact):
             steps.append((f"add {self.info.user} to {self.group}",
                           ["usermod", "--append", "--groups", self.group, "--", self.info.user]))
         if not steps:

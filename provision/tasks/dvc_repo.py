@@ -17,16 +17,17 @@ Their content holds no secret, so it may travel as an argument.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from provision.engine import Change, Command, HostContext, Task
 from provision.errors import ProvisionError
-from provision.facts import CommandFact, Fact, FileFact, FileState
+from provision.facts import Fact, FileFact, FileState, KeyValues
 from provision.inventory import Settings
-from provision.remote import as_user, script
+from provision.remote import BatchOutput, as_user, script
 from provision.render import render
-from provision.tasks.accounts import account_fact, account_home
+from provision.tasks.accounts import AccountFact, account_home
 from provision.tasks.directories import FSTYPE_EXPORT, EnsureDirectory
 from provision.tasks.files import unified_diff
 from provision.tasks.git_repo import (
@@ -171,7 +172,7 @@ def _dvc_executable(ctx: HostContext, settings: Settings) -> str:
     return ctx.state.report(ctx.host.name).exports.get(DVC_EXPORT, f"{settings.dvc_venv}/bin/dvc")
 
 
-def _current(ctx: HostContext, fact: Fact) -> object:
+def _current(ctx: HostContext, fact: Fact) -> Any:
     """A fact read again, for a task whose phase-start reading shows work that earlier tasks of this run
     may have done already (a repository cloned, a branch fast-forwarded). Under --check nothing was
     done, so the first reading stands."""
@@ -189,7 +190,7 @@ class EnsureSiteCache(Task):
         self._legacy = FileFact(legacy_site_cache_dir(settings))
 
     def facts(self) -> Sequence[Fact]:
-        return (account_fact(self.settings.git_user), self._legacy)
+        return (AccountFact(self.settings.git_user), self._legacy)
 
     def plan(self, ctx: HostContext) -> Change | None:
         settings = self.settings
@@ -229,9 +230,9 @@ class EnsureServerRepo(Task):
 
     def plan(self, ctx: HostContext) -> Change | None:
         settings = self.settings
-        state = WorkTreeState.parse(ctx.fact(self._fact))
+        state: WorkTreeState = ctx.fact(self._fact)
         if not state.readable or server_repo_steps(state, settings.git_remote, *self._wanted(ctx, state)):
-            state = WorkTreeState.parse(_current(ctx, self._fact))
+            state = _current(ctx, self._fact)
         if not state.readable and not ctx.check:
             raise ProvisionError(f"cannot read {settings.server_repo} as {settings.git_user} "
                                  "(does the account exist?)")
@@ -309,23 +310,15 @@ class DatasetState:
     behind: bool = False
 
     @classmethod
-    def parse(cls, output: str | None) -> DatasetState:
-        if output is None:
-            return cls(readable=False)
-        values: dict[str, str] = {}
-        objects: dict[str, bool] = {}
-        for line in output.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "object":
-                md5, _, present = value.partition(" ")
-                objects[md5] = present == "yes"
-            else:
-                values[key] = value
+    def parse(cls, output: str) -> DatasetState:
+        values = KeyValues.parse(output)
+        objects = (value.partition(" ") for value in values.all("object"))  # "MD5 yes|no"
         return cls(readable=True, repo=values.get("repo") == "present", data_present="data" in values,
-                   foreign=values.get("foreign", ""), dvcfile="dvcfile" in values,
-                   committed=values.get("committed") == "yes", objects=objects, tag_commit=values.get("tag", ""),
-                   tag_matches=values.get("tag_matches") == "yes", tag_object=values.get("tag_object", ""),
-                   remote_tag=values.get("remote_tag", ""), pushed=values.get("pushed") == "yes",
+                   foreign=values.get("foreign"), dvcfile="dvcfile" in values,
+                   committed=values.get("committed") == "yes",
+                   objects={md5: present == "yes" for md5, _, present in objects}, tag_commit=values.get("tag"),
+                   tag_matches=values.get("tag_matches") == "yes", tag_object=values.get("tag_object"),
+                   remote_tag=values.get("remote_tag"), pushed=values.get("pushed") == "yes",
                    behind=values.get("behind") == "yes")
 
 
@@ -359,12 +352,27 @@ def dataset_steps(state: DatasetState, path: str, tag: str | None, owner: str) -
     return steps
 
 
-class DatasetFact(CommandFact):
-    """A dataset's state in the server repository, read as git_user."""
+@dataclass(frozen=True)
+class DatasetFact(Fact):
+    """A dataset in the server repository `repo`, read as its owner (not readable when that fails); its objects
+    looked up in dvc_storage."""
 
-    def __init__(self, settings: Settings, path: str, tag: str | None) -> None:
-        probe = script(_DATASET_PROBE, settings.server_repo, path, tag or "", settings.dvc_storage)
-        super().__init__(tuple(as_user(settings.git_user, probe)), privileged=True)
+    repo: str
+    owner: str
+    path: str
+    tag: str | None
+    dvc_storage: str
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("dataset", self.repo, self.owner, self.path, self.tag, self.dvc_storage)
+
+    def argv(self) -> list[str]:
+        return as_user(self.owner, script(_DATASET_PROBE, self.repo, self.path, self.tag or "", self.dvc_storage))
+
+    def parse(self, output: BatchOutput) -> DatasetState:
+        return DatasetState.parse(output.stdout) if output.rc == 0 else DatasetState(readable=False)
 
 
 class EnsureDataset(Task):
@@ -375,7 +383,7 @@ class EnsureDataset(Task):
         self.path = path
         self.tag = tag
         self.name = f"dataset {path}" + (f" {tag}" if tag else "")
-        self._fact = DatasetFact(settings, path, tag)
+        self._fact = DatasetFact(settings.server_repo, settings.git_user, path, tag, settings.dvc_storage)
 
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
@@ -388,9 +396,9 @@ class EnsureDataset(Task):
 
     def plan(self, ctx: HostContext) -> Change | None:
         settings = self.settings
-        state = DatasetState.parse(ctx.fact(self._fact))
+        state: DatasetState = ctx.fact(self._fact)
         if not self._settled(state):
-            state = DatasetState.parse(_current(ctx, self._fact))
+            state = _current(ctx, self._fact)
         if not state.repo:
             if ctx.check:
                 return Change(f"dvc add {self.path}, dvc push, commit, tag and push once {settings.server_repo} "

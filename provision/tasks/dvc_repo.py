@@ -5,7 +5,7 @@ The committed `.dvc/config` is what every client clones: the default remote as a
 own `.dvc/config.local` (ignored by DVC's `.dvc/.gitignore`) points that remote at the local directory
 `dvc_storage` and keeps DVC's site cache in git_user's root-owned home, private to git_user (0700):
 DVC keeps pickles there and unpickles them, so no other account may create or change anything in it.
-File formats live in templates/dvc/.
+Both files are written with configobj, as DVC reads them (provision.dvc_config).
 
 Each change runs as one script as git_user: clone or init, `dvc init`, write the files, commit, push;
 or `dvc add`, `dvc push`, commit, tag, push. `set -e` stops at the first failure, so a tag is only
@@ -21,12 +21,12 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from provision.dvc_config import config_text
 from provision.engine import Change, Command, HostContext, Task
 from provision.errors import ProvisionError
 from provision.facts import Fact, FileFact, FileState, KeyValues
 from provision.inventory import Settings
 from provision.remote import BatchOutput, as_user, script
-from provision.render import render
 from provision.tasks.accounts import AccountFact, account_home
 from provision.tasks.directories import FSTYPE_EXPORT, EnsureDirectory
 from provision.tasks.files import unified_diff
@@ -146,17 +146,24 @@ def legacy_site_cache_dir(settings: Settings) -> str:
     return f"/var/tmp/dvc-site-cache-{settings.project}"
 
 
-def render_committed_config(settings: Settings, *, hardlink_lock: bool) -> str:
-    """The `.dvc/config` every clone gets."""
-    return render("dvc/config.j2", dvc_remote=settings.dvc_remote, url=remote_url(settings),
-                  cache_types=settings.cache_types, hardlink_lock=hardlink_lock)
+def committed_config(settings: Settings, *, hardlink_lock: bool) -> str:
+    """The `.dvc/config` every clone gets: the default remote, verified, and a group-shared cache."""
+    core = {"remote": settings.dvc_remote} | ({"hardlink_lock": "true"} if hardlink_lock else {})
+    return config_text({"core": core, "cache": {"shared": "group", "type": settings.cache_types},
+                        f'remote "{settings.dvc_remote}"': {"url": remote_url(settings), "verify": "true"}},
+                       comment=["Written by `provision bootstrap`. Credentials never go here: each clone keeps its "
+                                "own in .dvc/config.local."])
 
 
-def render_server_config_local(settings: Settings, git_home: str) -> str:
-    """The server repository's own `.dvc/config.local`."""
-    shared = settings.server_cache == "shared"
-    return render("dvc/server_config.local.j2", dvc_remote=settings.dvc_remote, remote_path=settings.dvc_storage,
-                  site_cache_dir=site_cache_dir(git_home), cache_dir=settings.dvc_storage if shared else None)
+def server_config_local(settings: Settings, git_home: str) -> str:
+    """The server repository's own `.dvc/config.local`: the remote as the local directory, the site cache
+    private to git_user, and with `server_cache: shared` the remote as the cache."""
+    cache = {"cache": {"dir": settings.dvc_storage}} if settings.server_cache == "shared" else {}
+    return config_text({"core": {"site_cache_dir": site_cache_dir(git_home)}, **cache,
+                        f'remote "{settings.dvc_remote}"': {"url": settings.dvc_storage}},
+                       comment=["Written by `provision bootstrap` for the server-side repository only (not "
+                                "committed).", "The remote is the local directory, so this repository never "
+                                "connects to its own host over SSH."])
 
 
 def gc_guard(settings: Settings) -> str:
@@ -225,8 +232,8 @@ class EnsureServerRepo(Task):
     def _wanted(self, ctx: HostContext, state: WorkTreeState) -> tuple[str, str]:
         """The two files as they should be; hardlink_lock depends on the repository's filesystem."""
         fstype = state.fstype or ctx.state.report(ctx.host.name).exports.get(FSTYPE_EXPORT, "")
-        return (render_committed_config(self.settings, hardlink_lock=fstype.startswith("nfs")),
-                render_server_config_local(self.settings, account_home(ctx, self.settings.git_user)))
+        return (committed_config(self.settings, hardlink_lock=fstype.startswith("nfs")),
+                server_config_local(self.settings, account_home(ctx, self.settings.git_user)))
 
     def plan(self, ctx: HostContext) -> Change | None:
         settings = self.settings

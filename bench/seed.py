@@ -17,6 +17,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from provision.dvc_config import merge_config
 from provision.hostkeys import known_hosts_name
 from provision.inventory import Settings, load_inventory
 from provision.lab import Lab
@@ -27,8 +28,8 @@ from provision.tasks.checkout import git_ssh_command, git_url
 from provision.tasks.client_key import ClientInfo, connecting_user, expand_home, key_marker
 from provision.tasks.client_known_hosts import pinned_known_hosts, storage_host_keys
 from provision.tasks.directories import REPOSITORY_DIRECTORY_MODE, SHARED_DIRECTORY_MODE, setfacl_spec
-from provision.tasks.dvc_client import managed_settings, merge_config
-from provision.tasks.dvc_repo import render_committed_config, render_server_config_local, site_cache_dir
+from provision.tasks.dvc_client import managed_settings
+from provision.tasks.dvc_repo import committed_config, server_config_local, site_cache_dir
 from provision.tasks.git_repo import INITIAL_BRANCH, SHARED_REPOSITORY
 from provision.tasks.packages import GIT_SHELL
 from provision.tasks.sshd_config import drop_in_path, render_drop_in
@@ -185,8 +186,8 @@ def seed_plan(lab: Lab) -> SeedPlan:
         site_cache_dir=site_cache_dir(git_home), dvc=f"{settings.dvc_venv}/bin/dvc",
         shared_mode=f"{SHARED_DIRECTORY_MODE:o}", repository_mode=f"{REPOSITORY_DIRECTORY_MODE:o}",
         shared_repository=SHARED_REPOSITORY, branch=INITIAL_BRANCH, acl_spec=setfacl_spec(settings.storage_group),
-        committed_config=render_committed_config(settings, hardlink_lock=hardlink_lock),
-        server_config_local=render_server_config_local(settings, git_home),
+        committed_config=committed_config(settings, hardlink_lock=hardlink_lock),
+        server_config_local=server_config_local(settings, git_home),
         git_shell_commands=git_shell_commands(settings.git_user, GIT_SHELL),
         served_repositories_path=f"{git_home}/{SERVED_REPOSITORIES}",
         served_repositories=served_repositories(None, settings.git_remote, settings.git_user),

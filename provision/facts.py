@@ -6,8 +6,9 @@ A task names the facts it needs; the engine runs them together before the task p
 
 from __future__ import annotations
 
+import base64
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +27,42 @@ _FILE_STATE = PATH_STATE + """
 printf '%s\\n' "$(path_state "$1")"
 if [ -f "$1" ]; then cat -- "$1"; fi
 """
+
+
+@dataclass(frozen=True)
+class KeyValues:
+    """The `KEY VALUE` lines a probe or script prints, in order; a key may repeat (a line per file, per object)."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> KeyValues:
+        split = (line.partition(" ") for line in text.splitlines())
+        return cls(tuple((key, value) for key, _, value in split if key))
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.pairs)
+
+    def __contains__(self, key: object) -> bool:
+        return any(found == key for found, _ in self.pairs)
+
+    def get(self, key: str, default: str = "") -> str:
+        """The value of `key`'s first line."""
+        return next((value for found, value in self.pairs if found == key), default)
+
+    def all(self, key: str) -> list[str]:
+        """The values of every `key` line, in order."""
+        return [value for found, value in self.pairs if found == key]
+
+    def files(self, key: str) -> dict[str, str]:
+        """The `KEY NAME BASE64` lines as {name: text}: base64, so no file's content can forge a line."""
+        return dict(named_file(value) for value in self.all(key))
+
+
+def named_file(value: str) -> tuple[str, str]:
+    """The value of a `KEY NAME BASE64` line as (name, text)."""
+    name, _, encoded = value.rpartition(" ")
+    return name, base64.b64decode(encoded).decode()
 
 
 class Fact(ABC):
@@ -129,18 +166,17 @@ class GroupFact(Fact):
 
 
 @dataclass(frozen=True)
-class CommandFact(Fact):
-    """The output of a read-only command, or None when it fails or is missing."""
+class UserGroupsFact(Fact):
+    """The names of the groups a user is in; empty when the host has no such user."""
 
-    command: tuple[str, ...]
-    privileged: bool = False
+    user: str
 
     @property
     def key(self) -> Hashable:
-        return ("command", self.command)
+        return ("groups of", self.user)
 
     def argv(self) -> list[str]:
-        return list(self.command)
+        return ["id", "-Gn", "--", self.user]
 
-    def parse(self, output: BatchOutput) -> str | None:
-        return output.stdout if output.rc == 0 else None
+    def parse(self, output: BatchOutput) -> tuple[str, ...]:
+        return tuple(output.stdout.split()) if output.rc == 0 else ()

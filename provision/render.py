@@ -6,13 +6,12 @@ stays (`keep_trailing_newline`), so a rendered file is byte for byte what its te
 Every value the tool writes into a file passes `one_line`: a line break or NUL inside a value would
 add lines of the attacker's choosing to a line-based format (known_hosts, authorized_keys, DVC's
 config, chpasswd input). Templates check each `{{ value }}` through the environment's `finalize`;
-code that writes values into files without a template calls `one_line` itself.
+code that writes values into files without a template (provision.dvc_config) calls `one_line` itself.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from functools import cache
 from typing import Any
 
@@ -41,15 +40,6 @@ def _finalize(value: object) -> object:
         one_line(value, "a value")
     return value
 
-# configobj (DVC's config parser) reads an unquoted comma as a list separator and '#' as a comment.
-_NEEDS_QUOTES = re.compile(r"[,#]|^\s|\s$")
-
-
-def dvc_value(value: object) -> str:
-    """A value as DVC's configobj reads it back unchanged: quoted when it holds a comma."""
-    text = str(value)
-    return f'"{text}"' if _NEEDS_QUOTES.search(text) else text
-
 
 def yaml_str(value: object) -> str:
     """A YAML double-quoted scalar: a JSON string is one, whatever characters a path holds."""
@@ -61,13 +51,12 @@ def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), undefined=jinja2.StrictUndefined,
                                      autoescape=False, trim_blocks=True, lstrip_blocks=True,
                                      keep_trailing_newline=True, finalize=_finalize)
-    environment.filters["dvc_value"] = dvc_value
     environment.filters["yaml_str"] = yaml_str
     return environment
 
 
 def render(template: str, **context: Any) -> str:
-    """`template` (a path under templates/, e.g. "dvc/config.j2") rendered with `context`."""
+    """`template` (a path under templates/, e.g. "dvc/guard.pth.j2") rendered with `context`."""
     try:
         return _environment().get_template(template).render(**context)
     except MultiLineValue:

@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass, field
 
 from provision.data.dvcfile import all_outputs
-from provision.data.runner import Checkout, Runner, key_values, named_files, run_data_script
+from provision.data.runner import Checkout, Runner, run_data_script
 from provision.errors import ProvisionError
+from provision.facts import KeyValues
 
 
 def _json(value: str, what: str) -> dict:
@@ -68,10 +69,10 @@ def file_changes(diff: dict, outputs: list[str]) -> tuple[list[str], list[str], 
 def checkout_version(runner: Runner, checkout: Checkout, tag: str, *, force: bool = False,
              check: bool = False) -> CheckoutReport:
     """Bring the work tree's data to version `tag`."""
-    pairs = key_values(run_data_script(runner, checkout, "checkout_probe", tag, what=f"reading {tag}"))
-    commit = next(value for key, value in pairs if key == "target")
-    outputs = all_outputs(named_files(pairs, "dvcfile"))
-    status = _json(next((value for key, value in pairs if key == "status"), ""), "dvc data status")
+    probed = KeyValues.parse(run_data_script(runner, checkout, "checkout_probe", tag, what=f"reading {tag}"))
+    commit = probed.get("target")
+    outputs = all_outputs(probed.files("dvcfile"))
+    status = _json(probed.get("status"), "dvc data status")
     changed = local_changes(status)
     if changed and not force:
         raise ProvisionError(f"{runner.label}: checkout {tag} refused, nothing changed: locally modified tracked "
@@ -80,13 +81,12 @@ def checkout_version(runner: Runner, checkout: Checkout, tag: str, *, force: boo
         return CheckoutReport(tag, commit, check=True)
     output = run_data_script(runner, checkout, "checkout", commit, "--force" if force else "",
                              *(out.path for out in outputs), what=f"checkout {tag}")
-    applied = key_values(output)
-    diff = _json(next((value for key, value in applied if key == "diff"), ""), "dvc diff")
+    applied = KeyValues.parse(output)
+    diff = _json(applied.get("diff"), "dvc diff")
     added, removed, modified = file_changes(diff, [out.path for out in outputs])
     sizes = {}
-    for key, value in applied:
-        if key == "size":
-            size, _, path = value.partition(" ")
-            sizes[path] = int(size)
+    for value in applied.all("size"):
+        size, _, path = value.partition(" ")
+        sizes[path] = int(size)
     return CheckoutReport(tag, commit, added=added, removed=removed, modified=modified,
                           bytes_written=sum(sizes.get(path, 0) for path in (*added, *modified)))

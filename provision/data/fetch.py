@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from provision.data.dvcfile import Output, all_outputs
-from provision.data.runner import Checkout, Runner, key_values, named_files, run_data_script
+from provision.data.runner import Checkout, Runner, run_data_script
+from provision.facts import KeyValues
 
 
 @dataclass
@@ -51,8 +52,7 @@ def fetch(runner: Runner, checkout: Checkout, tag: str, *, jobs: int = 4, check:
     """Fetch version `tag`'s objects into the cache."""
     if check:
         return FetchReport(tag, check=True)
-    pairs = key_values(run_data_script(runner, checkout, "fetch", tag, str(jobs), what=f"fetch {tag}"))
-    copied = [int(value) for key, value in pairs if key == "copied"]
-    commit = next((value for key, value in pairs if key == "target"), "")
-    return FetchReport(tag, commit, outputs=all_outputs(named_files(pairs, "dvcfile")),
+    fetched = KeyValues.parse(run_data_script(runner, checkout, "fetch", tag, str(jobs), what=f"fetch {tag}"))
+    copied = [int(value) for value in fetched.all("copied")]
+    return FetchReport(tag, fetched.get("target"), outputs=all_outputs(fetched.files("dvcfile")),
                        objects_copied=len(copied), bytes_copied=sum(copied))

@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass, field
 
 from provision.data.dvcfile import Output, all_outputs
-from provision.data.runner import Checkout, Runner, key_values, named_files, run_data_script
+from provision.data.runner import Checkout, Runner, run_data_script
 from provision.errors import ProvisionError
+from provision.facts import KeyValues
 
 _PUSHED = re.compile(r"(\d+) files? pushed")
 
@@ -30,18 +31,9 @@ class ReleaseFacts:
 
     @classmethod
     def parse(cls, output: str) -> ReleaseFacts:
-        values: dict[str, str] = {}
-        changes: list[str] = []
-        existing: set[str] = set()
-        for key, value in key_values(output):
-            if key == "status":
-                changes.append(value)
-            elif key == "exists":
-                existing.add(value)
-            else:
-                values[key] = value
-        return cls(values.get("tag_local", ""), values.get("tag_remote", ""), values.get("branch", ""),
-                   tuple(changes), frozenset(existing))
+        values = KeyValues.parse(output)
+        return cls(values.get("tag_local"), values.get("tag_remote"), values.get("branch"),
+                   tuple(values.all("status")), frozenset(values.all("exists")))
 
 
 def related_files(paths: list[str]) -> set[str]:
@@ -108,8 +100,7 @@ def release(runner: Runner, checkout: Checkout, tag: str, paths: list[str], mess
     name, email = checkout.identity
     output = run_data_script(runner, checkout, "release", tag, message, name, email, *paths,
                              what=f"release {tag} (nothing was tagged or committed)")
-    pairs = key_values(output)
-    pushed = sum(int(match.group(1)) for key, value in pairs if key == "push" and (match := _PUSHED.search(value)))
-    commit = next((value for key, value in pairs if key == "commit"), "")
-    return ReleaseReport(tag, paths, commit=commit, outputs=all_outputs(named_files(pairs, "dvcfile")),
+    released = KeyValues.parse(output)
+    pushed = sum(int(match.group(1)) for value in released.all("push") if (match := _PUSHED.search(value)))
+    return ReleaseReport(tag, paths, commit=released.get("commit"), outputs=all_outputs(released.files("dvcfile")),
                          objects_pushed=pushed)

@@ -7,7 +7,6 @@ subprocess here (LocalRunner) or over SSH (provision.plays.data).
 
 from __future__ import annotations
 
-import base64
 import shutil
 import subprocess
 import sys
@@ -67,27 +66,6 @@ def run_data_script(runner: Runner, checkout: Checkout, name: str, *args: str, w
     if not result.ok:
         raise ProvisionError(f"{runner.label}: {what} failed in {checkout.repo}: {result.detail}")
     return result.stdout
-
-
-def key_values(output: str) -> list[tuple[str, str]]:
-    """A script's `KEY VALUE` lines in order."""
-    pairs = []
-    for line in output.splitlines():
-        key, _, value = line.partition(" ")
-        if key:
-            pairs.append((key, value))
-    return pairs
-
-
-def named_file(value: str) -> tuple[str, str]:
-    """The value of a `KEY NAME BASE64` line (prelude.sh's print_file) as (name, text)."""
-    name, _, encoded = value.rpartition(" ")
-    return name, base64.b64decode(encoded).decode()
-
-
-def named_files(pairs: list[tuple[str, str]], key: str) -> dict[str, str]:
-    """The `KEY NAME BASE64` lines of a script as {name: text}."""
-    return dict(named_file(value) for found, value in pairs if found == key)
 
 
 def local_dvc() -> str:

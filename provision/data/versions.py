@@ -6,7 +6,8 @@ import base64
 from dataclasses import dataclass
 
 from provision.data.dvcfile import Output, all_outputs
-from provision.data.runner import Checkout, Runner, key_values, named_file, run_data_script
+from provision.data.runner import Checkout, Runner, run_data_script
+from provision.facts import KeyValues, named_file
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def parse_versions(output: str) -> list[Version]:
         if current is not None:
             versions.append(Version(*current, tuple(all_outputs(files))))
 
-    for key, value in key_values(output):
+    for key, value in KeyValues.parse(output):
         if key == "tag":
             close()
             tag, commit, date, message = [*value.split(" "), "", "", ""][:4]

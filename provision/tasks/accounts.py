@@ -17,13 +17,13 @@ write. `no-interactive-login` there turns away a session without a command.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from provision.engine import Change, Command, HostContext, Planned, Task, changes_of
 from provision.errors import ProvisionError
-from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
-from provision.remote import script
+from provision.facts import PATH_STATE, Fact, FileFact, FileState, GroupEntry, GroupFact, KeyValues
+from provision.remote import BatchOutput, script
 from provision.render import render
 from provision.tasks.files import EnsureFile, describe_attributes
 
@@ -73,17 +73,6 @@ chmod 0644 -- "$home/.ssh/authorized_keys"
 """
 
 
-def account_fact(user: str) -> CommandFact:
-    """The account probe; equal for equal users, so every task that asks reads it once."""
-    return CommandFact(tuple(script(_ACCOUNT_PROBE, user)), privileged=True)
-
-
-def account_home(ctx: HostContext, user: str) -> str:
-    """The account's home on the host; where bootstrap will make it while the account does not exist yet."""
-    state = AccountState.parse(ctx.fact(account_fact(user)))
-    return state.home if state.exists else f"{HOME_BASE}/{user}"
-
-
 @dataclass(frozen=True)
 class AccountState:
     """A passwd entry and what sshd looks at for its key logins."""
@@ -97,16 +86,39 @@ class AccountState:
     paths: tuple[FileState, ...] = field(default=(FileState(exists=False),) * 3)
 
     @classmethod
-    def parse(cls, output: str | None) -> AccountState:
-        if not output or output.strip() == "absent":
+    def parse(cls, output: str) -> AccountState:
+        """The probe's lines (_ACCOUNT_PROBE); "absent" when there is no such account."""
+        values = KeyValues.parse(output)
+        if "passwd" not in values:
             return cls(exists=False)
-        lines = output.splitlines()
-        values = dict(line.split(" ", 1) for line in lines if not line.startswith("stat "))
-        entry = values["passwd"].split(":")
-        stats = [FileState.from_stat(line.removeprefix("stat ")) for line in lines if line.startswith("stat ")]
+        entry = values.get("passwd").split(":")
         return cls(exists=True, uid=int(entry[2]), home=entry[5], shell=entry[6],
-                   hash_is_star=values.get("hash") == "star", groups=tuple(values.get("groups", "").split()),
-                   paths=tuple(stats))
+                   hash_is_star=values.get("hash") == "star", groups=tuple(values.get("groups").split()),
+                   paths=tuple(FileState.from_stat(line) for line in values.all("stat")))
+
+
+@dataclass(frozen=True)
+class AccountFact(Fact):
+    """An account as sshd and bootstrap see it; equal for equal users, so every task that asks reads it once."""
+
+    user: str
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("account", self.user)
+
+    def argv(self) -> list[str]:
+        return script(_ACCOUNT_PROBE, self.user)
+
+    def parse(self, output: BatchOutput) -> AccountState:
+        return AccountState.parse(output.stdout) if output.rc == 0 else AccountState(exists=False)
+
+
+def account_home(ctx: HostContext, user: str) -> str:
+    """The account's home on the host; where bootstrap will make it while the account does not exist yet."""
+    state: AccountState = ctx.fact(AccountFact(user))
+    return state.home if state.exists else f"{HOME_BASE}/{user}"
 
 
 def account_problems(state: AccountState, group: str, shell: str, *, keep_password: bool = False) -> list[str]:
@@ -173,13 +185,13 @@ class EnsureServiceAccount(Task):
         self.comment = comment
         self.keep_password = keep_password
         self.name = f"account {user}"
-        self._fact = account_fact(user)
+        self._fact = AccountFact(user)
 
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
 
     def plan(self, ctx: HostContext) -> Change | None:
-        state = AccountState.parse(ctx.fact(self._fact))
+        state: AccountState = ctx.fact(self._fact)
         home = state.home if state.exists else f"{HOME_BASE}/{self.user}"
         if home in _UNUSABLE_HOMES:
             raise ProvisionError(f"account {self.user} has home {home!r}, where sshd finds no keys: give it "
@@ -234,7 +246,7 @@ class EnsureServedRepository(Task):
         self.user = user
         self.repository = repository
         self.name = f"repositories served to {user}'s keys"
-        self._account = account_fact(user)
+        self._account = AccountFact(user)
 
     def _path(self, home: str) -> str:
         return f"{home.rstrip('/')}/{SERVED_REPOSITORIES}"
@@ -259,7 +271,7 @@ class EnsureGitShellCommands(Task):
         self.user = user
         self.git_shell = git_shell
         self.name = f"git-shell commands of {user}"
-        self._account = account_fact(user)
+        self._account = AccountFact(user)
 
     def _paths(self, home: str) -> tuple[str, dict[str, str]]:
         directory = f"{home}/git-shell-commands"

@@ -7,7 +7,7 @@ all of a host's facts in one remote command.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,11 @@ from provision.audit.hosts import (
     site_cache_finding,
 )
 from provision.engine import Change, HostContext, Task
-from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState
+from provision.facts import PATH_STATE, Fact, FileFact, FileState
 from provision.hostkeys import known_hosts_name
 from provision.inventory import Host, Inventory
 from provision.remote import BatchOutput, script
-from provision.tasks.accounts import AccountState, account_fact
+from provision.tasks.accounts import AccountFact, AccountState
 from provision.tasks.authorized_keys import GIT, SFTP, AuthorizedKeys, AuthorizedKeysFact
 from provision.tasks.client_key import KEY_PATH_PRELUDE, KeyState, KeyStateFact, connecting_user
 from provision.tasks.client_known_hosts import pinned_known_hosts, storage_host_keys
@@ -111,6 +111,60 @@ class SiteCacheFact(HomeFileFact):
         return script(_SITE_CACHE, self.user, self.path)
 
 
+@dataclass(frozen=True)
+class WritableFact(Fact):
+    """Paths in `directories` (symbolic links aside) that the group or others may write, at most `limit` each."""
+
+    directories: tuple[str, ...]
+    limit: int = WRITABLE_LISTED
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("group or world writable", self.directories, self.limit)
+
+    def argv(self) -> list[str]:
+        return script(_WRITABLE, str(self.limit), *self.directories)
+
+    def parse(self, output: BatchOutput) -> tuple[str, ...]:
+        return tuple(output.stdout.splitlines()) if output.rc == 0 else ()
+
+
+@dataclass(frozen=True)
+class DropInsFact(Fact):
+    """The files of sshd's drop-in directory that name provision."""
+
+    directory: str = DROP_IN_DIR
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("provision drop-ins", self.directory)
+
+    def argv(self) -> list[str]:
+        return script(_DROP_INS, self.directory)
+
+    def parse(self, output: BatchOutput) -> tuple[str, ...]:
+        return tuple(output.stdout.splitlines()) if output.rc == 0 else ()
+
+
+@dataclass(frozen=True)
+class SshdValidFact(Fact):
+    """Whether `sshd -t` accepts the host's sshd configuration."""
+
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("sshd -t",)
+
+    def argv(self) -> list[str]:
+        return ["sshd", "-t"]
+
+    def parse(self, output: BatchOutput) -> bool:
+        return output.rc == 0
+
+
 def report(ctx: HostContext, findings: Sequence[Finding | None]) -> None:
     """Findings as the task's message and as data for the command; nothing is changed."""
     found = [finding for finding in findings if finding is not None]
@@ -156,12 +210,11 @@ class AuditStorage(Task):
         self.password_login = bool(inventory.password_clients)
         self.dvc_storage = FileFact(settings.dvc_storage)
         self.repository_states = [FileFact(path) for path in self.repositories]
-        self.writable = CommandFact(tuple(script(_WRITABLE, str(WRITABLE_LISTED), *self.repositories)),
-                                    privileged=True)
-        self.drop_ins = CommandFact(tuple(script(_DROP_INS, DROP_IN_DIR)), privileged=True)
+        self.writable = WritableFact(tuple(self.repositories))
+        self.drop_ins = DropInsFact()
         self.drop_in = FileFact(drop_in_path(settings.storage_user))
-        self.sshd_valid = CommandFact(("sshd", "-t"), privileged=True)
-        self.account = account_fact(settings.storage_user)
+        self.sshd_valid = SshdValidFact()
+        self.account = AccountFact(settings.storage_user)
 
     def facts(self) -> Sequence[Fact]:
         return (self.dvc_storage, *self.repository_states, self.writable, self.drop_ins, self.drop_in, self.sshd_valid,
@@ -172,7 +225,7 @@ class AuditStorage(Task):
         findings: list[Finding | None] = [directory_finding(host, settings.dvc_storage, ctx.fact(self.dvc_storage),
                                                             settings.storage_user, settings.storage_group,
                                                             SHARED_DIRECTORY_MODE)]
-        writable = (ctx.fact(self.writable) or "").splitlines()
+        writable: tuple[str, ...] = ctx.fact(self.writable)
         for repository, state_fact in zip(self.repositories, self.repository_states, strict=True):
             inside = [path for path in writable if path == repository or path.startswith(repository.rstrip("/") + "/")]
             # bootstrap sets the server repository's own mode; git sets the bare repository's (core.sharedRepository)
@@ -180,12 +233,12 @@ class AuditStorage(Task):
             findings.append(group_writable_finding(host, repository, ctx.fact(state_fact), mode, inside,
                                                    WRITABLE_LISTED))
         wanted = {self.drop_in.path: render_drop_in(settings, password=self.password_login)}
-        present = {path: None for path in (ctx.fact(self.drop_ins) or "").splitlines()}
+        present: dict[str, str | None] = {path: None for path in ctx.fact(self.drop_ins)}
         drop_in: FileState = ctx.fact(self.drop_in)
         if drop_in.exists:
             present[self.drop_in.path] = drop_in.content
-        findings += drop_in_findings(host, wanted, present, ctx.fact(self.sshd_valid) is not None)
-        account = AccountState.parse(ctx.fact(self.account))
+        findings += drop_in_findings(host, wanted, present, ctx.fact(self.sshd_valid))
+        account: AccountState = ctx.fact(self.account)
         if account.exists and not self.password_login and not account.hash_is_star:
             findings.append(Finding("password-hash", settings.storage_user,
                                     "has a password though no client uses `auth: password`",

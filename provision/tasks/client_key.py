@@ -22,7 +22,7 @@ from paramiko.pkey import UnknownKeyType
 from provision.connection import resolve_target
 from provision.engine import Change, HostContext, PlayState, Task
 from provision.errors import ProvisionError
-from provision.facts import PATH_STATE, Fact, FileState
+from provision.facts import PATH_STATE, Fact, FileState, KeyValues
 from provision.inventory import Host, Settings
 from provision.remote import BatchOutput, script
 
@@ -39,13 +39,13 @@ case $2 in "~/"*) key=$home/${2#"~/"} ;; *) key=$2 ;; esac
 """
 
 # $1 user, $2 key path (maybe ~/...). Prints home, primary group, key path, then the state of
-# ~/.ssh, the private and the public key (PATH_STATE), then the public key.
+# ~/.ssh, the private and the public key (PATH_STATE), then the public key's line: key-value lines.
 _KEY_STATE = KEY_PATH_PRELUDE + PATH_STATE + r"""
 printf 'home %s\ngroup %s\nkey %s\n' "$home" "$(id -gn -- "$1")" "$key"
 printf 'ssh_dir %s\n' "$(path_state "$home/.ssh")"
 printf 'private %s\n' "$(path_state "$key")"
 printf 'public %s\n' "$(path_state "$key.pub")"
-if [ -f "$key.pub" ]; then head -n 1 -- "$key.pub"; fi
+if [ -f "$key.pub" ]; then printf 'public_text %s\n' "$(head -n 1 -- "$key.pub")"; fi
 """
 
 #: $1 key path, $2 comment: a fresh pair (ssh-keygen writes the private half 0600).
@@ -132,14 +132,13 @@ class KeyStateFact(Fact):
         return script(_KEY_STATE, self.user, self.path)
 
     def parse(self, output: BatchOutput) -> KeyState | None:
-        lines = output.stdout.split("\n")
-        if output.rc != 0 or lines[0] == "no-such-user" or len(lines) < 6:
+        values = KeyValues.parse(output.stdout)
+        if output.rc != 0 or "public" not in values:  # no such user, or cut short
             return None
-        values = dict(line.split(" ", 1) for line in lines[:6])
         return KeyState(
-            home=values["home"], group=values["group"], key=values["key"],
-            ssh_dir=FileState.from_stat(values["ssh_dir"]), private=FileState.from_stat(values["private"]),
-            public=FileState.from_stat(values["public"]), public_text=lines[6] if len(lines) > 6 else "",
+            home=values.get("home"), group=values.get("group"), key=values.get("key"),
+            ssh_dir=FileState.from_stat(values.get("ssh_dir")), private=FileState.from_stat(values.get("private")),
+            public=FileState.from_stat(values.get("public")), public_text=values.get("public_text"),
         )
 
 

@@ -9,13 +9,14 @@ hide that.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 from provision.connection import CommandResult
 from provision.engine import Change, Command, HostContext, Task
 from provision.errors import ProvisionError
-from provision.facts import CommandFact, Fact, FileFact, FileState
-from provision.remote import script
+from provision.facts import Fact, FileFact, FileState
+from provision.remote import BatchOutput, script
 from provision.tasks.files import describe_attributes
 
 #: dvc_storage: the storage group reads and writes it (clients push as storage_user).
@@ -73,11 +74,49 @@ def setfacl_spec(group: str) -> str:
     return ",".join(f"default:{entry}" for entry in default_acl_entries(group))
 
 
-class AclFact(CommandFact):
+@dataclass(frozen=True)
+class AclState:
+    """A directory's default ACL (`status` "acl"), or why there is none: "no-setfacl", "absent", "unsupported"."""
+
+    status: str = "absent"
+    entries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AclFact(Fact):
     """A directory's default ACL, or why there is none to manage."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(tuple(script(_ACL_PROBE, path, _ACL_SUPPORT_CHECK)), privileged=True)
+    path: str
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("default acl", self.path)
+
+    def argv(self) -> list[str]:
+        return script(_ACL_PROBE, self.path, _ACL_SUPPORT_CHECK)
+
+    def parse(self, output: BatchOutput) -> AclState:
+        words = output.stdout.split() if output.rc == 0 else []
+        return AclState(words[0], tuple(words[1:])) if words else AclState()
+
+
+@dataclass(frozen=True)
+class FilesystemTypeFact(Fact):
+    """The type of the filesystem holding a path (`stat -f`), "unknown" when it cannot be read."""
+
+    path: str
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("filesystem type", self.path)
+
+    def argv(self) -> list[str]:
+        return ["stat", "-f", "-c", "%T", self.path]
+
+    def parse(self, output: BatchOutput) -> str:
+        return (output.stdout.strip() if output.rc == 0 else "") or "unknown"
 
 
 class RequireExport(Task):
@@ -87,7 +126,7 @@ class RequireExport(Task):
         self.path = path
         self.name = f"export {path}"
         self._file = FileFact(path)
-        self._fstype = CommandFact(("stat", "-f", "-c", "%T", path), privileged=True)
+        self._fstype = FilesystemTypeFact(path)
 
     def facts(self) -> Sequence[Fact]:
         return (self._file, self._fstype)
@@ -101,7 +140,7 @@ class RequireExport(Task):
                 "bootstrap never creates it")
         if not state.is_dir:
             raise ProvisionError(f"nfs_root {self.path} on {ctx.host.name} is a {state.kind}, not a directory")
-        fstype = (ctx.fact(self._fstype) or "unknown").strip()
+        fstype: str = ctx.fact(self._fstype)
         ctx.export(FSTYPE_EXPORT, fstype)
         ctx.note(f"filesystem {fstype}" + ("" if fstype.startswith("nfs") else " (not NFS)"))
         return None
@@ -127,13 +166,12 @@ class EnsureDirectory(Task):
         """Whether the default ACL must be set, and a note when it cannot be."""
         if not self.group_acl:
             return False, ""
-        lines = (ctx.fact(self._acl) or "").split()
-        status = lines[0] if lines else "absent"
-        if status == "no-setfacl":
+        acl: AclState = ctx.fact(self._acl)
+        if acl.status == "no-setfacl":
             return False, "setfacl missing: no default ACL (setgid and the group mode still apply)"
-        if status == "unsupported":
+        if acl.status == "unsupported":
             return False, "the filesystem has no POSIX ACLs: no default ACL (setgid and the group mode apply)"
-        if status == "acl" and sorted(lines[1:]) == sorted(default_acl_entries(self.group)):
+        if acl.status == "acl" and sorted(acl.entries) == sorted(default_acl_entries(self.group)):
             return False, ""
         return True, ""
 

@@ -1,9 +1,9 @@
 """A client's `.dvc/config.local` and, for `shared_cache`, its membership of the storage group.
 
 `config.local` (0600, never committed) holds what the committed `.dvc/config` must not: the remote's
-`user` and `keyfile` (or `password`). Provision's settings come from templates/client/config.local.j2
-and are merged into whatever else the user keeps there, parsed with configobj as DVC parses it; a
-password is set on the parsed file, so configobj quotes it, and is masked in every diff.
+`user` and `keyfile` (or `password`). Provision's settings are merged into whatever else the user keeps
+there (provision.dvc_config, configobj as DVC reads it, so a password is quoted as it needs); every
+credential is masked in diffs.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from configobj import ConfigObj, ConfigObjError
-
+from provision.dvc_config import merge_config
 from provision.engine import Change, Command, HostContext, Task
 from provision.errors import ProvisionError
-from provision.facts import CommandFact, Fact, FileFact, FileState, GroupEntry, GroupFact
+from provision.facts import Fact, FileFact, FileState, GroupEntry, GroupFact, UserGroupsFact
 from provision.inventory import Settings
 from provision.remote import script
-from provision.render import one_line, render
 from provision.secrets import MASK
 from provision.tasks.checkout import checkout_file_facts
 from provision.tasks.client_key import ClientInfo
@@ -35,7 +33,6 @@ STORAGE_GID_EXPORT = "storage_gid"
 SITE_CACHE_PARENT = ".cache/provision-dvc-site"
 # $1 directory: made (parents too) by the connecting user, then itself 0700.
 _MAKE_PRIVATE_DIR = 'set -eu; mkdir -p -- "$1"; chmod 0700 -- "$1"'
-_SECTION_RE = re.compile(r'^\s*(remote|machine|db)\s*"(.*)"\s*$')
 #: Names of DVC config options that hold a credential (not a path to one, not an `ask_*` switch).
 _CREDENTIAL_NAME_RE = re.compile(r"password|passphrase|secret|token|private|connection_string|(^|_)key(_id)?$")
 
@@ -45,87 +42,23 @@ def dvc_argv(executable: str, *args: str) -> list[str]:
     return ["env", "DVC_NO_ANALYTICS=1", executable, *args]
 
 
-def _normalized(section: str) -> str:
-    match = _SECTION_RE.match(section)
-    return f'{match.group(1)} "{match.group(2)}"' if match else section.strip().lower()
-
-
-def _parse(text: str) -> ConfigObj:
-    try:
-        return ConfigObj(text.splitlines(), interpolation=False)
-    except ConfigObjError as error:
-        # configobj quotes the offending line, which may hold a password: name only its number.
-        line = getattr(error, "line_number", None)
-        raise ProvisionError(f"cannot parse .dvc/config.local{f' at line {line}' if line else ''}: "
-                             "fix or remove that line, then run again") from None
-
-
-def _section(config: ConfigObj, name: str, *, create: bool) -> dict | None:
-    for existing in config.sections:
-        if _normalized(existing) == _normalized(name):
-            return config[existing]
-    if not create:
-        return None
-    config[name] = {}
-    return config[name]
-
-
-def _set(section: dict, key: str, value: str) -> bool:
-    """Set key (DVC lowercases keys: other spellings go); says whether anything changed."""
-    one_line(value, f"{key} for .dvc/config.local")
-    changed = False
-    for existing in [k for k in section.scalars if k.lower() == key and k != key]:
-        del section[existing]
-        changed = True
-    if section.get(key) != value:
-        section[key] = value
-        changed = True
-    return changed
-
-
-def _remove(section: dict, keys: Sequence[str]) -> bool:
-    doomed = [k for k in section.scalars if k.lower() in keys]
-    for key in doomed:
-        del section[key]
-    return bool(doomed)
-
-
-def merge_config(existing: str | None, settings: Mapping[str, Mapping[str, str]],
-                 remove: Mapping[str, Sequence[str]]) -> str | None:
-    """`existing` with `settings` set and `remove`'s keys gone, or None when nothing would change.
-
-    Everything else (other sections, other keys, comments) stays; a section left empty by a removal
-    goes.
-    """
-    config = _parse(existing or "")
-    changed = False
-    for name, keys in remove.items():
-        section = _section(config, name, create=False)
-        if section is not None and _remove(section, keys):
-            changed = True
-            if not section.scalars and not section.sections:
-                del config[section.name]
-    for name, values in settings.items():
-        section = _section(config, name, create=True)
-        for key, value in values.items():
-            changed = _set(section, key, value) or changed
-    if not changed:
-        return None
-    return "".join(f"{line}\n" for line in config.write())
-
-
 def private_site_cache(settings: Settings, info: ClientInfo) -> str:
     """DVC's site cache for this project, in the connecting user's home (see PrivateSiteCache)."""
     return f"{info.home.rstrip('/')}/{SITE_CACHE_PARENT}/{settings.project}"
 
 
 def managed_settings(settings: Settings, info: ClientInfo, shared_cache: str | None) -> dict[str, dict[str, str]]:
-    """What provision sets in config.local, from the template (the password is added by the task)."""
-    rendered = render(
-        "client/config.local.j2", remote=settings.dvc_remote, user=settings.storage_user,
-        keyfile=info.key if settings.auth == "key" else None, shared_cache=shared_cache,
-        cache_types=settings.cache_types, site_cache_dir=private_site_cache(settings, info))
-    return {name: dict(section) for name, section in _parse(rendered).items()}
+    """What provision sets in config.local (the password is added by the task).
+
+    DVC's site cache (state and index databases, which hold pickles) goes to a directory private to the
+    user instead of the world-writable /var/tmp/dvc.
+    """
+    remote = {"user": settings.storage_user} | ({"keyfile": info.key} if settings.auth == "key" else {})
+    sections = {"core": {"site_cache_dir": private_site_cache(settings, info)},
+                f'remote "{settings.dvc_remote}"': remote}
+    if shared_cache:
+        sections["cache"] = {"dir": shared_cache, "shared": "group", "type": settings.cache_types}
+    return sections
 
 
 def _option_names(schema: Any) -> Iterator[str]:
@@ -297,7 +230,7 @@ class SharedCacheGroup(Task):
     def __post_init__(self) -> None:
         self.group_fact = GroupFact(self.group)
         self.gid_fact = GroupFact(str(self.storage_gid))
-        self.member_fact = CommandFact(("id", "-Gn", "--", self.info.user))
+        self.member_fact = UserGroupsFact(self.info.user)
         self.cache_fact = FileFact(self.shared_cache, privileged=False)
 
     def facts(self) -> Sequence[Fact]:
@@ -330,8 +263,7 @@ class SharedCacheGroup(Task):
             raise ProvisionError(f"group {self.group} has gid {entry.gid} on {client} but {self.storage_gid} on "
                                  f"storage: files in the shared cache would not be shared; `groupmod --gid "
                                  f"{self.storage_gid} {self.group}` on {client} (and set storage_gid)")
-        groups = (ctx.fact(self.member_fact) or "").split()
-        if self.group not in groups:
+        if self.group not in ctx.fact(self.member_fact):
             step(f"add {self.info.user} to {self.group}",
                  ["usermod", "--append", "--groups", self.group, "--", self.info.user], self.member_fact)
         return changes

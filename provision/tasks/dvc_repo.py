@@ -5,7 +5,7 @@ The committed `.dvc/config` is what every client clones: the default remote as a
 own `.dvc/config.local` (ignored by DVC's `.dvc/.gitignore`) points that remote at the local directory
 `dvc_storage` and keeps DVC's site cache in git_user's root-owned home, private to git_user (0700):
 DVC keeps pickles there and unpickles them, so no other account may create or change anything in it.
-File formats live in templates/dvc/.
+Both files are written with configobj, as DVC reads them (provision.dvc_config).
 
 Each change runs as one script as git_user: clone or init, `dvc init`, write the files, commit, push;
 or `dvc add`, `dvc push`, commit, tag, push. `set -e` stops at the first failure, so a tag is only
@@ -17,16 +17,16 @@ Their content holds no secret, so it may travel as an argument.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
+from provision.dvc_config import config_text
 from provision.engine import Change, Command, HostContext, Planned, Task, changes_of
 from provision.errors import ProvisionError
-from provision.facts import CommandFact, Fact, FileFact, FileState
+from provision.facts import Fact, FileFact, FileState, KeyValues
 from provision.inventory import Settings
-from provision.remote import as_user, script
-from provision.render import render
-from provision.tasks.accounts import account_fact, account_home
+from provision.remote import BatchOutput, as_user, script
+from provision.tasks.accounts import AccountFact, account_home
 from provision.tasks.directories import FSTYPE_EXPORT, EnsureDirectory
 from provision.tasks.files import unified_diff
 from provision.tasks.git_repo import (
@@ -145,17 +145,24 @@ def legacy_site_cache_dir(settings: Settings) -> str:
     return f"/var/tmp/dvc-site-cache-{settings.project}"
 
 
-def render_committed_config(settings: Settings, *, hardlink_lock: bool) -> str:
-    """The `.dvc/config` every clone gets."""
-    return render("dvc/config.j2", dvc_remote=settings.dvc_remote, url=remote_url(settings),
-                  cache_types=settings.cache_types, hardlink_lock=hardlink_lock)
+def committed_config(settings: Settings, *, hardlink_lock: bool) -> str:
+    """The `.dvc/config` every clone gets: the default remote, verified, and a group-shared cache."""
+    core = {"remote": settings.dvc_remote} | ({"hardlink_lock": "true"} if hardlink_lock else {})
+    return config_text({"core": core, "cache": {"shared": "group", "type": settings.cache_types},
+                        f'remote "{settings.dvc_remote}"': {"url": remote_url(settings), "verify": "true"}},
+                       comment=["Written by `provision bootstrap`. Credentials never go here: each clone keeps its "
+                                "own in .dvc/config.local."])
 
 
-def render_server_config_local(settings: Settings, git_home: str) -> str:
-    """The server repository's own `.dvc/config.local`."""
-    shared = settings.server_cache == "shared"
-    return render("dvc/server_config.local.j2", dvc_remote=settings.dvc_remote, remote_path=settings.dvc_storage,
-                  site_cache_dir=site_cache_dir(git_home), cache_dir=settings.dvc_storage if shared else None)
+def server_config_local(settings: Settings, git_home: str) -> str:
+    """The server repository's own `.dvc/config.local`: the remote as the local directory, the site cache
+    private to git_user, and with `server_cache: shared` the remote as the cache."""
+    cache = {"cache": {"dir": settings.dvc_storage}} if settings.server_cache == "shared" else {}
+    return config_text({"core": {"site_cache_dir": site_cache_dir(git_home)}, **cache,
+                        f'remote "{settings.dvc_remote}"': {"url": settings.dvc_storage}},
+                       comment=["Written by `provision bootstrap` for the server-side repository only (not "
+                                "committed).", "The remote is the local directory, so this repository never "
+                                "connects to its own host over SSH."])
 
 
 def gc_guard(settings: Settings) -> str:
@@ -180,7 +187,7 @@ class EnsureSiteCache(Task):
         self._legacy = FileFact(legacy_site_cache_dir(settings))
 
     def facts(self) -> Sequence[Fact]:
-        return (account_fact(self.settings.git_user), self._legacy)
+        return (AccountFact(self.settings.git_user), self._legacy)
 
     def plan(self, ctx: HostContext) -> Planned:
         settings = self.settings
@@ -214,12 +221,12 @@ class EnsureServerRepo(Task):
     def _wanted(self, ctx: HostContext, state: WorkTreeState) -> tuple[str, str]:
         """The two files as they should be; hardlink_lock depends on the repository's filesystem."""
         fstype = state.fstype or ctx.state.report(ctx.host.name).exports.get(FSTYPE_EXPORT, "")
-        return (render_committed_config(self.settings, hardlink_lock=fstype.startswith("nfs")),
-                render_server_config_local(self.settings, account_home(ctx, self.settings.git_user)))
+        return (committed_config(self.settings, hardlink_lock=fstype.startswith("nfs")),
+                server_config_local(self.settings, account_home(ctx, self.settings.git_user)))
 
     def plan(self, ctx: HostContext) -> Change | None:
         settings = self.settings
-        state = WorkTreeState.parse(ctx.fact(self._fact))
+        state: WorkTreeState = ctx.fact(self._fact)
         if not state.readable and not ctx.check:
             raise ProvisionError(f"cannot read {settings.server_repo} as {settings.git_user} "
                                  "(does the account exist?)")
@@ -297,23 +304,15 @@ class DatasetState:
     behind: bool = False
 
     @classmethod
-    def parse(cls, output: str | None) -> DatasetState:
-        if output is None:
-            return cls(readable=False)
-        values: dict[str, str] = {}
-        objects: dict[str, bool] = {}
-        for line in output.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "object":
-                md5, _, present = value.partition(" ")
-                objects[md5] = present == "yes"
-            else:
-                values[key] = value
+    def parse(cls, output: str) -> DatasetState:
+        values = KeyValues.parse(output)
+        objects = (value.partition(" ") for value in values.all("object"))  # "MD5 yes|no"
         return cls(readable=True, repo=values.get("repo") == "present", data_present="data" in values,
-                   foreign=values.get("foreign", ""), dvcfile="dvcfile" in values,
-                   committed=values.get("committed") == "yes", objects=objects, tag_commit=values.get("tag", ""),
-                   tag_matches=values.get("tag_matches") == "yes", tag_object=values.get("tag_object", ""),
-                   remote_tag=values.get("remote_tag", ""), pushed=values.get("pushed") == "yes",
+                   foreign=values.get("foreign"), dvcfile="dvcfile" in values,
+                   committed=values.get("committed") == "yes",
+                   objects={md5: present == "yes" for md5, _, present in objects}, tag_commit=values.get("tag"),
+                   tag_matches=values.get("tag_matches") == "yes", tag_object=values.get("tag_object"),
+                   remote_tag=values.get("remote_tag"), pushed=values.get("pushed") == "yes",
                    behind=values.get("behind") == "yes")
 
 
@@ -347,12 +346,27 @@ def dataset_steps(state: DatasetState, path: str, tag: str | None, owner: str) -
     return steps
 
 
-class DatasetFact(CommandFact):
-    """A dataset's state in the server repository, read as git_user."""
+@dataclass(frozen=True)
+class DatasetFact(Fact):
+    """A dataset in the server repository `repo`, read as its owner (not readable when that fails); its objects
+    looked up in dvc_storage."""
 
-    def __init__(self, settings: Settings, path: str, tag: str | None) -> None:
-        probe = script(_DATASET_PROBE, settings.server_repo, path, tag or "", settings.dvc_storage)
-        super().__init__(tuple(as_user(settings.git_user, probe)), privileged=True)
+    repo: str
+    owner: str
+    path: str
+    tag: str | None
+    dvc_storage: str
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("dataset", self.repo, self.owner, self.path, self.tag, self.dvc_storage)
+
+    def argv(self) -> list[str]:
+        return as_user(self.owner, script(_DATASET_PROBE, self.repo, self.path, self.tag or "", self.dvc_storage))
+
+    def parse(self, output: BatchOutput) -> DatasetState:
+        return DatasetState.parse(output.stdout) if output.rc == 0 else DatasetState(readable=False)
 
 
 class EnsureDataset(Task):
@@ -363,7 +377,7 @@ class EnsureDataset(Task):
         self.path = path
         self.tag = tag
         self.name = f"dataset {path}" + (f" {tag}" if tag else "")
-        self._fact = DatasetFact(settings, path, tag)
+        self._fact = DatasetFact(settings.server_repo, settings.git_user, path, tag, settings.dvc_storage)
 
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
@@ -373,7 +387,7 @@ class EnsureDataset(Task):
 
     def plan(self, ctx: HostContext) -> Change | None:
         settings = self.settings
-        state = DatasetState.parse(ctx.fact(self._fact))
+        state: DatasetState = ctx.fact(self._fact)
         if not state.repo:
             if ctx.check:
                 return Change(f"dvc add {self.path}, dvc push, commit, tag and push once {settings.server_repo} "

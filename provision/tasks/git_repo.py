@@ -10,14 +10,13 @@ The shell pieces below are constants; values reach them only as positional argum
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from provision.engine import Change, Command, HostContext, Task
 from provision.errors import ProvisionError
-from provision.facts import CommandFact, Fact
-from provision.remote import as_user, script
+from provision.facts import Fact, KeyValues
+from provision.remote import BatchOutput, as_user, script
 
 INITIAL_BRANCH = "main"
 
@@ -105,17 +104,19 @@ for file in .dvc/config .dvc/config.local; do
 done
 """
 
-# $1 bare repository. absent | notdir | empty | other | "repo BARE SHARED" and "owner USER".
+# $1 bare repository. Key-value lines: "dir" absent | notdir | empty | other | repo; for a repository also
+# "bare", "shared" (core.bare, core.sharedRepository, "-" when unset) and "owner".
 _BARE_PROBE = """
 path=$1
-[ -e "$path" ] || { echo absent; exit 0; }
-[ -d "$path" ] || { echo notdir; exit 0; }
+[ -e "$path" ] || { echo 'dir absent'; exit 0; }
+[ -d "$path" ] || { echo 'dir notdir'; exit 0; }
 if [ -f "$path/HEAD" ] && [ -d "$path/objects" ] && [ -f "$path/config" ]; then
-  printf 'repo %s %s\\n' "$(git config --file "$path/config" --get core.bare || echo -)" \\
-    "$(git config --file "$path/config" --get core.sharedRepository || echo -)"
+  echo 'dir repo'
+  printf 'bare %s\\n' "$(git config --file "$path/config" --get core.bare || echo -)"
+  printf 'shared %s\\n' "$(git config --file "$path/config" --get core.sharedRepository || echo -)"
   stat -c 'owner %U' -- "$path"
-elif [ -z "$(ls -A -- "$path")" ]; then echo empty
-else echo other; fi
+elif [ -z "$(ls -A -- "$path")" ]; then echo 'dir empty'
+else echo 'dir other'; fi
 """
 
 #: core.sharedRepository of the bare repository: git_user's alone. The SFTP-only DVC account is in the
@@ -143,31 +144,63 @@ class WorkTreeState:
         return self.dir == "repo"
 
     @classmethod
-    def parse(cls, output: str | None) -> WorkTreeState:
-        """None (the account does not exist yet, or su failed) reads as 'not readable'."""
-        if output is None:
-            return cls(readable=False)
-        values: dict[str, str] = {}
-        files: dict[str, str] = {}
-        for line in output.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "file":
-                name, _, encoded = value.partition(" ")
-                files[name] = base64.b64decode(encoded).decode()
-            else:
-                values[key] = value
-        return cls(readable=True, fstype=values.get("fstype", ""), dir=values.get("dir", "absent"),
-                   origin=values.get("origin", ""), pushed=values.get("pushed") == "yes",
-                   behind=values.get("behind") == "yes",
-                   dvc_initialised=values.get("dvc") == "yes",
-                   uncommitted=int(values.get("uncommitted", "0") or 0), files=files)
+    def parse(cls, output: str) -> WorkTreeState:
+        values = KeyValues.parse(output)
+        return cls(readable=True, fstype=values.get("fstype"), dir=values.get("dir", "absent"),
+                   origin=values.get("origin"), pushed=values.get("pushed") == "yes",
+                   behind=values.get("behind") == "yes", dvc_initialised=values.get("dvc") == "yes",
+                   uncommitted=int(values.get("uncommitted") or 0), files=values.files("file"))
 
 
-class WorkTreeFact(CommandFact):
-    """A working repository's state, read as its owner."""
+@dataclass(frozen=True)
+class WorkTreeFact(Fact):
+    """A working repository's state, read as its owner; not readable while the account does not exist (or su
+    failed)."""
 
-    def __init__(self, repo: str, owner: str) -> None:
-        super().__init__(tuple(as_user(owner, script(_WORKTREE_PROBE, repo))), privileged=True)
+    repo: str
+    owner: str
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("work tree", self.repo, self.owner)
+
+    def argv(self) -> list[str]:
+        return as_user(self.owner, script(_WORKTREE_PROBE, self.repo))
+
+    def parse(self, output: BatchOutput) -> WorkTreeState:
+        return WorkTreeState.parse(output.stdout) if output.rc == 0 else WorkTreeState(readable=False)
+
+
+@dataclass(frozen=True)
+class BareRepoState:
+    """What is at a bare repository's path (see _BARE_PROBE): `dir` absent, notdir, empty, other or repo."""
+
+    dir: str = "absent"
+    bare: str = "-"
+    shared: str = "-"
+    owner: str = ""
+
+
+@dataclass(frozen=True)
+class BareRepoFact(Fact):
+    """A bare repository's path: what is there, and for a repository its core.bare, core.sharedRepository
+    and owner."""
+
+    path: str
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("bare repository", self.path)
+
+    def argv(self) -> list[str]:
+        return script(_BARE_PROBE, self.path)
+
+    def parse(self, output: BatchOutput) -> BareRepoState:
+        values = KeyValues.parse(output.stdout if output.rc == 0 else "")
+        return BareRepoState(values.get("dir", "absent"), values.get("bare", "-"), values.get("shared", "-"),
+                             values.get("owner"))
 
 
 def commit_identity(owner: str, host_name: str) -> tuple[str, str]:
@@ -183,32 +216,29 @@ class EnsureBareRepo(Task):
         self.owner = owner
         self.group = group
         self.name = f"bare repository {path}"
-        self._fact = CommandFact(tuple(script(_BARE_PROBE, path)), privileged=True)
+        self._fact = BareRepoFact(path)
 
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
 
     def plan(self, ctx: HostContext) -> Change | None:
-        lines = (ctx.fact(self._fact) or "absent").split("\n")
-        status = lines[0].split()
-        if status[0] == "notdir":
+        state: BareRepoState = ctx.fact(self._fact)
+        if state.dir == "notdir":
             raise ProvisionError(f"git_remote {self.path} exists and is not a directory")
-        if status[0] == "other":
+        if state.dir == "other":
             raise ProvisionError(f"git_remote {self.path} holds files but no git repository: move them away "
                                  "or point git_remote elsewhere")
-        if status[0] in ("absent", "empty"):
+        if state.dir in ("absent", "empty"):
             argv = ["git", "init", "--quiet", "--bare", f"--shared={SHARED_REPOSITORY}",
                     f"--initial-branch={INITIAL_BRANCH}", self.path]
             return Change(f"create bare repository {self.path} (--shared={SHARED_REPOSITORY}, owner {self.owner})",
                           commands=[self._command(argv, "git init --bare")])
-        bare, shared = status[1], status[2]
-        owner = lines[1].removeprefix("owner ").strip() if len(lines) > 1 else ""
-        if bare != "true":
+        if state.bare != "true":
             raise ProvisionError(f"git_remote {self.path} is a repository with a work tree, not a bare one")
-        if owner != self.owner:
-            raise ProvisionError(f"git_remote {self.path} is owned by {owner}, not {self.owner}: "
+        if state.owner != self.owner:
+            raise ProvisionError(f"git_remote {self.path} is owned by {state.owner}, not {self.owner}: "
                                  f"chown -R {self.owner}:{self.group} {self.path}")
-        if shared == SHARED_REPOSITORY:
+        if state.shared == SHARED_REPOSITORY:
             return None
         argv = script('git config --file "$1/config" core.sharedRepository "$2" && chmod -R go-rwx -- "$1"',
                       self.path, SHARED_REPOSITORY)

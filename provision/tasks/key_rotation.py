@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from provision.engine import Change, HostContext, Planned, Proof, Task, changes_of
 from provision.errors import ProvisionError, command_error
-from provision.facts import Fact
+from provision.facts import Fact, KeyValues
 from provision.inventory import Host, Settings
 from provision.remote import BatchOutput, script
 from provision.tasks.authorized_keys import AuthorizeKeys, marked_lines
@@ -112,10 +112,10 @@ class RotationKeysFact(Fact):
         return script(_ROTATION_STATE, self.user, self.client_key)
 
     def parse(self, output: BatchOutput) -> RotationKeys | None:
-        values = dict(line.split(" ", 1) for line in output.stdout.splitlines() if " " in line)
-        if output.rc != 0 or not {"old", "new", "new.pub"} <= values.keys():
+        values = KeyValues.parse(output.stdout)
+        if output.rc != 0 or not all(key in values for key in ("old", "new", "new.pub")):
             return None
-        return RotationKeys(values["old"], values["new"], values["new.pub"])
+        return RotationKeys(values.get("old"), values.get("new"), values.get("new.pub"))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ the agent. A dvc from elsewhere cannot be guarded: onboarding and ping say so.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,8 +23,8 @@ from packaging.version import InvalidVersion, Version
 from provision import dvc_ssh_guard
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError
-from provision.facts import CommandFact, Fact
-from provision.remote import script
+from provision.facts import Fact, KeyValues
+from provision.remote import BatchOutput, script
 from provision.render import render
 from provision.tasks.files import ROOT_ONLY_DIRECTORY, write_file
 
@@ -93,7 +93,11 @@ if [ ! -x "$venv/bin/python" ]; then /usr/bin/python3 -m venv "$venv"; fi
 "$venv/bin/dvc" --version
 """
 
-_GIT_PROBE = 'git --version && if [ -x "$1" ]; then echo git-shell; fi'
+# $1 git-shell's path. "git VERSION" when git runs, "git-shell yes" when $1 is there.
+_GIT_PROBE = """
+if version=$(git --version 2>/dev/null); then printf 'git %s\\n' "${version#git version }"; fi
+if [ -x "$1" ]; then echo 'git-shell yes'; fi
+"""
 
 
 def parse_version(text: str | None) -> Version | None:
@@ -152,25 +156,19 @@ class DvcState:
 
     @classmethod
     def parse(cls, output: str) -> DvcState:
-        values: dict[str, str] = {}
-        for line in output.splitlines():
-            key, _, value = line.partition(" ")
-            values[key] = value.strip()
-        path_dvc, path_version = None, None
-        if "path" in values:
-            path_dvc, _, version_text = values["path"].partition(" ")
-            path_version = parse_version(version_text)
+        values = KeyValues.parse(output)
+        path_dvc, _, path_version = values.get("path").partition(" ")
         return cls(
             venv_version=parse_version(values.get("venv")) if "venv-dvc" in values else None,
             venv_python="venv-python" in values,
-            link_target=values.get("link"),
+            link_target=values.get("link") if "link" in values else None,
             link_is_file="link-file" in values,
-            path_dvc=path_dvc,
-            path_version=path_version,
+            path_dvc=path_dvc or None,
+            path_version=parse_version(path_version),
             system_python=values.get("python") or None,
             purelib=values.get("purelib") or None,
             dvc_ssh_version=values.get("dvc-ssh") or None,
-            guard_checksums=(values.get("guard-py"), values.get("guard-pth")),
+            guard_checksums=(values.get("guard-py") or None, values.get("guard-pth") or None),
             venv_unsafe=values.get("venv-unsafe") or None,
         )
 
@@ -221,11 +219,46 @@ def unguarded_dvc_warning(state: DvcState, venv: str) -> str | None:
     return None
 
 
-class DvcFact(CommandFact):
+@dataclass(frozen=True)
+class DvcFact(Fact):
     """The dvc installations a host has (see _DVC_PROBE); read with privilege unless a task only reports."""
 
-    def __init__(self, venv: str, *, privileged: bool = True) -> None:
-        super().__init__(tuple(script(_DVC_PROBE, venv, GUARD_MODULE, _VENV_FACTS)), privileged=privileged)
+    venv: str
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("dvc", self.venv, self.privileged)
+
+    def argv(self) -> list[str]:
+        return script(_DVC_PROBE, self.venv, GUARD_MODULE, _VENV_FACTS)
+
+    def parse(self, output: BatchOutput) -> DvcState:
+        return DvcState.parse(output.stdout) if output.rc == 0 else DvcState()
+
+
+@dataclass(frozen=True)
+class GitState:
+    """git's version ("" when git is missing) and whether git-shell is there."""
+
+    version: str = ""
+    git_shell: bool = False
+
+
+@dataclass(frozen=True)
+class GitFact(Fact):
+    """The git a host runs, and whether it has git-shell."""
+
+    @property
+    def key(self) -> Hashable:
+        return ("git",)
+
+    def argv(self) -> list[str]:
+        return script(_GIT_PROBE, GIT_SHELL)
+
+    def parse(self, output: BatchOutput) -> GitState:
+        values = KeyValues.parse(output.stdout if output.rc == 0 else "")
+        return GitState(values.get("git"), values.get("git-shell") == "yes")
 
 
 class EnsureGit(Task):
@@ -235,19 +268,18 @@ class EnsureGit(Task):
 
     def __init__(self, *, git_shell: bool = False) -> None:
         self.git_shell = git_shell
-        self._fact = CommandFact(tuple(script(_GIT_PROBE, GIT_SHELL)))
+        self._fact = GitFact()
 
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
 
     def plan(self, ctx: HostContext) -> Change | None:
-        output = ctx.fact(self._fact)
-        if output is None:
+        git: GitState = ctx.fact(self._fact)
+        if not git.version:
             raise ProvisionError("git is missing: install it (Debian: apt-get install git)")
-        version_line, *rest = output.splitlines()
-        if self.git_shell and "git-shell" not in rest:
+        if self.git_shell and not git.git_shell:
             raise ProvisionError(f"{GIT_SHELL} is missing: it comes with git (Debian: apt-get install git)")
-        ctx.note(version_line.strip())
+        ctx.note(f"git version {git.version}")
         return None
 
 
@@ -266,7 +298,7 @@ class _DvcTask(Task):
 
     def _state(self, ctx: HostContext) -> DvcState:
         """The probe's findings; a dvc_venv that another account can change is refused (root runs it)."""
-        state = DvcState.parse(ctx.fact(self._fact) or "")
+        state: DvcState = ctx.fact(self._fact)
         if state.venv_unsafe:
             raise ProvisionError(f"dvc_venv {self.venv}: {state.venv_unsafe}: root would run and install programs "
                                  "there that another account can change; use a directory only root can write, "
@@ -334,13 +366,13 @@ class EnsureDvc(_DvcTask):
 
     def _install_guard(self, ctx: HostContext) -> None:
         """The guard's files into the venv's site-packages (root-owned, like the venv), then checked."""
-        state = DvcState.parse(ctx.fact(self._fact) or "")
+        state: DvcState = ctx.fact(self._fact)
         if state.purelib is None:
             raise ProvisionError(f"{self.venv}/bin/python does not name its site-packages: recreate {self.venv}")
         for name, data in guard_files().items():
             write_file(ctx, f"{state.purelib}/{name}", data, mode=0o644)
         ctx.forget(self._fact)
-        self._warn_unguarded(ctx, DvcState.parse(ctx.fact(self._fact) or ""))
+        self._warn_unguarded(ctx, ctx.fact(self._fact))
 
     def _install(self, ctx: HostContext) -> None:
         requirement = f"dvc[ssh]{self.spec}"

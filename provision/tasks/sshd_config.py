@@ -22,14 +22,15 @@ inventory: bootstrap refuses, naming both, unless the file would stay exactly as
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 from provision.connection import STAGED_CONTENT, AccountLogin
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError
-from provision.facts import PATH_STATE, CommandFact, Fact, FileFact, FileState
+from provision.facts import Fact, FileFact, FileState, KeyValues
 from provision.inventory import Settings
-from provision.remote import as_user, script
+from provision.remote import BatchOutput, as_user, script
 from provision.render import render
 from provision.tasks.authorized_keys import (
     SFTP_READ_WRITE_COMMAND,
@@ -68,9 +69,6 @@ exit 3
 
 # $1 legacy drop-in: removed, then sshd must still accept its configuration.
 _REMOVE_DROP_IN = 'set -eu; rm -f -- "$1"; sshd -t'
-
-# $@ paths: one PATH_STATE line each.
-_PATH_STATES = PATH_STATE + 'for path in "$@"; do printf \'%s\\n\' "$(path_state "$path")"; done'
 
 # Run as storage_user. $1 the chroot, then the entries to leave out (dvc_storage and the tool's
 # repositories, whose modes their own tasks ensure): every other entry it can read or enter, a line each.
@@ -154,18 +152,15 @@ class RequireSftpChroot(Task):
         self.paths = [path for path in chroot_components(settings.sftp_root)
                       if path not in created_chroot_directories(settings)]
         self.name = f"SFTP chroot {settings.sftp_root}"
-        self._fact = CommandFact(tuple(script(_PATH_STATES, *self.paths)), privileged=True)
+        self._facts = [FileFact(path) for path in self.paths]
 
     def facts(self) -> Sequence[Fact]:
-        return (self._fact,)
+        return self._facts
 
     def plan(self, ctx: HostContext) -> Change | None:
-        lines = (ctx.fact(self._fact) or "").splitlines()
-        if len(lines) != len(self.paths):
-            raise ProvisionError(f"could not read the owners of {', '.join(self.paths)}")
         settings = self.settings
-        for path, line in zip(self.paths, lines, strict=True):
-            problem = chroot_problem(path, FileState.from_stat(line))
+        for path, fact in zip(self.paths, self._facts, strict=True):
+            problem = chroot_problem(path, ctx.fact(fact))
             if problem:
                 raise ProvisionError(
                     f"{path} {problem}: storage_user's SFTP chroot {settings.sftp_root} (the directory holding "
@@ -177,6 +172,27 @@ class RequireSftpChroot(Task):
         return None
 
 
+@dataclass(frozen=True)
+class ReadableEntriesFact(Fact):
+    """The entries of a directory, `leave_out` aside, that `user` can read or enter; None when su to the user
+    fails (no such account yet)."""
+
+    user: str
+    directory: str
+    leave_out: tuple[str, ...]
+    privileged: bool = True
+
+    @property
+    def key(self) -> Hashable:
+        return ("readable entries", self.user, self.directory, self.leave_out)
+
+    def argv(self) -> list[str]:
+        return as_user(self.user, script(_READABLE_ENTRIES, self.directory, *self.leave_out))
+
+    def parse(self, output: BatchOutput) -> tuple[str, ...] | None:
+        return tuple(output.stdout.splitlines()) if output.rc == 0 else None
+
+
 class SftpChrootEntries(Task):
     """Nothing in the chroot but dvc_storage is readable by storage_user.
 
@@ -186,8 +202,7 @@ class SftpChrootEntries(Task):
     def __init__(self, settings: Settings, own: Sequence[str]) -> None:
         self.settings = settings
         self.name = f"entries of the SFTP chroot {settings.sftp_root}"
-        probe = script(_READABLE_ENTRIES, settings.sftp_root, settings.dvc_storage, *own)
-        self._fact = CommandFact(tuple(as_user(settings.storage_user, probe)), privileged=True)
+        self._fact = ReadableEntriesFact(settings.storage_user, settings.sftp_root, (settings.dvc_storage, *own))
 
     def facts(self) -> Sequence[Fact]:
         return (self._fact,)
@@ -196,10 +211,9 @@ class SftpChrootEntries(Task):
         return (self._fact,)  # this run may have just created storage_user
 
     def plan(self, ctx: HostContext) -> Change | None:
-        output = ctx.fact(self._fact)
-        if output is None:  # storage_user does not exist yet (under --check)
+        readable: tuple[str, ...] | None = ctx.fact(self._fact)
+        if readable is None:  # storage_user does not exist yet (under --check)
             return None
-        readable = output.split()
         if readable:
             shown = ", ".join(readable[:5]) + (f" and {len(readable) - 5} more" if len(readable) > 5 else "")
             raise ProvisionError(
@@ -296,14 +310,11 @@ class SshdStorageUser(Task):
         effective = ctx.session.run(["sshd", "-T", "-C", spec], privileged=True)
         if not effective.ok:
             return f"sshd -T -C {spec} failed: {effective.detail}"
-        settings: dict[str, str] = {}
-        for line in effective.stdout.splitlines():
-            keyword, _, value = line.partition(" ")
-            settings.setdefault(keyword.lower(), value.strip())
+        settings = KeyValues.parse(effective.stdout)  # keywords in lower case, as sshd -T prints them
         wanted = {"chrootdirectory": self.settings.sftp_root}
         if self.password:
             wanted |= {"passwordauthentication": "yes", "forcecommand": SFTP_READ_WRITE_COMMAND}
-        found = {keyword: settings.get(keyword) for keyword in wanted}
+        found = {keyword: settings.get(keyword, "none") for keyword in wanted}
         if found != wanted:
             return (f"sshd ignores {self.path} for {self.user} (sshd -T: "
                     f"{', '.join(f'{keyword} {value}' for keyword, value in found.items())}): sshd_config must "

@@ -17,9 +17,10 @@ import pytest
 from provision.audit.findings import Finding
 from provision.audit.repo import audit_repository, parse_log
 from provision.audit.rules import BASELINE, rules_for, secret_hash
+from provision.dvc_config import merge_config
 from provision.secrets import MASK
-from provision.tasks.dvc_client import managed_settings, merge_config
-from provision.tasks.dvc_repo import render_committed_config
+from provision.tasks.dvc_client import managed_settings
+from provision.tasks.dvc_repo import committed_config
 from tests.unit.test_bootstrap_templates import settings_for
 
 HISTORY_PASSWORD = "hunter2-in-history"
@@ -174,7 +175,7 @@ def test_staged_content_is_checked_not_the_work_tree(tmp_path: Path) -> None:
 def test_repositories_made_by_bootstrap_and_onboard_have_no_findings(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, auth="password")
     repo = new_repo(tmp_path / "repo")
-    commit(repo, {".dvc/config": render_committed_config(settings, hardlink_lock=True),
+    commit(repo, {".dvc/config": committed_config(settings, hardlink_lock=True),
                   ".dvc/.gitignore": "/config.local\n/tmp\n/cache\n", ".dvcignore": "# ignore\n",
                   "data.dvc": "outs:\n- md5: 0123456789abcdef0123456789abcdef.dir\n  path: data\n"}, "bootstrap")
     info = type("Info", (), {"key": "/home/alice/.ssh/id_ed25519_demo", "home": "/home/alice"})()

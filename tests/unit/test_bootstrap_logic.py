@@ -15,7 +15,8 @@ from provision.errors import InputError, ProvisionError
 from provision.facts import FileFact, FileState
 from provision.inventory import load_inventory
 from provision.plays.bootstrap import bootstrap_play, check_data_path, check_settings, check_tag, storage_tasks
-from provision.tasks.accounts import AccountState, account_fact, account_problems
+from provision.remote import BatchOutput
+from provision.tasks.accounts import AccountFact, AccountState, account_problems
 from provision.tasks.dvc_repo import (
     DatasetState,
     EnsureDataset,
@@ -24,7 +25,7 @@ from provision.tasks.dvc_repo import (
     legacy_site_cache_dir,
     server_repo_steps,
 )
-from provision.tasks.git_repo import WorkTreeState
+from provision.tasks.git_repo import WorkTreeFact, WorkTreeState
 from provision.tasks.packages import DvcState, decide_dvc, in_range, parse_version
 from tests.unit.helpers import FakeContext
 
@@ -96,7 +97,7 @@ def test_account_probe_parses_and_a_right_account_needs_nothing() -> None:
     assert (state.uid, state.home, state.shell, state.hash_is_star) == (995, "/home/git", "/usr/bin/git-shell", True)
     assert state.paths[2] == FileState(True, "root", "root", 0o644, "regular empty file")
     assert account_problems(state, "dvc", "/usr/bin/git-shell") == []
-    assert not AccountState.parse("absent").exists and not AccountState.parse(None).exists
+    assert not AccountState.parse("absent").exists and not AccountFact("git").parse(BatchOutput(1, "")).exists
 
 
 def test_account_problems_name_each_difference() -> None:
@@ -120,7 +121,7 @@ def test_worktree_probe_parses_files_as_base64() -> None:
                                 f"file .dvc/config {base64.b64encode(text.encode()).decode()}\n")
     assert state.is_repo and state.pushed and state.dvc_initialised and state.fstype == "nfs"
     assert state.files == {".dvc/config": text}
-    assert not WorkTreeState.parse(None).readable
+    assert not WorkTreeFact("/srv/demo", "git").parse(BatchOutput(1, "")).readable
 
 
 def test_fresh_server_repo_needs_every_step() -> None:
@@ -251,7 +252,7 @@ def test_git_remote_directly_in_the_export_gets_its_own_directory(tmp_path: Path
 def _site_cache_context(tmp_path: Path, site_cache: FileState, legacy: FileState) -> tuple[EnsureSiteCache, Any]:
     settings = storage_host(tmp_path).settings
     entry = "passwd git:x:998:998::/srv/git-home:/usr/bin/git-shell\nhash star\ngroups dvc\n"
-    facts = {account_fact("git").key: entry,
+    facts = {AccountFact("git").key: AccountState.parse(entry),
              FileFact("/srv/git-home/dvc-site-cache").key: site_cache,
              FileFact("/srv/git-home/dvc-site-cache/repo").key: site_cache,
              FileFact(legacy_site_cache_dir(settings)).key: legacy}

@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 import yaml
 from configobj import ConfigObj
+from dvc.config import Config
 
 from provision.errors import ProvisionError
 from provision.inventory import Settings, load_inventory
-from provision.render import dvc_value
 from provision.tasks.accounts import git_shell_commands, served_repositories
 from provision.tasks.dvc_repo import (
+    committed_config,
     gc_guard,
     remote_url,
-    render_committed_config,
-    render_server_config_local,
+    server_config_local,
 )
 
 
@@ -37,7 +37,7 @@ def parse(text: str) -> ConfigObj:
 
 def test_committed_config_has_remote_cache_and_no_credentials(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    text = render_committed_config(settings, hardlink_lock=False)
+    text = committed_config(settings, hardlink_lock=False)
     config = parse(text)
     assert config["core"] == {"remote": "data"}
     assert config["cache"] == {"shared": "group", "type": "reflink,symlink,hardlink,copy"}
@@ -49,14 +49,14 @@ def test_committed_config_has_remote_cache_and_no_credentials(tmp_path: Path) ->
 
 def test_hardlink_lock_only_on_nfs(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    assert parse(render_committed_config(settings, hardlink_lock=True))["core"] == {
+    assert parse(committed_config(settings, hardlink_lock=True))["core"] == {
         "remote": "data", "hardlink_lock": "true"}
-    assert "hardlink_lock" not in render_committed_config(settings, hardlink_lock=False)
+    assert "hardlink_lock" not in committed_config(settings, hardlink_lock=False)
 
 
 def test_matches_what_dvc_itself_writes(tmp_path: Path) -> None:
     """Same layout as `dvc remote add/modify` and `dvc config` produce, so later edits do not churn."""
-    text = render_committed_config(settings_for(tmp_path), hardlink_lock=True)
+    text = committed_config(settings_for(tmp_path), hardlink_lock=True)
     body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
     assert body == ("[core]\n    remote = data\n    hardlink_lock = true\n"
                     "[cache]\n    shared = group\n    type = \"reflink,symlink,hardlink,copy\"\n"
@@ -66,10 +66,24 @@ def test_matches_what_dvc_itself_writes(tmp_path: Path) -> None:
 def test_values_with_commas_survive_configobj(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, dvc_storage="/mnt/nfs/a,b", cache_types="symlink",
                             dvc_remote="store", storage_address="storage.example.org", storage_port=22)
-    config = parse(render_committed_config(settings, hardlink_lock=False))
+    config = parse(committed_config(settings, hardlink_lock=False))
     assert config['remote "store"']["url"] == "ssh://storage.example.org:22/a,b"
     assert config["cache"]["type"] == "symlink"
-    assert dvc_value("a,b") == '"a,b"' and dvc_value("plain") == "plain"
+
+
+def test_dvc_reads_both_files_back_as_written(tmp_path: Path) -> None:
+    """DVC's own loader reads every value as provision set it (a comma inside one included)."""
+    settings = settings_for(tmp_path, dvc_storage="/mnt/nfs/a,b", cache_types="reflink,copy", server_cache="shared")
+    committed, local = tmp_path / "config", tmp_path / "config.local"
+    committed.write_text(committed_config(settings, hardlink_lock=True))
+    local.write_text(server_config_local(settings, "/home/git"))
+    read = Config.load_file(str(committed))
+    assert (read["core"], read["cache"]) == ({"remote": "data", "hardlink_lock": "true"},
+                                             {"shared": "group", "type": "reflink,copy"})
+    assert read["remote"] == {"data": {"url": "ssh://10.0.0.5:2222/a,b", "verify": "true"}}
+    read = Config.load_file(str(local))
+    assert (read["core"], read["cache"]) == ({"site_cache_dir": "/home/git/dvc-site-cache"}, {"dir": "/mnt/nfs/a,b"})
+    assert read["remote"] == {"data": {"url": "/mnt/nfs/a,b"}}
 
 
 def test_ipv6_storage_address_is_bracketed(tmp_path: Path) -> None:
@@ -78,7 +92,7 @@ def test_ipv6_storage_address_is_bracketed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("server_cache", "cache_dir"), [("separate", None), ("shared", "/mnt/nfs/cache")])
 def test_server_config_local(tmp_path: Path, server_cache: str, cache_dir: str | None) -> None:
-    config = parse(render_server_config_local(settings_for(tmp_path, server_cache=server_cache), "/home/git"))
+    config = parse(server_config_local(settings_for(tmp_path, server_cache=server_cache), "/home/git"))
     assert config['remote "data"'] == {"url": "/mnt/nfs/cache"}
     assert config["core"] == {"site_cache_dir": "/home/git/dvc-site-cache"}
     assert config.get("cache", {}).get("dir") == cache_dir

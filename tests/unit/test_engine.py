@@ -6,7 +6,8 @@ import contextlib
 import json
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,28 @@ from provision.engine import (
     exit_status,
 )
 from provision.errors import ProvisionError
-from provision.facts import CommandFact, Fact
+from provision.facts import Fact
 from provision.inventory import Host, load_inventory
+from provision.remote import BatchOutput
 from provision.report import QuietReporter, play_document
+
+
+@dataclass(frozen=True)
+class CommandFact(Fact):
+    """The output of a test's read-only command, or None when it fails."""
+
+    command: tuple[str, ...]
+    privileged: bool = False
+
+    @property
+    def key(self) -> Hashable:
+        return ("command", self.command)
+
+    def argv(self) -> list[str]:
+        return list(self.command)
+
+    def parse(self, output: BatchOutput) -> str | None:
+        return output.stdout if output.rc == 0 else None
 
 
 class MemorySession:

@@ -9,13 +9,13 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from provision.dvc_config import config_text, merge_config
 from provision.errors import InputError
 from provision.hostkeys import KnownHosts
 from provision.inventory import load_inventory
 from provision.render import MultiLineValue, one_line, render
 from provision.tasks.authorized_keys import SFTP, key_line
 from provision.tasks.client_known_hosts import pinned_known_hosts
-from provision.tasks.dvc_client import merge_config
 
 INJECTED = "fe80::1%lo\n[nas]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAttackerKey"
 
@@ -57,12 +57,15 @@ def test_one_line_refuses_breaks_without_showing_the_value(bad: str) -> None:
 def test_every_template_value_is_checked() -> None:
     with pytest.raises(MultiLineValue, match=r"client/authorized_keys_line\.j2"):
         key_line(SFTP, "ssh-ed25519 AAAA", "provision:site:ws1\nssh-ed25519 AAAAevil")
-    with pytest.raises(MultiLineValue, match=r"dvc/config\.j2"):
-        render("dvc/config.j2", dvc_remote="storage", hardlink_lock=False, cache_types="copy",
-               url="ssh://nas:22/x\n[core]\n    no_scm = true")
-    clean = render("dvc/config.j2", dvc_remote="storage", hardlink_lock=False, cache_types="copy",
-                   url="ssh://nas:22/srv/dvc")
-    assert "url = ssh://nas:22/srv/dvc\n" in clean
+    with pytest.raises(MultiLineValue, match=r"git_shell/no-interactive-login\.j2"):
+        render("git_shell/no-interactive-login.j2", user="git\nexec sh")
+
+
+def test_dvc_config_values_are_checked() -> None:
+    remote = 'remote "storage"'
+    with pytest.raises(MultiLineValue, match="url"):
+        config_text({remote: {"url": "ssh://nas:22/x\n[core]\n    no_scm = true"}})
+    assert "    url = ssh://nas:22/srv/dvc\n" in config_text({remote: {"url": "ssh://nas:22/srv/dvc"}})
 
 
 def test_config_local_values_are_checked() -> None:

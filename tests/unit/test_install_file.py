@@ -99,6 +99,6 @@ def test_root_runs_nothing_from_a_dvc_venv_another_account_can_change(session: L
     state = DvcState.parse(probe.stdout)
     assert state.venv_unsafe == f"{home} belongs to uid {NOBODY}, who could swap what is in it"
     assert state.venv_version is None and not marker.exists()
-    context = FakeContext("ws1", {DvcFact(str(venv)).key: probe.stdout})
+    context = FakeContext("ws1", {DvcFact(str(venv)).key: state})
     with pytest.raises(ProvisionError, match=rf"dvc_venv {venv}: .* root would run and install programs"):
         EnsureDvc(">=3.50,<4", str(venv)).plan(context)

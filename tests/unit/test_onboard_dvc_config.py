@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from dvc.config import Config
 
+from provision.dvc_config import merge_config
 from provision.engine import Change
 from provision.errors import ProvisionError
 from provision.facts import Fact, FileState
@@ -21,7 +22,6 @@ from provision.tasks.dvc_client import (
     credential_keys,
     managed_settings,
     mask_credentials,
-    merge_config,
 )
 from provision.tasks.proofs import DataTotals, data_totals, workspace_changes
 from tests.unit.helpers import write_inventory

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from provision.connection import CommandResult
+from provision.dvc_config import merge_config
 from provision.engine import PlayState, changes_of
 from provision.errors import ProvisionError
 from provision.facts import FileState
@@ -18,7 +19,7 @@ from provision.remote import BatchOutput
 from provision.tasks.authorized_keys import GIT, SFTP, AuthorizedKeys, key_line
 from provision.tasks.checkout import CheckoutFact, CheckoutState, git_ssh_command
 from provision.tasks.client_key import CLIENT_EXPORT, ClientInfo
-from provision.tasks.dvc_client import managed_settings, merge_config
+from provision.tasks.dvc_client import managed_settings
 from provision.tasks.key_rotation import (
     NOT_ONBOARDED_EXPORT,
     ROTATION_EXPORT,

@@ -22,8 +22,9 @@ from tests.integration.helpers import (
     DVC,
     KEY,
     WORKDIR,
-    admin_inventory,
     authorized_keys,
+    become_admin,
+    bootstrap_storage,
     bootstrap_with_dataset,
     changed,
     client_sftp,
@@ -34,7 +35,6 @@ from tests.integration.helpers import (
     own_lab,
     public_key,
     run,
-    vault_settings,
 )
 
 pytestmark = pytest.mark.integration
@@ -304,11 +304,7 @@ def test_offboard_revokes_removes_credentials_then_purges(site: Site) -> None:
 def test_unprivileged_admin_with_become_owns_its_key_and_checkout(site: Site) -> None:
     """ws2 reached as the lab's sudo admin, from a second inventory: its own key, lines and files."""
     lab, home = site.lab, site.home
-    inventory = admin_inventory(lab, home, {"ws2"})
-    env = vault_settings(home)
-    done = provision("secrets", "set", "-i", str(inventory), "--scope", "all", "become_password", home=home, env=env,
-                     stdin=lab.admin_password_file.read_text())
-    assert done.returncode == 0, done.stderr
+    inventory, env = become_admin(lab, home, {"ws2"})
     before = {account: authorized_keys(lab, account) for account in ("dvc", "git")}
 
     status, document = provision_json("onboard", "-i", str(inventory), "ws2", "--pull", home=home, env=env)
@@ -331,8 +327,7 @@ def test_unprivileged_admin_with_become_owns_its_key_and_checkout(site: Site) ->
 def test_eight_clients_at_once_then_two_processes_at_once_lose_no_line(make_lab, tmp_path: Path) -> None:
     clients = [f"ws{n}" for n in range(1, 9)]
     lab = make_lab(["storage", *clients])
-    done = provision("bootstrap", "-i", str(lab.inventory_path), home=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    bootstrap_storage(lab, tmp_path)
 
     def assert_one_line_per_client() -> None:
         for account in ("dvc", "git"):

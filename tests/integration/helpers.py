@@ -156,6 +156,11 @@ def bootstrap_with_dataset(lab: Lab, home: Path, *, blob: bool = False) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def onboard(lab: Lab, home: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    """`provision onboard ARGS --json` on the lab's inventory: its exit status and document."""
+    return provision_json("onboard", "-i", str(lab.inventory_path), *args, home=home)
+
+
 def bootstrap_and_onboard(lab: Lab, home: Path, *onboard_args: str, dataset: bool = False) -> dict[str, Any]:
     """Storage bootstrapped (with the dataset tagged v1.0 when `dataset`), then `onboard ONBOARD_ARGS`:
     both must succeed; the onboard's --json document."""
@@ -163,7 +168,7 @@ def bootstrap_and_onboard(lab: Lab, home: Path, *onboard_args: str, dataset: boo
         bootstrap_with_dataset(lab, home)
     else:
         bootstrap_storage(lab, home)
-    status, document = provision_json("onboard", "-i", str(lab.inventory_path), *onboard_args, home=home)
+    status, document = onboard(lab, home, *onboard_args)
     assert status == 0, failures(document)
     return document
 

@@ -33,7 +33,6 @@ from tests.integration.helpers import (
 
 pytestmark = pytest.mark.integration
 
-GIT_IDENTITY = ["-c", "user.name=Test User", "-c", "user.email=test@example.invalid"]
 HOST_VENV_PYTHON = "/opt/provision/dvc/bin/python"
 SITE_PACKAGES = "/opt/provision/dvc/lib/python3.11/site-packages"
 CANARY = "/etc/provision-canary"

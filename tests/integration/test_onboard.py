@@ -32,6 +32,7 @@ from tests.integration.helpers import (
     failures,
     host_snapshot,
     marked,
+    onboard,
     own_lab,
     public_key,
     run,
@@ -48,10 +49,6 @@ OTHER_INVENTORY_LINE = ('restrict,command="internal-sftp -R" ssh-ed25519 '
 TRICKY_LINE = ('restrict,command="internal-sftp -R" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0'
                "rkuTaNhk7cH8WDqv3Ddh ops\x0cssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/"
                "unOaKFawL a\u0085b\r").encode() + b" \xff\xfe provision:inventory:ws1\r"
-
-
-def onboard(lab: Lab, home: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    return provision_json("onboard", "-i", str(lab.inventory_path), *args, home=home)
 
 
 def client_ssh(lab: Lab, user: str) -> list[str]:

@@ -39,8 +39,8 @@ from provision.connection import (
 from provision.engine import Change, HostContext, Task
 from provision.errors import InputError, ProvisionError, command_error
 from provision.facts import CommandFact, Fact
-from provision.hostkeys import changed_key_message
 from provision.inventory import Host, Inventory, Settings
+from provision.known_hosts_file import changed_key_message
 from provision.remote import script
 from provision.secrets import ALL_SCOPE, REDACTOR, generate_secret, secret_name, split_name
 from provision.secrets_lookup import SecretLookupForInventory

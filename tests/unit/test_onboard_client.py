@@ -26,7 +26,7 @@ from provision.tasks.client_key import (
     key_marker,
     parse_public_key,
 )
-from provision.tasks.client_known_hosts import client_ssh_options, pinned_known_hosts
+from provision.tasks.storage_host_key import client_ssh_options, pinned_known_hosts
 from tests.unit.helpers import FakeContext, write_inventory
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import paramiko
 
-from provision.hostkeys import KnownHosts, fingerprint, forget_host, known_hosts_name, pin_keys
+from provision.known_hosts_file import KnownHosts, fingerprint, forget_host, known_hosts_name, pin_keys
 
 
 def test_names_follow_openssh() -> None:

@@ -18,21 +18,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from provision.dvc_config import merge_config
-from provision.hostkeys import known_hosts_name
 from provision.inventory import Settings, load_inventory
+from provision.known_hosts_file import known_hosts_name
 from provision.lab import Lab
 from provision.plays.bootstrap import NOLOGIN
 from provision.tasks.accounts import HOME_BASE, SERVED_REPOSITORIES, git_shell_commands, served_repositories
 from provision.tasks.authorized_keys import GIT, SFTP, key_line
 from provision.tasks.checkout import git_ssh_command, git_url
 from provision.tasks.client_key import ClientInfo, connecting_user, expand_home, key_marker
-from provision.tasks.client_known_hosts import pinned_known_hosts, storage_host_keys
 from provision.tasks.directories import REPOSITORY_DIRECTORY_MODE, SHARED_DIRECTORY_MODE, setfacl_spec
 from provision.tasks.dvc_client import managed_settings
 from provision.tasks.dvc_repo import committed_config, server_config_local, site_cache_dir
 from provision.tasks.git_repo import INITIAL_BRANCH, SHARED_REPOSITORY
 from provision.tasks.packages import GIT_SHELL
 from provision.tasks.sshd_config import drop_in_path, render_drop_in
+from provision.tasks.storage_host_key import pinned_known_hosts, storage_host_keys
 
 #: The dataset: DATASET_FILES files of DATASET_BYTES in all, in DATASET_DIRS directories, reproducible.
 DATASET = "data"

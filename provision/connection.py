@@ -32,8 +32,8 @@ import invoke
 import paramiko
 
 from provision.errors import ProvisionError
-from provision.hostkeys import DEFAULT_KNOWN_HOSTS, changed_key_message, known_hosts_name, pin_keys
 from provision.inventory import Host
+from provision.known_hosts_file import DEFAULT_KNOWN_HOSTS, changed_key_message, known_hosts_name, pin_keys
 from provision.remote import privileged_line, quote_argv, script
 
 # paramiko logs expected refusals (e.g. a key type the server lacks) with tracebacks to stderr when

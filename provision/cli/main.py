@@ -19,9 +19,9 @@ from provision.cli.common import Invocation, PlayArgs, inventory_option, play_op
 from provision.connection import resolve_target
 from provision.engine import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED
 from provision.errors import InputError, ProvisionError
-from provision.hostkeys import forget_host
 from provision.inventory import Host, Inventory, load_inventory
-from provision.plays.hostkeys import scan_play
+from provision.known_hosts_file import forget_host
+from provision.plays.hostkeys_scan import scan_play
 from provision.plays.ping import ping_play
 from provision.report import console, print_json
 from provision.secrets import REDACTOR

@@ -11,13 +11,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision.hostkeys import known_hosts_name
 from provision.inventory import Inventory
+from provision.known_hosts_file import known_hosts_name
 from provision.paths import templates_dir
 from provision.pipeline.kubeflow import IMAGE_UID, SECRETS_DIR, PipelineSettings, compile_pipeline
 from provision.render import render
 from provision.tasks.checkout import git_url
-from provision.tasks.client_known_hosts import pinned_known_hosts, storage_host_keys
+from provision.tasks.storage_host_key import pinned_known_hosts, storage_host_keys
 
 #: The base image of both stages (Debian, as the hosts provision supports).
 BASE_IMAGE = "python:3.11-slim-bookworm"

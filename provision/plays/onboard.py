@@ -31,7 +31,6 @@ from provision.tasks.client_key import (
     expand_home,
     key_marker,
 )
-from provision.tasks.client_known_hosts import PinStorageHostKey
 from provision.tasks.dvc_client import (
     STORAGE_GID_EXPORT,
     DvcClientConfig,
@@ -42,6 +41,7 @@ from provision.tasks.dvc_client import (
 )
 from provision.tasks.packages import EnsureDvc, EnsureGit
 from provision.tasks.proofs import ProveAccess, ProveRevoked, PullData, client_proof
+from provision.tasks.storage_host_key import PinStorageHostKey
 
 #: Vars that name things on storage: a client must see the same values as the storage host.
 SHARED_VARS = ("storage_user", "git_user", "storage_group", "dvc_storage", "git_remote")

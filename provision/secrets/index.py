@@ -10,8 +10,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from provision.local_files import atomic_write, exclusive_lock
 from provision.secrets.base import SecretsError
-from provision.secrets.files import atomic_write, directory_lock
 
 INDEX_SUFFIX = ".secrets-index"
 INDEX_FORMAT = "provision-secrets-index/1"
@@ -67,7 +67,7 @@ class SecretsIndex:
                      | {(name, backend) for name in names})
 
     def _update(self, change: Callable[[Pairs], Pairs]) -> None:
-        with directory_lock(self.path.parent):
+        with exclusive_lock(self.path.parent):
             before = set(self.entries())
             after = change(before)
             if after == before:

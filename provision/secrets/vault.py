@@ -20,8 +20,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from provision.local_files import atomic_write, exclusive_lock
 from provision.secrets.base import SecretsError, check_inventory, check_value
-from provision.secrets.files import atomic_write, directory_lock, read_private_file
+from provision.secrets.files import read_private_file
 from provision.secrets.index import SecretsIndex
 from provision.secrets.redact import REDACTOR
 
@@ -157,7 +158,7 @@ class VaultFile:
 
     def rekey(self, old_password: bytes, new_password: bytes) -> None:
         """Re-encrypt under a new password; the old file stays whole until the rename."""
-        with directory_lock(self.path.parent):
+        with exclusive_lock(self.path.parent):
             if not self.exists():
                 raise SecretsError(f"{self.path}: no vault to rekey")
             secrets = self.read(old_password)
@@ -210,7 +211,7 @@ class VaultStore:
         check_inventory(name, self._inventory_name)
         check_value(name, value)
         REDACTOR.register(value)
-        with directory_lock(self.vault.path.parent):
+        with exclusive_lock(self.vault.path.parent):
             secrets = self._read()
             secrets[name] = value
             self._write(secrets)
@@ -218,7 +219,7 @@ class VaultStore:
     def delete(self, name: str) -> bool:
         """Remove `name`; False when it was not stored (the file is then left as it was)."""
         check_inventory(name, self._inventory_name)
-        with directory_lock(self.vault.path.parent):
+        with exclusive_lock(self.vault.path.parent):
             secrets = self._read()
             if name not in secrets:
                 return False

@@ -23,16 +23,16 @@ from provision.audit.hosts import (
 )
 from provision.engine import Change, HostContext, Task
 from provision.facts import PATH_STATE, Fact, FileFact, FileState
-from provision.hostkeys import known_hosts_name
 from provision.inventory import Host, Inventory
+from provision.known_hosts_file import known_hosts_name
 from provision.remote import BatchOutput, script
 from provision.tasks.accounts import AccountFact, AccountState
 from provision.tasks.authorized_keys import GIT, SFTP, AuthorizedKeys, AuthorizedKeysFact
 from provision.tasks.client_key import KEY_PATH_PRELUDE, KeyState, KeyStateFact, connecting_user
-from provision.tasks.client_known_hosts import pinned_known_hosts, storage_host_keys
 from provision.tasks.directories import REPOSITORY_DIRECTORY_MODE, SHARED_DIRECTORY_MODE
 from provision.tasks.dvc_repo import CONFIG, CONFIG_LOCAL
 from provision.tasks.sshd_config import DROP_IN_DIR, drop_in_path, render_drop_in
+from provision.tasks.storage_host_key import pinned_known_hosts, storage_host_keys
 
 #: The export that carries a host's findings to the command.
 FINDINGS_EXPORT = "audit findings"

@@ -17,7 +17,7 @@ from provision.facts import Fact, FileFact
 from provision.inventory import Settings
 from provision.remote import BatchOutput, quote_argv, script
 from provision.tasks.client_key import ClientInfo
-from provision.tasks.client_known_hosts import client_ssh_options
+from provision.tasks.storage_host_key import client_ssh_options
 
 #: Clone and dvc pull move data: they get this long, whatever --timeout says about other commands.
 LONG_STEP_TIMEOUT = 6 * 3600.0

@@ -28,7 +28,6 @@ from provision.inventory import Host, Settings
 from provision.remote import script
 from provision.tasks.checkout import CLONED_EXPORT, LONG_STEP_TIMEOUT, git_url
 from provision.tasks.client_key import ClientInfo, key_fingerprint
-from provision.tasks.client_known_hosts import client_ssh_options, storage_host_keys
 from provision.tasks.dvc_client import credential_keys, dvc_argv
 from provision.tasks.packages import DVC_BUILD_EXPORT, DVC_EXPORT, DvcBuild
 from provision.tasks.proof_record import (
@@ -40,6 +39,7 @@ from provision.tasks.proof_record import (
     controller_half,
     record_proof,
 )
+from provision.tasks.storage_host_key import client_ssh_options, storage_host_keys
 
 #: dvc starts slowly on a loaded host; its proof gets this long.
 DVC_PROOF_TIMEOUT = 600.0

@@ -9,15 +9,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
+#: How a test runs the tool: this checkout's code, in this interpreter.
+COMMAND = (sys.executable, "-m", "provision")
 
-def provision(*args: str, home: Path, env: dict[str, str] | None = None, stdin: str | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`provision ARGS` with HOME pointed at a test directory (no stray ~/.ssh state)."""
+
+def tool_environment(home: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The tool's environment: HOME pointed at a test directory (no stray ~/.ssh state), none of the
+    caller's PROVISION_* settings, then `env`."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISION_")}
     child_env.update({"HOME": str(home), "COLUMNS": "200"})
     child_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "provision", *args], capture_output=True, text=True,
-                          input=stdin, env=child_env, timeout=timeout, check=False)
+    return child_env
+
+
+def provision(*args: str, home: Path, env: dict[str, str] | None = None, stdin: str | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`provision ARGS`, run to its end."""
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, input=stdin,
+                          env=tool_environment(home, env), timeout=timeout, check=False)
 
 
 def provision_json(*args: str, home: Path, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from provision.lab import Lab
-from tests.integration.helpers import require_lab, vault_settings
+from tests.integration.helpers import FAILED, require_lab, vault_settings
 
 LAB_HOSTS = ("storage", "ws1", "ws2")
 
@@ -54,3 +54,13 @@ def vault_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Mark a failed test (helpers.failed): a module's shared lab is then put back before the next test."""
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report

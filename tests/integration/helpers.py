@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import yaml
 
 from provision.errors import ProvisionError
 from provision.lab import Lab, require_prerequisites
-from tests.integration.clirunner import provision
+from tests.integration.clirunner import provision, provision_json
 
 #: Where the lab inventory's defaults put a client's key, checkout and dvc (clients log in as root).
 KEY = "/root/.ssh/id_ed25519_demo"
@@ -46,6 +47,15 @@ for tag in $tags; do
   done
 done
 """
+
+
+#: Set on a test's item when any of its phases failed (tests/integration/conftest.py records it).
+FAILED = pytest.StashKey[bool]()
+
+
+def failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test that requested a fixture failed: its lab may be left half changed."""
+    return request.node.stash.get(FAILED, False)
 
 
 def require_lab() -> None:
@@ -91,6 +101,18 @@ def admin_inventory(lab: Lab, tmp_path: Path, hosts: set[str]) -> Path:
     return inventory
 
 
+def become_admin(lab: Lab, home: Path, hosts: set[str],
+                 env: dict[str, str] | None = None) -> tuple[Path, dict[str, str]]:
+    """`admin_inventory` in `home`, with the admin's sudo password stored as become_password in the vault
+    (`env`'s, else a new one in `home`): the inventory and the environment that opens the vault."""
+    inventory = admin_inventory(lab, home, hosts)
+    env = env or vault_settings(home)
+    stored = provision("secrets", "set", "-i", str(inventory), "--scope", "all", "become_password", home=home,
+                       env=env, stdin=lab.admin_password_file.read_text())
+    assert stored.returncode == 0, stored.stderr
+    return inventory, env
+
+
 def vault_settings(directory: Path, password: str = "correct horse battery staple") -> dict[str, str]:
     """The environment that makes the tool keep its secrets in the vault, opened with `password`."""
     password_file = directory / "vault-password"
@@ -120,13 +142,56 @@ def put_dataset(lab: Lab, *, blob: bool = False) -> None:
     sh(lab, "storage", ["chown", "-R", "git:dvc", "/mnt/nfs/demo/data"])
 
 
-def bootstrap_with_dataset(lab: Lab, home: Path, *, blob: bool = False) -> None:
-    """The storage as `provision bootstrap` makes it, with a first dataset tagged v1.0."""
+def bootstrap_storage(lab: Lab, home: Path) -> None:
+    """The storage as `provision bootstrap` makes it (the run must succeed)."""
     done = provision("bootstrap", "-i", str(lab.inventory_path), home=home)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def bootstrap_with_dataset(lab: Lab, home: Path, *, blob: bool = False) -> None:
+    """The storage as `provision bootstrap` makes it, with a first dataset tagged v1.0."""
+    bootstrap_storage(lab, home)
     put_dataset(lab, blob=blob)
     done = provision("bootstrap", "-i", str(lab.inventory_path), "--data", "data", "--tag", "v1.0", home=home)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def onboard(lab: Lab, home: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    """`provision onboard ARGS --json` on the lab's inventory: its exit status and document."""
+    return provision_json("onboard", "-i", str(lab.inventory_path), *args, home=home)
+
+
+def bootstrap_and_onboard(lab: Lab, home: Path, *onboard_args: str, dataset: bool = False) -> dict[str, Any]:
+    """Storage bootstrapped (with the dataset tagged v1.0 when `dataset`), then `onboard ONBOARD_ARGS`:
+    both must succeed; the onboard's --json document."""
+    if dataset:
+        bootstrap_with_dataset(lab, home)
+    else:
+        bootstrap_storage(lab, home)
+    status, document = onboard(lab, home, *onboard_args)
+    assert status == 0, failures(document)
+    return document
+
+
+@contextmanager
+def when_file_appears(path: Path, action: Callable[[], None]) -> Iterator[threading.Event]:
+    """Run `action` once, in a thread, as soon as `path` exists (a fault injected at that moment of a run);
+    the event is set once it ran, and on leaving."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            if path.exists():
+                action()
+                done.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield done
+    finally:
+        done.set()
+        watcher.join()
 
 
 def changed(document: dict[str, Any]) -> int:
@@ -172,6 +237,21 @@ def marked(lines: list[str], client: str) -> list[str]:
 def public_key(lab: Lab, host: str, path: str = KEY) -> str:
     """`type base64` of a client's public key file."""
     return " ".join(lab.host_path(host, f"{path}.pub").read_text().split()[:2])
+
+
+def assert_key_in_use(lab: Lab, host: str, key: str = KEY) -> str:
+    """The client's key pair is whole, storage authorizes its public key alone for the client (one line per
+    account), config.local names it and SFTP to storage works with it; returns the public key."""
+    public = public_key(lab, host, key)
+    assert " ".join(sh(lab, host, ["ssh-keygen", "-y", "-f", key]).split()[:2]) == public, "a whole key pair"
+    for account in ("dvc", "git"):
+        lines = marked(authorized_keys(lab, account), host)
+        assert len(lines) == 1 and public in lines[0], (host, account, lines)
+    listing = sh(lab, host, [DVC, "--cd", WORKDIR, "config", "--list", "--show-origin"])
+    assert f"config.local\tremote.data.keyfile={key}" in listing
+    reached = lab.exec(host, client_sftp(lab, "dvc", key), input="ls /cache\n")
+    assert reached.returncode == 0, reached.stderr
+    return public
 
 
 def missing_tagged_data(lab: Lab) -> str:

@@ -16,7 +16,7 @@ from provision.lab import Lab
 from provision.remote import as_user, script
 from provision.tasks.authorized_keys import SFTP_READ_WRITE_COMMAND
 from tests.integration.clirunner import provision, provision_json
-from tests.integration.helpers import ALL_OBJECTS, admin_inventory, failures, host_snapshot, own_lab
+from tests.integration.helpers import ALL_OBJECTS, become_admin, failures, host_snapshot, own_lab
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def ssh_options(lab: Lab, key: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def storage_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[str, Any]]]:
+def bootstrapped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[str, Any]]]:
     """A fresh storage host, bootstrapped, then bootstrapped again with a dataset tagged v1.0."""
     with own_lab(tmp_path_factory, "bootstrap", ["storage"]) as (lab, home):
         runs: dict[str, Any] = {"home": home}
@@ -109,6 +109,23 @@ def storage_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab,
         assert made.returncode == 0, made.stderr
         runs["data"] = bootstrap(lab, home, "--data", "data", "--tag", "v1.0")
         yield lab, runs
+
+
+#: What tests of the bootstrapped storage leave behind: a file pushed over SFTP, a squatted site cache.
+LEFT_BY_TESTS = (f"{CACHE}/sftp-sample.txt", "/var/tmp/dvc-site-cache-demo", "/tmp/planted-pickle-ran")
+
+
+@pytest.fixture()
+def storage_lab(bootstrapped: tuple[Lab, dict[str, Any]]) -> Iterator[tuple[Lab, dict[str, Any]]]:
+    """The module's bootstrapped storage, put back after each test whether it passed or not: the service
+    accounts' authorized_keys as they were, nothing a test made left behind."""
+    lab, _ = bootstrapped
+    keys = {user: lab.host_path("storage", f"/home/{user}/.ssh/authorized_keys") for user in ("dvc", "git")}
+    before = {user: path.read_bytes() for user, path in keys.items()}
+    yield bootstrapped
+    for user, path in keys.items():
+        path.write_bytes(before[user])
+    assert lab.exec("storage", ["rm", "-rf", "--", *LEFT_BY_TESTS]).returncode == 0
 
 
 def test_first_runs_change_and_rerun_changes_nothing(storage_lab) -> None:
@@ -263,7 +280,6 @@ def test_storage_user_gets_sftp_but_no_shell(storage_lab, tmp_path: Path) -> Non
     root = subprocess.run(["sftp", *ssh_options(lab, key), "-P", port, "-b", str(batch), "dvc@127.0.0.1"],
                           capture_output=True, text=True, timeout=30)
     assert root.returncode == 0 and "cache" in root.stdout and "passwd" not in root.stdout
-    lab.exec("storage", ["rm", "-f", f"{CACHE}/sftp-sample.txt"])
 
 
 def test_git_user_gets_git_but_no_shell(storage_lab, tmp_path: Path) -> None:
@@ -311,7 +327,6 @@ def test_git_keys_reach_git_remote_and_no_other_repository(storage_lab, tmp_path
         assert refused.returncode != 0 and "refs/heads" not in refused.stdout, command
         assert "not a repository served to this key" in refused.stderr or "read-only" in refused.stderr, command
     assert as_account(lab, "git", 'git -C "$1" rev-parse HEAD && cat "$1/.git/config"', SERVER).stdout == before
-    lab.exec("storage", ["sed", "-i", "$d", "/home/git/.ssh/authorized_keys"])
 
 
 # A pickle that, if DVC ever unpickled it as git, would leave a marker file behind.
@@ -343,7 +358,6 @@ def test_no_other_account_can_plant_a_pickle_in_dvcs_site_cache(storage_lab) -> 
     ran = as_account(lab, "git", DVC_AS_GIT, SERVER)
     assert ran.returncode == 0, ran.stderr
     assert lab.exec("storage", ["test", "-e", "/tmp/planted-pickle-ran"]).returncode != 0
-    assert lab.exec("storage", ["rm", "-rf", "/var/tmp/dvc-site-cache-demo"]).returncode == 0
 
 
 def test_a_chroot_sshd_would_refuse_or_a_readable_entry_in_it_is_refused(make_lab, tmp_path: Path) -> None:
@@ -444,11 +458,8 @@ def test_check_on_fresh_host_changes_nothing_and_lists_every_change(make_lab, tm
 
 def test_become_as_unprivileged_admin(make_lab, tmp_path: Path, vault_env: dict[str, str]) -> None:
     lab = make_lab(["storage"])
-    inventory = admin_inventory(lab, tmp_path, {"storage"})
+    inventory, _ = become_admin(lab, tmp_path, {"storage"}, vault_env)
     password = lab.admin_password_file.read_text().strip()
-    stored = provision("secrets", "set", "-i", str(inventory), "--scope", "all", "become_password",
-                       home=tmp_path, env=vault_env, stdin=password + "\n")
-    assert stored.returncode == 0, stored.stderr
     status, document = bootstrap(lab, tmp_path, inventory=inventory, env=vault_env)
     assert status == 0, document
     assert password not in json.dumps(document)

@@ -22,19 +22,17 @@ from tests.integration.clirunner import provision, provision_json
 from tests.integration.helpers import (
     DVC,
     WORKDIR,
-    admin_inventory,
-    bootstrap_with_dataset,
+    become_admin,
+    bootstrap_and_onboard,
     failures,
     own_lab,
     run,
     sh,
     task,
-    vault_settings,
 )
 
 pytestmark = pytest.mark.integration
 
-GIT_IDENTITY = ["-c", "user.name=Test User", "-c", "user.email=test@example.invalid"]
 HOST_VENV_PYTHON = "/opt/provision/dvc/bin/python"
 SITE_PACKAGES = "/opt/provision/dvc/lib/python3.11/site-packages"
 CANARY = "/etc/provision-canary"
@@ -102,13 +100,11 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """storage, ws1 and ws2: bootstrapped with v1.0; ws1 onboarded (root login) with --pull."""
+    """storage, ws1 and ws2: pinged, bootstrapped with v1.0; ws1 onboarded (root login) with --pull."""
     with own_lab(tmp_path_factory, "hardening", ["storage", "ws1", "ws2"]) as (lab, home):
-        bootstrap_with_dataset(lab, home)
         status, ping_before = provision_json("ping", "-i", str(lab.inventory_path), home=home)
         assert status == 0, failures(ping_before)
-        status, document = provision_json("onboard", "-i", str(lab.inventory_path), "ws1", "--pull", home=home)
-        assert status == 0, failures(document)
+        document = bootstrap_and_onboard(lab, home, "ws1", "--pull", dataset=True)
         yield Site(lab, home, ping_before, document)
 
 
@@ -238,11 +234,7 @@ def test_diff_and_json_mask_every_credential_in_config_local(site: Site) -> None
 def test_a_racing_user_process_cannot_make_root_rewrite_a_root_file(site: Site) -> None:
     """ws2 reached as the lab's sudo admin: a process of that admin races every install in its own directories."""
     lab, home = site.lab, site.home
-    inventory = admin_inventory(lab, home, {"ws2"})
-    env = vault_settings(home)
-    done = provision("secrets", "set", "-i", str(inventory), "--scope", "all", "become_password", home=home, env=env,
-                     stdin=lab.admin_password_file.read_text())
-    assert done.returncode == 0, done.stderr
+    inventory, env = become_admin(lab, home, {"ws2"})
     status, document = provision_json("onboard", "-i", str(inventory), "ws2", home=home, env=env)
     assert status == 0, failures(document)
 

@@ -8,24 +8,17 @@ non-zero; the next run converges.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from provision.lab import Lab
-from tests.integration.clirunner import provision
+from tests.integration.clirunner import COMMAND, provision, tool_environment
 from tests.integration.helpers import (
-    DVC,
-    KEY,
-    WORKDIR,
-    authorized_keys,
-    bootstrap_with_dataset,
-    client_sftp,
+    assert_key_in_use,
+    bootstrap_and_onboard,
     failures,
-    marked,
     public_key,
     sh,
     vault_settings,
@@ -38,11 +31,9 @@ CLIENTS = ("ws1", "ws2")
 
 def start(home: Path, env: dict[str, str], name: str, *args: str, stdin: str = "") -> subprocess.Popen[str]:
     """`provision ARGS` started in the background, as a second terminal would; output in HOME/NAME.out|err."""
-    child_env = {**{k: v for k, v in os.environ.items() if not k.startswith("PROVISION_")},
-                 "HOME": str(home), "COLUMNS": "200", **env}
     with (home / f"{name}.out").open("w") as stdout, (home / f"{name}.err").open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "provision", *args], stdin=subprocess.PIPE,
-                                   stdout=stdout, stderr=stderr, text=True, env=child_env)
+        process = subprocess.Popen([*COMMAND, *args], stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
+                                   text=True, env=tool_environment(home, env))
     assert process.stdin is not None
     process.stdin.write(stdin)
     process.stdin.close()
@@ -54,26 +45,17 @@ def assert_consistent(lab: Lab) -> None:
     pins = lab.known_hosts_path.read_text()
     storage_port = lab.port("storage")
     for host in CLIENTS:
-        public = public_key(lab, host)
-        assert " ".join(sh(lab, host, ["ssh-keygen", "-y", "-f", KEY]).split()[:2]) == public
-        for account in ("dvc", "git"):
-            lines = marked(authorized_keys(lab, account), host)
-            assert len(lines) == 1 and public in lines[0], (host, account, lines)
+        assert_key_in_use(lab, host)
         known_hosts = sh(lab, host, ["cat", "/root/.ssh/known_hosts"])
         for pin in pins.splitlines():
             if pin.startswith(f"[127.0.0.1]:{storage_port} "):
                 assert pin in known_hosts.splitlines()
-        listing = sh(lab, host, [DVC, "--cd", WORKDIR, "config", "--list", "--show-origin"])
-        assert f"config.local\tremote.data.keyfile={KEY}" in listing
-        assert lab.exec(host, client_sftp(lab, "dvc"), input="ls /cache\n").returncode == 0
 
 
 def test_two_onboards_and_a_rotation_at_once_lose_nothing(make_lab, tmp_path: Path) -> None:
     lab = make_lab(["storage", *CLIENTS])
     env = vault_settings(tmp_path)
-    bootstrap_with_dataset(lab, tmp_path)
-    done = provision("onboard", "-i", str(lab.inventory_path), home=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    bootstrap_and_onboard(lab, tmp_path, dataset=True)
     old = {host: public_key(lab, host) for host in CLIENTS}
 
     inventory = str(lab.inventory_path)

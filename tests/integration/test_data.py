@@ -1,8 +1,9 @@
 """`provision data` on the lab: releases from storage and from a client, checkout, fetch, versions,
 a refused release, and the pipeline's entrypoint, with real sshd, git and dvc.
 
-One lab for the module (storage, ws1, ws2): bootstrapped, v1.0 released from storage, clients onboarded.
-The tests run in file order and build on each other, as a team's day does.
+One lab for the module (storage, ws1, ws2): bootstrapped, v1.0 released from storage, clients onboarded,
+then v1.1 and v1.2 released from ws1, as a team's day goes; what each step saw is recorded, so that every
+test stands on the module's lab alone, not on the tests before it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 from provision.lab import Lab
 from tests.integration.clirunner import provision, provision_json
-from tests.integration.helpers import KEY, WORKDIR, failures, own_lab, put_dataset, sh
+from tests.integration.helpers import KEY, WORKDIR, bootstrap_storage, failures, own_lab, put_dataset, sh
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +31,26 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
+class Release:
+    """A release from ws1 (`data release TAG`), and what the repositories held right after it."""
+
+    status: int
+    document: Any
+    stderr: str
+    ws1_data: dict[str, str]
+    ws1_head: str
+    bare_refs: list[str]  # main and TAG^{commit} in git_remote
+    tags: list[str]
+
+
+@dataclass
 class Site:
     lab: Lab
     home: Path
+    releases: dict[str, Release] = field(default_factory=dict)
+    tags_at_v1_0: list[str] = field(default_factory=list)
+    ws1_data_at_v1_0: dict[str, str] = field(default_factory=dict)
+    server_data: dict[str, str] = field(default_factory=dict)
 
     def data(self, *args: str, on: str) -> tuple[int, Any, str]:
         """`provision data ARGS -i INVENTORY --on HOST --json`: status, parsed document, stderr."""
@@ -40,13 +58,23 @@ class Site:
         document = json.loads(done.stdout) if done.returncode == 0 else None
         return done.returncode, document, done.stderr
 
+    def release_from_ws1(self, tag: str, message: str, new_file: str, size: int) -> None:
+        """ws1 adds `new_file` (`size` random bytes) to data and releases it as `tag`."""
+        sh(self.lab, "ws1", ["sh", "-c", 'head -c "$2" /dev/urandom > "$1"', "sh", f"{WORKDIR}/data/{new_file}",
+                             str(size)])
+        status, document, stderr = self.data("release", tag, "--path", "data", "-m", message, on="ws1")
+        self.releases[tag] = Release(status, document, stderr, tree(self.lab, "ws1", f"{WORKDIR}/data"),
+                                     sh(self.lab, "ws1", ["git", "-C", WORKDIR, "rev-parse", "HEAD"]).strip(),
+                                     bare_git(self.lab, ["rev-parse", "main", f"{tag}^{{commit}}"]).split(),
+                                     tags(self.lab))
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """storage bootstrapped with `data` released as v1.0 from storage itself; ws1 and ws2 onboarded."""
+    """storage bootstrapped with `data` released as v1.0 from storage itself; ws1 and ws2 onboarded; then
+    v1.1 (hello.txt changed, new.bin) and v1.2 (v12.bin) released from ws1."""
     with own_lab(tmp_path_factory, "data", ["storage", "ws1", "ws2"]) as (lab, home):
-        done = provision("bootstrap", "-i", str(lab.inventory_path), home=home)
-        assert done.returncode == 0, done.stdout + done.stderr
+        bootstrap_storage(lab, home)
         put_dataset(lab, blob=True)
         site = Site(lab, home)
         status, document, stderr = site.data("release", "v1.0", "--path", "data", "-m", "first dataset", on="storage")
@@ -54,6 +82,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         assert document["files"] == 2 and document["objects_pushed"] == 3  # hello.txt, blob.bin, listing
         status, onboarded = provision_json("onboard", "-i", str(lab.inventory_path), "--pull", home=home)
         assert status == 0, failures(onboarded)
+        site.tags_at_v1_0 = tags(lab)
+        site.ws1_data_at_v1_0 = tree(lab, "ws1", f"{WORKDIR}/data")
+        site.server_data = tree(lab, "storage", f"{SERVER_REPO}/data")
+        sh(lab, "ws1", ["sh", "-c", 'printf "hello v1.1\\n" > "$1/data/hello.txt"', "sh", WORKDIR])
+        site.release_from_ws1("v1.1", "v1.1: new.bin", "new.bin", 5000)
+        site.release_from_ws1("v1.2", "v1.2: v12.bin", "v12.bin", 7000)
         yield site
 
 
@@ -79,23 +113,19 @@ def tags(lab: Lab) -> list[str]:
 
 
 def test_release_from_storage_is_tagged_and_pulled_by_clients(site: Site) -> None:
-    assert tags(site.lab) == ["v1.0"]
-    assert tree(site.lab, "ws1", f"{WORKDIR}/data") == tree(site.lab, "storage", f"{SERVER_REPO}/data")
+    assert site.tags_at_v1_0 == ["v1.0"]
+    assert site.ws1_data_at_v1_0 == site.server_data
 
 
 def test_release_from_a_client_pushes_only_from_the_client(site: Site) -> None:
-    lab = site.lab
-    server_before = tree(lab, "storage", f"{SERVER_REPO}/data")
-    sh(lab, "ws1", ["sh", "-c", 'printf "hello v1.1\\n" > "$1/data/hello.txt"', "sh", WORKDIR])
-    sh(lab, "ws1", ["sh", "-c", 'head -c 5000 /dev/urandom > "$1/data/new.bin"', "sh", WORKDIR])
-    status, document, stderr = site.data("release", "v1.1", "--path", "data", "-m", "v1.1: new.bin", on="ws1")
-    assert status == 0, stderr
-    assert document["tag"] == "v1.1" and document["files"] == 3
-    assert document["objects_pushed"] == 3  # hello.txt, new.bin and the directory listing
-    assert tags(lab) == ["v1.0", "v1.1"]
-    assert tree(lab, "storage", f"{SERVER_REPO}/data") == server_before  # the server's work tree is not touched
-    head = sh(lab, "ws1", ["git", "-C", WORKDIR, "rev-parse", "HEAD"]).strip()
-    assert bare_git(lab, ["rev-parse", "main", "v1.1^{commit}"]).split() == [head, head]
+    release = site.releases["v1.1"]
+    assert release.status == 0, release.stderr
+    assert release.document["tag"] == "v1.1" and release.document["files"] == 3
+    assert release.document["objects_pushed"] == 3  # hello.txt, new.bin and the directory listing
+    assert release.tags == ["v1.0", "v1.1"]
+    assert tree(site.lab, "storage", f"{SERVER_REPO}/data") == site.server_data  # the server's work tree stays
+    assert release.bare_refs == [release.ws1_head, release.ws1_head]
+    assert site.releases["v1.2"].status == 0, site.releases["v1.2"].stderr
 
 
 def test_release_of_an_existing_tag_is_refused_and_changes_nothing(site: Site) -> None:
@@ -111,11 +141,11 @@ def test_checkout_restores_byte_identical_versions(site: Site) -> None:
     status, document, stderr = site.data("checkout", "v1.1", on="ws2")
     assert status == 0, stderr
     assert document["added"] == ["data/new.bin"] and document["modified"] == ["data/hello.txt"]
-    assert tree(lab, "ws2", f"{WORKDIR}/data") == tree(lab, "ws1", f"{WORKDIR}/data")
+    assert tree(lab, "ws2", f"{WORKDIR}/data") == site.releases["v1.1"].ws1_data
     status, document, stderr = site.data("checkout", "v1.0", on="ws2")
     assert status == 0, stderr
     assert document["removed"] == ["data/new.bin"] and document["modified"] == ["data/hello.txt"]
-    assert tree(lab, "ws2", f"{WORKDIR}/data") == tree(lab, "storage", f"{SERVER_REPO}/data")
+    assert tree(lab, "ws2", f"{WORKDIR}/data") == site.server_data
 
 
 def test_checkout_refuses_to_overwrite_local_changes_unless_forced(site: Site) -> None:
@@ -127,7 +157,7 @@ def test_checkout_refuses_to_overwrite_local_changes_unless_forced(site: Site) -
     assert sh(lab, "ws2", ["cat", hello]) == "my edit\n"
     status, _, stderr = site.data("checkout", "v1.0", "--force", on="ws2")
     assert status == 0, stderr
-    assert tree(lab, "ws2", f"{WORKDIR}/data") == tree(lab, "storage", f"{SERVER_REPO}/data")
+    assert tree(lab, "ws2", f"{WORKDIR}/data") == site.server_data
 
 
 def test_failed_data_push_leaves_no_tag_and_no_commit(site: Site) -> None:
@@ -137,24 +167,24 @@ def test_failed_data_push_leaves_no_tag_and_no_commit(site: Site) -> None:
     sh(lab, "ws1", ["sh", "-c", 'head -c 3000 /dev/urandom > "$1/data/more.bin"', "sh", WORKDIR])
     sh(lab, "storage", ["find", DVC_STORAGE, "-type", "d", "-exec", "chmod", "a-w", "{}", "+"])
     try:
-        status, _, stderr = site.data("release", "v1.2", "--path", "data", "-m", "never", on="ws1")
+        status, _, stderr = site.data("release", "v1.3", "--path", "data", "-m", "never", on="ws1")
+        assert status == 2, stderr and "nothing was tagged or committed" in stderr
+        assert "v1.3" not in tags(lab)
+        assert sh(lab, "ws1", ["git", "-C", WORKDIR, "tag", "--list", "v1.3"]) == ""
+        assert sh(lab, "ws1", ["git", "-C", WORKDIR, "rev-parse", "HEAD"]) == head
+        assert bare_git(lab, ["rev-parse", "main"]) == head
+        assert sh(lab, "ws1", ["cat", f"{WORKDIR}/data.dvc"]) == dvcfile
+        assert sh(lab, "ws1", ["git", "-C", WORKDIR, "status", "--porcelain"]) == ""
     finally:
         sh(lab, "storage", ["find", DVC_STORAGE, "-type", "d", "-exec", "chmod", "ug+w", "{}", "+"])
-    assert status == 2, stderr and "nothing was tagged or committed" in stderr
-    assert "v1.2" not in tags(lab)
-    assert sh(lab, "ws1", ["git", "-C", WORKDIR, "tag", "--list", "v1.2"]) == ""
-    assert sh(lab, "ws1", ["git", "-C", WORKDIR, "rev-parse", "HEAD"]) == head
-    assert bare_git(lab, ["rev-parse", "main"]) == head
-    assert sh(lab, "ws1", ["cat", f"{WORKDIR}/data.dvc"]) == dvcfile
-    assert sh(lab, "ws1", ["git", "-C", WORKDIR, "status", "--porcelain"]) == ""
-    sh(lab, "ws1", ["rm", "-f", f"{WORKDIR}/data/more.bin"])
+        sh(lab, "ws1", ["rm", "-f", f"{WORKDIR}/data/more.bin"])
 
 
 def test_fetch_fills_the_cache_without_touching_the_work_tree(site: Site) -> None:
     lab = site.lab
-    sh(lab, "ws1", ["sh", "-c", 'head -c 7000 /dev/urandom > "$1/data/v12.bin"', "sh", WORKDIR])
-    status, _, stderr = site.data("release", "v1.2", "--path", "data", "-m", "v1.2: v12.bin", on="ws1")
-    assert status == 0, stderr
+    for version in ("v1.1", "v1.0"):  # ws2 at v1.0 with v1.1 in its cache, whatever the tests before did
+        status, _, stderr = site.data("checkout", version, "--force", on="ws2")
+        assert status == 0, stderr
     work_tree = work_files(lab, "ws2")
     cache_before = tree(lab, "ws2", f"{WORKDIR}/.dvc/cache")
     status, document, stderr = site.data("fetch", "v1.2", "--jobs", "2", on="ws2")
@@ -173,7 +203,7 @@ def test_fetch_fills_the_cache_without_touching_the_work_tree(site: Site) -> Non
     # ws2 was at v1.0: new.bin came with v1.1, hello.txt changed then
     assert document["added"] == ["data/new.bin", "data/v12.bin"] and document["modified"] == ["data/hello.txt"]
     assert document["bytes"] == 5000 + 7000 + len("hello v1.1\n")
-    assert tree(lab, "ws2", f"{WORKDIR}/data") == tree(lab, "ws1", f"{WORKDIR}/data")
+    assert tree(lab, "ws2", f"{WORKDIR}/data") == site.releases["v1.2"].ws1_data
 
 
 def test_versions_json_matches_the_tags(site: Site) -> None:
@@ -212,7 +242,7 @@ def test_pipeline_entrypoint_checks_out_and_releases_in_the_lab(site: Site) -> N
                    "PROVISION_KNOWN_HOSTS=/root/.ssh/known_hosts", f"PROVISION_GIT_URL={git_url}"]
     checkout = json.loads(sh(lab, "ws1", [*environment, "sh", entrypoint, "checkout", "v1.2"]))
     assert checkout["tag"] == "v1.2"
-    assert tree(lab, "ws1", f"{workdir}/data") == tree(lab, "ws1", f"{WORKDIR}/data")
+    assert tree(lab, "ws1", f"{workdir}/data") == site.releases["v1.2"].ws1_data
     sh(lab, "ws1", ["sh", "-c", 'mkdir -p "$1/model_output" && printf "weights\\n" > "$1/model_output/model.pt"',
                     "sh", workdir])
     released = json.loads(sh(lab, "ws1", [*environment, "PROVISION_MESSAGE=model of v1.2", "sh", entrypoint,
@@ -223,4 +253,4 @@ def test_pipeline_entrypoint_checks_out_and_releases_in_the_lab(site: Site) -> N
     rolled_back = json.loads(sh(lab, "ws1", [*environment, "PROVISION_STEP=checkout", "PROVISION_VERSION=v1.0",
                                              "sh", entrypoint]))
     assert rolled_back["removed"] == ["data/new.bin", "data/v12.bin"]
-    assert tree(lab, "ws1", f"{workdir}/data") == tree(lab, "storage", f"{SERVER_REPO}/data")
+    assert tree(lab, "ws1", f"{workdir}/data") == site.server_data

@@ -5,16 +5,16 @@ other hosts finish; the exit status says which kind of trouble there was; a reru
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
 from provision.lab import Lab
-from tests.integration.clirunner import provision, provision_json
-from tests.integration.helpers import failures, own_lab, run
+from tests.integration.clirunner import provision_json
+from tests.integration.helpers import bootstrap_storage, failures, own_lab, run, when_file_appears
 from tests.unit.helpers import Listener
 
 pytestmark = pytest.mark.integration
@@ -31,14 +31,21 @@ FAKE_GIT = "/usr/local/bin/git"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
+    """storage (bootstrapped), ws1 and ws2; each test leaves every host running with its real git."""
     with own_lab(tmp_path_factory, "hung", ["storage", "ws1", "ws2"]) as (lab, home):
-        done = provision("bootstrap", "-i", str(lab.inventory_path), home=home)
-        assert done.returncode == 0, done.stdout + done.stderr
+        bootstrap_storage(lab, home)
         yield lab, home
 
 
-def install_git(lab: Lab, host: str, script: str) -> None:
+@contextmanager
+def fake_git(lab: Lab, host: str, script: str) -> Iterator[None]:
+    """`script` as the host's git, ahead of the real one on PATH, until the block ends (the host started again)."""
     run(lab, host, ["sh", "-c", 'cat > "$1" && chmod 0755 "$1"', "sh", FAKE_GIT], input=script)
+    try:
+        yield
+    finally:
+        lab.start(host)
+        run(lab, host, ["rm", "-f", FAKE_GIT, CLONE_STARTED])
 
 
 def test_a_host_that_never_sends_a_banner_is_unreachable_after_the_timeout(lab: tuple[Lab, Path],
@@ -63,11 +70,8 @@ def test_a_host_that_never_sends_a_banner_is_unreachable_after_the_timeout(lab: 
 
 def test_a_command_that_hangs_fails_its_host_after_the_timeout(lab: tuple[Lab, Path]) -> None:
     site, home = lab
-    install_git(site, "ws1", HANGING_GIT)
-    try:
+    with fake_git(site, "ws1", HANGING_GIT):
         status, document = provision_json("onboard", "-i", str(site.inventory_path), "--timeout", "5", home=home)
-    finally:
-        run(site, "ws1", ["rm", "-f", FAKE_GIT])
     assert status == 2, failures(document)
     assert document["hosts"]["ws1"]["status"] == "failed"
     assert "a command ran longer than 5s" in str(failures(document)["ws1"])
@@ -78,30 +82,16 @@ def test_a_command_that_hangs_fails_its_host_after_the_timeout(lab: tuple[Lab, P
 
 def test_a_host_whose_sshd_stops_mid_clone_is_reported_and_a_rerun_converges(lab: tuple[Lab, Path]) -> None:
     site, home = lab
+    status, document = provision_json("onboard", "-i", str(site.inventory_path), "ws1", home=home)
+    assert status == 0, failures(document)  # ws1 onboarded already, whatever the tests before did
     run(site, "ws2", ["rm", "-rf", "/root/demo"])
-    install_git(site, "ws2", HANGING_CLONE)
-    started = site.host_path("ws2", CLONE_STARTED)
-    stopped = threading.Event()
-
-    def stop_when_clone_starts() -> None:
-        while not stopped.wait(0.2):
-            if started.exists():
-                site.stop("ws2")
-                stopped.set()
-
-    watcher = threading.Thread(target=stop_when_clone_starts, daemon=True)
-    watcher.start()
-    try:
+    with fake_git(site, "ws2", HANGING_CLONE), \
+            when_file_appears(site.host_path("ws2", CLONE_STARTED), lambda: site.stop("ws2")):
         status, document = provision_json("onboard", "-i", str(site.inventory_path), "--timeout", "5", home=home)
-    finally:
-        stopped.set()
-        watcher.join()
     assert status & 6 and not status & 1, failures(document)
     assert document["hosts"]["ws2"]["status"] in ("failed", "unreachable")
     assert document["hosts"]["ws1"]["status"] == "ok", [t for t in document["hosts"]["ws1"]["tasks"] if t["changed"]]
 
-    site.start("ws2")
-    run(site, "ws2", ["rm", "-f", FAKE_GIT, CLONE_STARTED])
     status, document = provision_json("onboard", "-i", str(site.inventory_path), home=home)
     assert status == 0, failures(document)
     assert document["hosts"]["ws2"]["status"] == "changed"
@@ -114,27 +104,15 @@ def test_storage_restarted_mid_onboard_of_eight_clients_names_what_to_rerun(make
     ends done or failed with its reason, and rerunning the failed ones converges."""
     clients = [f"ws{n}" for n in range(1, 9)]
     lab = make_lab(["storage", *clients])
-    done = provision("bootstrap", "-i", str(lab.inventory_path), home=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    install_git(lab, "ws1", f'#!/bin/sh\n[ "$1" = clone ] && touch {CLONE_STARTED}\nexec /usr/bin/git "$@"\n')
-    started = lab.host_path("ws1", CLONE_STARTED)
-    restarted = threading.Event()
+    bootstrap_storage(lab, tmp_path)
 
-    def restart_storage_when_clone_starts() -> None:
-        while not restarted.wait(0.1):
-            if started.exists():
-                lab.stop("storage")
-                lab.start("storage")
-                restarted.set()
+    def restart_storage() -> None:
+        lab.stop("storage")
+        lab.start("storage")
 
-    watcher = threading.Thread(target=restart_storage_when_clone_starts, daemon=True)
-    watcher.start()
-    try:
+    with fake_git(lab, "ws1", f'#!/bin/sh\n[ "$1" = clone ] && touch {CLONE_STARTED}\nexec /usr/bin/git "$@"\n'), \
+            when_file_appears(lab.host_path("ws1", CLONE_STARTED), restart_storage):
         status, document = provision_json("onboard", "-i", str(lab.inventory_path), "--timeout", "10", home=tmp_path)
-    finally:
-        restarted.set()
-        watcher.join()
-    run(lab, "ws1", ["rm", "-f", FAKE_GIT])
     statuses = {host: document["hosts"][host]["status"] for host in clients}
     to_rerun = sorted(host for host, result in statuses.items() if result not in ("ok", "changed"))
     assert (status == 0) == (not to_rerun), (status, statuses)

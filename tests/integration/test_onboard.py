@@ -22,8 +22,9 @@ from tests.integration.helpers import (
     DVC,
     KEY,
     WORKDIR,
-    admin_inventory,
     authorized_keys,
+    become_admin,
+    bootstrap_storage,
     bootstrap_with_dataset,
     changed,
     client_sftp,
@@ -31,10 +32,10 @@ from tests.integration.helpers import (
     failures,
     host_snapshot,
     marked,
+    onboard,
     own_lab,
     public_key,
     run,
-    vault_settings,
 )
 
 pytestmark = pytest.mark.integration
@@ -48,10 +49,6 @@ OTHER_INVENTORY_LINE = ('restrict,command="internal-sftp -R" ssh-ed25519 '
 TRICKY_LINE = ('restrict,command="internal-sftp -R" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0'
                "rkuTaNhk7cH8WDqv3Ddh ops\x0cssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/"
                "unOaKFawL a\u0085b\r").encode() + b" \xff\xfe provision:inventory:ws1\r"
-
-
-def onboard(lab: Lab, home: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    return provision_json("onboard", "-i", str(lab.inventory_path), *args, home=home)
 
 
 def client_ssh(lab: Lab, user: str) -> list[str]:
@@ -304,11 +301,7 @@ def test_offboard_revokes_removes_credentials_then_purges(site: Site) -> None:
 def test_unprivileged_admin_with_become_owns_its_key_and_checkout(site: Site) -> None:
     """ws2 reached as the lab's sudo admin, from a second inventory: its own key, lines and files."""
     lab, home = site.lab, site.home
-    inventory = admin_inventory(lab, home, {"ws2"})
-    env = vault_settings(home)
-    done = provision("secrets", "set", "-i", str(inventory), "--scope", "all", "become_password", home=home, env=env,
-                     stdin=lab.admin_password_file.read_text())
-    assert done.returncode == 0, done.stderr
+    inventory, env = become_admin(lab, home, {"ws2"})
     before = {account: authorized_keys(lab, account) for account in ("dvc", "git")}
 
     status, document = provision_json("onboard", "-i", str(inventory), "ws2", "--pull", home=home, env=env)
@@ -331,8 +324,7 @@ def test_unprivileged_admin_with_become_owns_its_key_and_checkout(site: Site) ->
 def test_eight_clients_at_once_then_two_processes_at_once_lose_no_line(make_lab, tmp_path: Path) -> None:
     clients = [f"ws{n}" for n in range(1, 9)]
     lab = make_lab(["storage", *clients])
-    done = provision("bootstrap", "-i", str(lab.inventory_path), home=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    bootstrap_storage(lab, tmp_path)
 
     def assert_one_line_per_client() -> None:
         for account in ("dvc", "git"):

@@ -26,13 +26,13 @@ from tests.integration.clirunner import provision, provision_json
 from tests.integration.helpers import (
     DVC,
     WORKDIR,
-    admin_inventory,
+    become_admin,
+    bootstrap_and_onboard,
     client_sftp,
     client_ssh_options,
     failures,
     sh,
     task,
-    vault_settings,
 )
 
 pytestmark = pytest.mark.integration
@@ -91,12 +91,9 @@ def test_a_process_of_the_connecting_admin_cannot_rewrite_what_root_installs(mak
                                                                            vault_env: dict[str, str]) -> None:
     """Storage reached as the sudo admin, a password client: its staged drop-in and chpasswd input are raced."""
     lab = make_lab(["storage", "ws1"])
-    inventory = admin_inventory(lab, tmp_path, {"storage"})
+    inventory, _ = become_admin(lab, tmp_path, {"storage"}, vault_env)
     (tmp_path / "host_vars").mkdir()
     (tmp_path / "host_vars" / "ws1.yml").write_text("auth: password\n")
-    stored = provision("secrets", "set", "-i", str(inventory), "--scope", "all", "become_password", home=tmp_path,
-                       env=vault_env, stdin=lab.admin_password_file.read_text())
-    assert stored.returncode == 0, stored.stderr
     root_hash = sh(lab, "storage", ["getent", "shadow", "root"])
     lab.host_path("storage", "/tmp/racer.py").write_text(RACER)
     racer = subprocess.Popen(
@@ -132,15 +129,11 @@ chmod 0755 "$1/bin/dvc"
 def test_root_never_runs_a_dvc_the_connecting_user_planted_in_dvc_venv(make_lab, tmp_path: Path) -> None:
     """dvc_venv in the admin's home (a per-user virtualenv): even `onboard --check` must not run its dvc as root."""
     lab: Lab = make_lab(["storage", "ws1"])
-    inventory = admin_inventory(lab, tmp_path, {"ws1"})
+    inventory, env = become_admin(lab, tmp_path, {"ws1"})
     venv = f"/home/{lab.admin_user}/dvc"
     data = yaml.safe_load(inventory.read_text())
     data["all"]["children"]["clients"]["hosts"]["ws1"]["dvc_venv"] = venv
     inventory.write_text(yaml.safe_dump(data))
-    env = vault_settings(tmp_path)
-    stored = provision("secrets", "set", "-i", str(inventory), "--scope", "all", "become_password", home=tmp_path,
-                       env=env, stdin=lab.admin_password_file.read_text())
-    assert stored.returncode == 0, stored.stderr
     sh(lab, "ws1", ["su", "-s", "/bin/sh", "-c", PLANT_DVC, lab.admin_user, "sh", venv])
 
     status, document = provision_json("onboard", "-i", str(inventory), "ws1", "--check", home=tmp_path, env=env)
@@ -154,10 +147,7 @@ def test_root_never_runs_a_dvc_the_connecting_user_planted_in_dvc_venv(make_lab,
 def test_a_client_key_cannot_open_dvc_storage_to_other_local_users(make_lab, tmp_path: Path) -> None:
     """chmod over SFTP is refused, while dvc push and pull (which never set modes) keep working."""
     lab = make_lab(["storage", "ws1"])
-    done = provision("bootstrap", "-i", str(lab.inventory_path), home=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    status, document = provision_json("onboard", "-i", str(lab.inventory_path), "ws1", home=tmp_path)
-    assert status == 0, failures(document)
+    bootstrap_and_onboard(lab, tmp_path, "ws1")
     push = ("set -e; cd \"$0\"; mkdir -p pushed; echo pushed > pushed/a.txt; $1 add -q pushed; $1 push -q; "
             "rm -rf pushed .dvc/cache; $1 pull -q pushed.dvc; cat pushed/a.txt")
     pushed = lab.exec("ws1", ["env", "DVC_NO_ANALYTICS=1", "sh", "-c", push, WORKDIR, DVC])
@@ -188,10 +178,7 @@ def test_another_clients_data_never_writes_outside_the_checkout(make_lab, tmp_pa
     """ws1 (hostile, read-write) uploads a file and a listing naming it `relpath` for the output `models`,
     commits the .dvc file (and `models` as a link to `link`) and pushes; ws2 pulls as `onboard --pull` does."""
     lab = make_lab(["storage", "ws1", "ws2"])
-    done = provision("bootstrap", "-i", str(lab.inventory_path), home=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    status, document = provision_json("onboard", "-i", str(lab.inventory_path), home=tmp_path)
-    assert status == 0, failures(document)
+    bootstrap_and_onboard(lab, tmp_path)
 
     file_md5, file_path = _object(PAYLOAD)
     listing = json.dumps([{"md5": file_md5, "relpath": relpath}]).encode()
@@ -222,10 +209,7 @@ def test_another_clients_data_never_writes_outside_the_checkout(make_lab, tmp_pa
 def test_a_client_of_one_project_cannot_push_to_another_projects_repository(make_lab, tmp_path: Path) -> None:
     """Two inventories (projects demo and other) share storage's default accounts; ws1 is a client of demo."""
     lab = make_lab(["storage", "ws1"])
-    done = provision("bootstrap", "-i", str(lab.inventory_path), home=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    status, document = provision_json("onboard", "-i", str(lab.inventory_path), "ws1", home=tmp_path)
-    assert status == 0, failures(document)
+    bootstrap_and_onboard(lab, tmp_path, "ws1")
     data = yaml.safe_load(lab.inventory_path.read_text())
     data["all"]["vars"]["project"] = "other"
     del data["all"]["children"]["clients"]

@@ -7,6 +7,7 @@ import io
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -14,8 +15,10 @@ from unittest import mock
 import yaml
 
 from provision.cli.main import main
-from provision.engine import HostContext, PlayState
-from provision.errors import command_error
+from provision.engine import Engine, HostContext, PlayState, RunOptions, Task
+from provision.facts import Fact
+from provision.inventory import Host, Inventory
+from provision.report import QuietReporter
 
 #: Python's default: what a user's process has (hypothesis raises the limit in its tests).
 PYTHON_RECURSION_LIMIT = 1000
@@ -35,46 +38,34 @@ def write_inventory(tmp_path: Path, clients: dict[str, Any], *, storage: dict[st
     return path
 
 
-class FakeContext:
-    """The slice of HostContext that tasks use, with the facts given up front by key."""
+class FakeContext(HostContext):
+    """A real HostContext with the facts given up front by key, over an Engine whose one session is `session`.
 
-    def __init__(self, host: str, facts: dict[Any, Any] | None = None, *, check: bool = False,
-                 state: PlayState | None = None, session: Any = None) -> None:
-        self.host = type("HostName", (), {"name": host})()
-        self.facts = facts or {}
-        self.check = check
-        self.state = state or PlayState()
-        self.session = session
-        self.notes: list[str] = []
-        self.changed_tasks: list[str] = []
+    Derived from the engine's own context, so tasks see exactly what they see on a host; a fact not given
+    is read through `session`, like any fact not gathered. `host` is a name, or an inventory Host when the
+    task reads its settings; `secrets` answers `ctx.secret(key)`.
+    """
 
-    def fact(self, fact: Any) -> Any:
-        return self.facts[fact.key]
+    def __init__(self, host: str | Host, facts: dict[Any, Any] | None = None, *, check: bool = False,
+                 diff: bool = False, state: PlayState | None = None, session: Any = None,
+                 secrets: dict[str, str] | None = None) -> None:
+        known = secrets or {}
+        engine = Engine(Inventory(Path("fake.yml"), {}, {}), RunOptions(check=check, diff=diff), QuietReporter(),
+                        secrets=lambda _host, key: known.get(key), session_factory=lambda _host: session)
+        super().__init__(host if isinstance(host, Host) else Host(host, {}, []), engine, state or PlayState())
+        self._facts.update(facts or {})
 
-    def forget(self, fact: Any) -> None:
-        self.facts.pop(fact.key, None)
+    @classmethod
+    def answering(cls, task: Task, answer: Callable[[Fact], Any], *, host: str | Host = "ws1",
+                  **options: Any) -> FakeContext:
+        """A context that knows the task's own facts, each answered by `answer` (options as above)."""
+        return cls(host, {fact.key: answer(fact) for fact in task.facts()}, **options)
 
-    def note(self, message: str) -> None:
-        self.notes.append(message)
+    @property
+    def exports(self) -> dict[str, Any]:
+        """What the task exported to later phases."""
+        return self.state.report(self.host.name).exports
 
-    def export(self, key: str, value: Any) -> None:
-        self.state.report(self.host.name).exports[key] = value
-
-    def apply_now(self, change: Any) -> None:
-        HostContext.apply_now(self, change)  # type: ignore[arg-type]
-
-    def run(self, argv: Any, what: str, **options: Any) -> Any:
-        return HostContext.run(self, argv, what, **options)  # type: ignore[arg-type]
-
-    def storage_run(self, argv: Any, *, timeout: float | None = None) -> Any:
-        """Straight to the session: admission and retries are the engine's (tested in test_admission)."""
-        return self.session.run(argv, timeout=timeout)
-
-    def storage_step(self, argv: Any, what: str, *, timeout: float | None = None) -> Any:
-        result = self.storage_run(argv, timeout=timeout)
-        if not result.ok:
-            raise command_error(what, result)
-        return result
 
 def run_cli(*args: str) -> tuple[int, str]:
     """`provision ARGS` through main() in this process: (exit status, stderr)."""

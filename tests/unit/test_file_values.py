@@ -11,11 +11,11 @@ import pytest
 
 from provision.dvc_config import config_text, merge_config
 from provision.errors import InputError
-from provision.hostkeys import KnownHosts
 from provision.inventory import load_inventory
+from provision.known_hosts_file import KnownHosts
 from provision.render import MultiLineValue, one_line, render
 from provision.tasks.authorized_keys import SFTP, key_line
-from provision.tasks.client_known_hosts import pinned_known_hosts
+from provision.tasks.storage_host_key import pinned_known_hosts
 
 INJECTED = "fe80::1%lo\n[nas]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAttackerKey"
 

@@ -33,6 +33,7 @@ from provision.tasks.authorized_keys import (
     replace_marked_lines,
 )
 from provision.tasks.client_key import key_fingerprint, shorten_keys
+from tests.unit.helpers import FakeContext
 
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL"
 KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0rkuTaNhk7cH8WDqv3Ddh"
@@ -180,15 +181,13 @@ class LocalShell:
         return str(path)
 
 
-class FileContext:
-    """The slice of HostContext AuthorizeKeys uses, reading authorized_keys under `home`."""
+class FileContext(FakeContext):
+    """storage, whose authorized_keys under `home` is read anew each time AuthorizeKeys asks."""
 
     def __init__(self, home: Path, *, check: bool = False,
                  after_read: Callable[[], None] | None = None) -> None:
+        super().__init__("storage", check=check, session=LocalShell(home))
         self.home = home
-        self.check = check
-        self.session = LocalShell(home)
-        self.notes: list[str] = []
         self.reads = 0
         self.after_read = after_read
 
@@ -208,9 +207,6 @@ class FileContext:
     def forget(self, fact: Fact) -> None:
         """Nothing is cached."""
 
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-
 
 @pytest.fixture()
 def home(tmp_path: Path) -> Path:
@@ -228,7 +224,7 @@ def test_plan_summarizes_and_diffs_with_fingerprints(home: Path) -> None:
     keys.write_text(key_line(SFTP, KEY_A, "provision:site:ws2") + "\n")
     task = AuthorizeKeys("dvc", {"provision:site:ws1": [key_line(SFTP, KEY_B, "provision:site:ws1")],
                                  "provision:site:ws2": []}, purpose="DVC")
-    change = task.plan(FileContext(home))  # type: ignore[arg-type]
+    change = task.plan(FileContext(home))
     assert change is not None
     assert change.summary == f"authorize ws1; revoke ws2 in {keys}"
     assert f"+{READ_WRITE_SFTP} {key_fingerprint(KEY_B)} provision:site:ws1" in change.diff
@@ -238,7 +234,7 @@ def test_plan_summarizes_and_diffs_with_fingerprints(home: Path) -> None:
 
 def test_a_client_without_key_is_pending_under_check(home: Path) -> None:
     task = AuthorizeKeys("dvc", {"provision:site:ws1": None}, purpose="DVC")
-    change = task.plan(FileContext(home, check=True))  # type: ignore[arg-type]
+    change = task.plan(FileContext(home, check=True))
     assert change is not None and "(key not generated yet)" in change.summary
 
 
@@ -246,12 +242,12 @@ def test_swap_installs_root_owned_0644(home: Path) -> None:
     line = key_line(SFTP, KEY_A, "provision:site:ws1")
     task = AuthorizeKeys("dvc", {"provision:site:ws1": [line]}, purpose="DVC")
     ctx = FileContext(home)
-    _apply(task.plan(ctx))  # type: ignore[arg-type]
+    _apply(task.plan(ctx))
     keys = home / ".ssh" / "authorized_keys"
     assert keys.read_text() == line + "\n"
     assert keys.stat().st_mode & 0o7777 == 0o644 and keys.stat().st_uid == 0
     assert (home / ".ssh" / "authorized_keys.lock").exists()
-    assert task.plan(FileContext(home)) is None  # type: ignore[arg-type]
+    assert task.plan(FileContext(home)) is None
 
 
 def test_a_write_between_read_and_swap_is_not_lost(home: Path) -> None:
@@ -268,7 +264,7 @@ def test_a_write_between_read_and_swap_is_not_lost(home: Path) -> None:
     line = key_line(SFTP, KEY_A, "provision:site:ws1")
     task = AuthorizeKeys("dvc", {"provision:site:ws1": [line]}, purpose="DVC")
     ctx = FileContext(home)
-    change = task.plan(ctx)  # type: ignore[arg-type]
+    change = task.plan(ctx)
     ctx.after_read = another_process_writes
     _apply(change)
     assert keys.read_text().splitlines() == [HAND_WRITTEN, foreign, line]
@@ -284,7 +280,7 @@ def test_concurrent_writers_lose_no_line(home: Path) -> None:
         try:
             task = AuthorizeKeys("dvc", {marker: lines[marker]}, purpose="DVC")
             ctx = FileContext(home)
-            change = task.plan(ctx)  # type: ignore[arg-type]
+            change = task.plan(ctx)
             start.wait()
             _apply(change)
         except BaseException as error:  # reported below

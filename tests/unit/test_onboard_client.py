@@ -12,7 +12,7 @@ import paramiko
 import pytest
 
 from provision.errors import ProvisionError
-from provision.facts import Fact, FileState
+from provision.facts import FileState
 from provision.inventory import load_inventory
 from provision.remote import BatchOutput
 from provision.tasks.checkout import Checkout, CheckoutFact, CheckoutState, git_ssh_command, git_url
@@ -26,8 +26,8 @@ from provision.tasks.client_key import (
     key_marker,
     parse_public_key,
 )
-from provision.tasks.client_known_hosts import client_ssh_options, pinned_known_hosts
-from tests.unit.helpers import write_inventory
+from provision.tasks.storage_host_key import client_ssh_options, pinned_known_hosts
+from tests.unit.helpers import FakeContext, write_inventory
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8UoQD7CQXPa6WZQKq7xJn03aThFlp/MY/unOaKFawL"
 INFO = ClientInfo("ws1", "alice", "alice", "/home/alice", "/home/alice/.ssh/id_ed25519_demo", "/home/alice/demo",
@@ -94,23 +94,9 @@ def test_key_state_parses_and_expands_on_the_host(tmp_path: Path) -> None:
     assert not state.private.exists
 
 
-class KeyContext:
-    """What ClientKeyPair reads and exports, without a host."""
-
-    def __init__(self, state: KeyState) -> None:
-        self.state = state
-        self.check = True
-        self.exports: dict[str, Any] = {}
-        self.notes: list[str] = []
-
-    def fact(self, fact: Fact) -> Any:
-        return self.state
-
-    def export(self, key: str, value: Any) -> None:
-        self.exports[key] = value
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
+def _key_context(task: ClientKeyPair, state: KeyState) -> FakeContext:
+    """The client under --check, with its key pair in `state`."""
+    return FakeContext.answering(task, lambda fact: state, host=task.client, check=True)
 
 
 ABSENT = FileState(exists=False)
@@ -131,9 +117,9 @@ def _key_state(**changes: Any) -> KeyState:
 
 
 def test_key_pair_in_place_exports_and_changes_nothing(tmp_path: Path) -> None:
-    host = load_inventory(_inventory(tmp_path)).hosts["ws1"]
-    ctx = KeyContext(_key_state())
-    assert ClientKeyPair(host).plan(ctx) is None  # type: ignore[arg-type]
+    task = ClientKeyPair(load_inventory(_inventory(tmp_path)).hosts["ws1"])
+    ctx = _key_context(task, _key_state())
+    assert task.plan(ctx) is None
     info = ctx.exports[CLIENT_EXPORT]
     assert (info.user, info.group, info.public_key, info.workdir) == ("alice", "staff", KEY, "/home/alice/demo")
 
@@ -146,15 +132,15 @@ def test_key_pair_in_place_exports_and_changes_nothing(tmp_path: Path) -> None:
     ({"public": ABSENT, "public_text": ""}, "derive /home/alice/.ssh/id_ed25519_demo.pub"),
 ])
 def test_key_pair_changes(tmp_path: Path, changes: dict[str, Any], summary: str) -> None:
-    host = load_inventory(_inventory(tmp_path)).hosts["ws1"]
-    change = ClientKeyPair(host).plan(KeyContext(_key_state(**changes)))  # type: ignore[arg-type]
+    task = ClientKeyPair(load_inventory(_inventory(tmp_path)).hosts["ws1"])
+    change = task.plan(_key_context(task, _key_state(**changes)))
     assert change is not None and change.summary == summary
 
 
 def test_an_existing_rsa_key_is_refused_not_replaced(tmp_path: Path) -> None:
-    host = load_inventory(_inventory(tmp_path)).hosts["ws1"]
+    task = ClientKeyPair(load_inventory(_inventory(tmp_path)).hosts["ws1"])
     with pytest.raises(ProvisionError, match="ed25519"):
-        ClientKeyPair(host).plan(KeyContext(_key_state(public_text="ssh-rsa AAAAB3NzaC1yc2E x")))  # type: ignore[arg-type]
+        task.plan(_key_context(task, _key_state(public_text="ssh-rsa AAAAB3NzaC1yc2E x")))
 
 
 # -------------------------------------------------------------- known_hosts
@@ -237,31 +223,23 @@ def test_checkout_fact_reads_states(tmp_path: Path) -> None:
     assert state(repo / "sub").kind == "empty"
 
 
-class CheckoutContext:
-    def __init__(self, state: CheckoutState) -> None:
-        self.state = state
-        self.check = True
-        self.notes: list[str] = []
-
-    def fact(self, fact: Fact) -> Any:
-        return self.state
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
+def _checkout_context(task: Checkout, state: CheckoutState) -> FakeContext:
+    """ws1 under --check, with its checkout in `state`."""
+    return FakeContext.answering(task, lambda fact: state, check=True)
 
 
 def test_checkout_decisions(tmp_path: Path) -> None:
     settings = load_inventory(_inventory(tmp_path)).hosts["ws1"].settings
     url = git_url(settings)
     task = Checkout(INFO, settings)
-    change = task.plan(CheckoutContext(CheckoutState("absent")))  # type: ignore[arg-type]
+    change = task.plan(_checkout_context(task, CheckoutState("absent")))
     assert change is not None and change.summary == f"clone {url} into /home/alice/demo"
     with pytest.raises(ProvisionError, match="not a checkout"):
-        task.plan(CheckoutContext(CheckoutState("not-a-checkout")))  # type: ignore[arg-type]
+        task.plan(_checkout_context(task, CheckoutState("not-a-checkout")))
     with pytest.raises(ProvisionError, match="left as it is"):
-        task.plan(CheckoutContext(CheckoutState("checkout", "ssh://elsewhere/r.git", "", 0)))  # type: ignore[arg-type]
-    ctx = CheckoutContext(CheckoutState("checkout", url, git_ssh_command(INFO), 3))
-    assert task.plan(ctx) is None  # type: ignore[arg-type]
+        task.plan(_checkout_context(task, CheckoutState("checkout", "ssh://elsewhere/r.git", "", 0)))
+    ctx = _checkout_context(task, CheckoutState("checkout", url, git_ssh_command(INFO), 3))
+    assert task.plan(ctx) is None
     assert any("3 locally changed path(s)" in note for note in ctx.notes)
-    change = task.plan(CheckoutContext(CheckoutState("checkout", url, "", 0)))  # type: ignore[arg-type]
+    change = task.plan(_checkout_context(task, CheckoutState("checkout", url, "", 0)))
     assert change is not None and "core.sshCommand" in change.summary

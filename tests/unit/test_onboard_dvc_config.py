@@ -9,9 +9,9 @@ import pytest
 from dvc.config import Config
 
 from provision.dvc_config import merge_config
-from provision.engine import Change
+from provision.engine import Change, Task
 from provision.errors import ProvisionError
-from provision.facts import Fact, FileState
+from provision.facts import FileState
 from provision.inventory import Settings, load_inventory
 from provision.secrets import MASK
 from provision.tasks.client_key import ClientInfo
@@ -24,7 +24,7 @@ from provision.tasks.dvc_client import (
     mask_credentials,
 )
 from provision.tasks.proofs import DataTotals, data_totals, workspace_changes
-from tests.unit.helpers import write_inventory
+from tests.unit.helpers import FakeContext, write_inventory
 
 INFO = ClientInfo("ws1", "alice", "alice", "/home/alice", "/home/alice/.ssh/id_ed25519_demo", "/home/alice/demo",
                   None)
@@ -126,22 +126,10 @@ def test_every_credential_of_other_remotes_is_masked_in_context_lines() -> None:
     assert "url = s3://bucket/path" in masked and "keyfile = /k/id" in masked
 
 
-class ConfigContext:
-    def __init__(self, states: dict[str, FileState], secret: str | None = None) -> None:
-        self.states = states
-        self.secret_value = secret
-        self.check = False
-        self.notes: list[str] = []
-
-    def fact(self, fact: Fact) -> Any:
-        return self.states[fact.path]  # type: ignore[attr-defined]
-
-    def secret(self, key: str) -> str | None:
-        assert key == "storage_password"
-        return self.secret_value
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
+def _config_context(task: Task, states: dict[str, FileState], secret: str | None = None) -> FakeContext:
+    """The client with these files (by path), and the storage password `secret` in the secrets store."""
+    return FakeContext.answering(task, lambda fact: states[fact.path],  # type: ignore[attr-defined]
+                                 secrets={"storage_password": secret} if secret is not None else None)
 
 
 def _states(content: str | None, mode: int = 0o600) -> dict[str, FileState]:
@@ -154,8 +142,9 @@ def _states(content: str | None, mode: int = 0o600) -> dict[str, FileState]:
 def test_password_auth_sets_a_quoted_password_masked_in_the_diff(tmp_path: Path) -> None:
     settings = _settings(tmp_path, auth="password")
     password = "p'w\"#1, x"
-    ctx = ConfigContext(_states(None), secret=password)
-    change = DvcClientConfig(INFO, settings, None).plan(ctx)  # type: ignore[arg-type]
+    task = DvcClientConfig(INFO, settings, None)
+    ctx = _config_context(task, _states(None), secret=password)
+    change = task.plan(ctx)
     assert change is not None and password not in change.diff and MASK in change.diff
     assert any("host key" in note for note in ctx.notes)
 
@@ -169,21 +158,24 @@ def test_a_password_reads_back_as_dvc_reads_it(tmp_path: Path, password: str) ->
 
 def test_password_auth_without_secret_fails(tmp_path: Path) -> None:
     with pytest.raises(ProvisionError, match="storage_password"):
-        DvcClientConfig(INFO, _settings(tmp_path, auth="password"), None).plan(ConfigContext(_states(None)))  # type: ignore[arg-type]
+        task = DvcClientConfig(INFO, _settings(tmp_path, auth="password"), None)
+        task.plan(_config_context(task, _states(None)))
 
 
 def test_wrong_mode_alone_is_fixed(tmp_path: Path) -> None:
     text = merge_config(None, managed_settings(_settings(tmp_path), INFO, None), {})
-    change = DvcClientConfig(INFO, _settings(tmp_path), None).plan(ConfigContext(_states(text, 0o644)))  # type: ignore[arg-type]
+    task = DvcClientConfig(INFO, _settings(tmp_path), None)
+    change = task.plan(_config_context(task, _states(text, 0o644)))
     assert change is not None and change.summary.startswith("mode 0600")
-    assert DvcClientConfig(INFO, _settings(tmp_path), None).plan(ConfigContext(_states(text))) is None  # type: ignore[arg-type]
+    assert task.plan(_config_context(task, _states(text))) is None
 
 
 def test_private_site_cache_is_made_0700_and_never_taken_over(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
 
     def plan(state: FileState) -> Change | None:
-        return PrivateSiteCache(INFO, settings).plan(ConfigContext({SITE_CACHE: state}))  # type: ignore[arg-type]
+        task = PrivateSiteCache(INFO, settings)
+        return task.plan(_config_context(task, {SITE_CACHE: state}))
 
     created = plan(FileState(False))
     assert created is not None and created.summary == f"create {SITE_CACHE} (0700)"
@@ -197,7 +189,8 @@ def test_private_site_cache_is_made_0700_and_never_taken_over(tmp_path: Path) ->
 
 
 def test_offboarding_without_config_local_is_nothing_to_do() -> None:
-    assert RemoveDvcCredentials(INFO, "data").plan(ConfigContext(_states(None))) is None  # type: ignore[arg-type]
+    task = RemoveDvcCredentials(INFO, "data")
+    assert task.plan(_config_context(task, _states(None))) is None
 
 
 def test_data_totals_from_dvc_files_and_lock() -> None:

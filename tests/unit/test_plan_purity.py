@@ -28,8 +28,8 @@ from provision.dvc_config import merge_config
 from provision.engine import Change, PlayState, Task
 from provision.errors import ProvisionError
 from provision.facts import Fact, FileFact, FileState, GroupFact, UserGroupsFact
-from provision.hostkeys import pin_keys
 from provision.inventory import Host, Inventory, Settings, load_inventory
+from provision.known_hosts_file import pin_keys
 from provision.remote import BatchOutput
 from provision.secrets.inventory import SecretLookupForInventory
 from provision.tasks.accounts import (
@@ -60,7 +60,6 @@ from provision.tasks.client_key import (
     RemoveKeyPair,
     key_marker,
 )
-from provision.tasks.client_known_hosts import PinStorageHostKey
 from provision.tasks.directories import AclFact, EnsureDirectory, FilesystemTypeFact, RequireExport
 from provision.tasks.dvc_client import (
     DvcClientConfig,
@@ -75,7 +74,7 @@ from provision.tasks.dvc_repo import DatasetFact, EnsureDataset, EnsureServerRep
 from provision.tasks.files import EnsureFile
 from provision.tasks.git_repo import BareRepoFact, EnsureBareRepo, WorkTreeFact
 from provision.tasks.host_info import ReportHostInfo, SystemFact
-from provision.tasks.host_keys import PinHostKeys
+from provision.tasks.inventory_host_keys import PinHostKeys
 from provision.tasks.key_rotation import (
     KeyRotation,
     ProveNewKey,
@@ -105,6 +104,7 @@ from provision.tasks.sshd_config import (
     drop_in_path,
     render_drop_in,
 )
+from provision.tasks.storage_host_key import PinStorageHostKey
 from tests.unit.helpers import FakeContext, write_inventory
 
 SHARED_CACHE = "/mnt/nfs/cache"
@@ -364,16 +364,15 @@ class ProbedContext(FakeContext):
     def __init__(self, world: World, host: Host, facts: dict[Hashable, Any], *, check: bool) -> None:
         state = PlayState()
         state.report(world.client.name).exports[CLIENT_EXPORT] = world.info
-        super().__init__(host.name, dict(facts), check=check, state=state, session=Forbidden("session", world.uses))
-        self.host = host
+        super().__init__(host, dict(facts), check=check, state=state, session=Forbidden("session", world.uses))
         self.world = world
 
     def fact(self, fact: Fact) -> Any:
-        if fact.key not in self.facts:
+        if fact.key not in self._facts:
             sample = SAMPLES.get(type(fact))
             assert sample is not None, f"no sample output for {type(fact).__name__}: add one to SAMPLES"
-            self.facts[fact.key] = fact.parse(sample(self.world, fact))
-        return self.facts[fact.key]
+            self._facts[fact.key] = fact.parse(sample(self.world, fact))
+        return self._facts[fact.key]
 
 
 def task_classes() -> list[type[Task]]:
@@ -443,7 +442,7 @@ def test_plan_is_a_pure_function_of_the_facts(world: World, task_class: type[Tas
     if task_class not in TASKS:
         pytest.fail(f"add representative arguments to TASKS for {task_class.__name__}")
     world.uses.clear()
-    monkeypatch.setattr("provision.tasks.host_keys.scan_host_keys", refused("scan_host_keys", world.uses))
+    monkeypatch.setattr("provision.tasks.inventory_host_keys.scan_host_keys", refused("scan_host_keys", world.uses))
     role, build = TASKS[task_class]
     host = world.storage if role == "storage" else world.client
     task = build(world)

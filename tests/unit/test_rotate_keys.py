@@ -13,7 +13,7 @@ from provision.dvc_config import merge_config
 from provision.engine import PlayState, changes_of
 from provision.errors import ProvisionError
 from provision.facts import FileState
-from provision.inventory import load_inventory
+from provision.inventory import Host, load_inventory
 from provision.plays.rotate import rotate_keys_play
 from provision.remote import BatchOutput
 from provision.tasks.authorized_keys import GIT, SFTP, AuthorizedKeys, key_line
@@ -100,7 +100,7 @@ def _start(tmp_path: Path, keys: RotationKeys) -> tuple[StartKeyRotation, FakeCo
 
 def test_a_rotation_starts_with_a_new_pair_beside_the_old(tmp_path: Path) -> None:
     task, ctx = _start(tmp_path, RotationKeys(OLD, "absent", "absent"))
-    change = task.plan(ctx)  # type: ignore[arg-type]
+    change = task.plan(ctx)
     assert change is not None and "generate a new ed25519 key /home/alice/.ssh/id_ed25519_demo.new" in change.summary
     rotation = ctx.state.report("ws1").exports[ROTATION_EXPORT]
     assert rotation.old_public == OLD and rotation.new_public is None and not rotation.consolidating
@@ -113,7 +113,7 @@ def test_a_new_key_left_by_an_earlier_run_is_taken_up_again(tmp_path: Path) -> N
     rotation = ctx.state.report("ws1").exports[ROTATION_EXPORT]
     assert rotation.new_public == NEW and any("begun earlier" in note for note in ctx.notes)
     task, ctx = _start(tmp_path, RotationKeys(OLD, NEW, "absent"))
-    change = task.plan(ctx)  # type: ignore[arg-type]
+    change = task.plan(ctx)
     assert change is not None and change.summary.startswith("write /home/alice/.ssh/id_ed25519_demo.new.pub")
 
 
@@ -131,7 +131,7 @@ def test_same_private_key_at_both_paths_means_only_the_clean_up_is_left(tmp_path
 def test_states_a_rotation_cannot_continue_from_say_why(tmp_path: Path, keys: RotationKeys, message: str) -> None:
     task, ctx = _start(tmp_path, keys)
     with pytest.raises(ProvisionError, match=message):
-        task.plan(ctx)  # type: ignore[arg-type]
+        task.plan(ctx)
 
 
 def _lines_task(content: str, wanted: list[RotatedLines], *, revoke_old: bool,
@@ -146,7 +146,7 @@ def test_storage_step_says_what_moves_and_leaves_clients_without_lines_alone() -
     wanted = [RotatedLines(MARKER, OLD, key_line(SFTP, NEW, MARKER)),
               RotatedLines("provision:site:ws9", STRAY, key_line(SFTP, NEW, "provision:site:ws9"))]
     task, ctx = _lines_task(content, wanted, revoke_old=False)
-    change = task.plan(ctx)  # type: ignore[arg-type]
+    change = task.plan(ctx)
     assert change is not None
     assert change.summary == "authorize the new key beside the old one for ws1 in /home/dvc/.ssh/authorized_keys"
     assert ctx.state.report("nas").exports[NOT_ONBOARDED_EXPORT] == ["ws9"]
@@ -157,7 +157,7 @@ def test_storage_step_says_what_moves_and_leaves_clients_without_lines_alone() -
 def test_storage_step_under_check_with_no_new_key_yet() -> None:
     task, ctx = _lines_task(f"{key_line(SFTP, OLD, MARKER)}\n", [RotatedLines(MARKER, OLD, None)],
                             revoke_old=True, check=True)
-    change = task.plan(ctx)  # type: ignore[arg-type]
+    change = task.plan(ctx)
     assert change is not None and change.summary.startswith("revoke the old key of ws1")
 
 
@@ -172,7 +172,7 @@ def test_summary_names_the_clients_left_and_how_to_finish() -> None:
     state.report("ws2").unreachable = True
     state.report("ws1")
     ctx = FakeContext("nas", state=state)
-    RotationSummary("key rotation", ["ws1", "ws2"], ["ws3"], "provision rotate keys").plan(ctx)  # type: ignore[arg-type]
+    RotationSummary("key rotation", ["ws1", "ws2"], ["ws3"], "provision rotate keys").plan(ctx)
     assert ctx.notes == ["key rotation: not yet done: ws2 (unreachable), ws3 (not selected); to finish: "
                          "provision rotate keys --limit ws2,ws3"]
 
@@ -226,8 +226,10 @@ class Client:
 
 
 class SwitchContext(FakeContext):
-    def __init__(self, client: Client) -> None:
-        super().__init__("ws1", session=client)
+    """ws1, whose facts are read from the client's files as they are now."""
+
+    def __init__(self, client: Client, host: Host) -> None:
+        super().__init__(host, session=client)
 
     def fact(self, fact: Any) -> Any:
         client: Client = self.session  # type: ignore[assignment]
@@ -239,9 +241,6 @@ class SwitchContext(FakeContext):
         return FileState(True, "alice", "alice", 0o600, "regular file", content) if content is not None \
             else FileState(False)
 
-    def secret(self, key: str) -> None:
-        return None
-
 
 def _switch(tmp_path: Path, failing: str) -> tuple[SwitchToNewKey, SwitchContext, Client]:
     inventory = load_inventory(_inventory(tmp_path))
@@ -249,7 +248,8 @@ def _switch(tmp_path: Path, failing: str) -> tuple[SwitchToNewKey, SwitchContext
     rotation = KeyRotation(INFO, OLD, NEW, MARKER)
     config = merge_config(None, managed_settings(settings, INFO, None), {}) or ""
     client = Client(config, git_ssh_command(INFO), failing)
-    return SwitchToNewKey(rotation, settings, None, "/usr/local/bin/dvc"), SwitchContext(client), client
+    task = SwitchToNewKey(rotation, settings, None, "/usr/local/bin/dvc")
+    return task, SwitchContext(client, inventory.hosts["ws1"]), client
 
 
 def _switched(task: SwitchToNewKey, ctx: SwitchContext) -> list[str]:

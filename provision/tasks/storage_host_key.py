@@ -18,8 +18,8 @@ from provision.connection import resolve_target
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError
 from provision.facts import Fact, FileFact, FileState
-from provision.hostkeys import known_hosts_name, trusted_keys
 from provision.inventory import Host
+from provision.known_hosts_file import known_hosts_name, trusted_keys
 from provision.render import one_line
 from provision.tasks.client_key import ClientInfo, shorten_keys
 from provision.tasks.files import unified_diff, write_file

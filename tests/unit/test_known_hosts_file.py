@@ -8,7 +8,7 @@ from pathlib import Path
 
 import paramiko
 
-from provision.hostkeys import KnownHosts, forget_host, known_hosts_name, pin_keys
+from provision.known_hosts_file import KnownHosts, forget_host, known_hosts_name, pin_keys
 
 
 def test_names_follow_openssh() -> None:

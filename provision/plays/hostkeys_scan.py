@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from provision.connection import HostKeyOptions
 from provision.engine import Phase, Play
 from provision.inventory import Host
-from provision.tasks.host_keys import PinHostKeys
+from provision.tasks.inventory_host_keys import PinHostKeys
 
 
 def scan_play(hosts: Sequence[Host], keys: HostKeyOptions, timeout: float) -> Play:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from provision.connection import HostKeyOptions, UnreachableError, resolve_target, scan_host_keys
 from provision.engine import Change, HostContext, Task
-from provision.hostkeys import changed_key_message, pin_keys, trusted_keys
+from provision.known_hosts_file import changed_key_message, pin_keys, trusted_keys
 
 
 class PinHostKeys(Task):

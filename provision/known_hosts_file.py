@@ -8,10 +8,6 @@ network.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,12 +16,10 @@ from pathlib import Path
 import paramiko
 from paramiko.hostkeys import HostKeyEntry
 
+from provision.local_files import atomic_write, exclusive_lock
 from provision.render import one_line
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
-
-_PATH_LOCKS: dict[Path, threading.Lock] = {}
-_PATH_LOCKS_GUARD = threading.Lock()
 
 
 def known_hosts_name(hostname: str, port: int) -> str:
@@ -108,17 +102,7 @@ class KnownHosts:
     def save(self) -> None:
         """Write the file atomically (same directory, fsync, rename), mode 0644."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write("".join(line + "\n" for line, _ in self._lines))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, "".join(line + "\n" for line, _ in self._lines), 0o644)
 
 
 def trusted_keys(pins_path: Path, hostname: str, port: int) -> tuple[Path, dict[str, paramiko.PKey]]:
@@ -137,11 +121,8 @@ def trusted_keys(pins_path: Path, hostname: str, port: int) -> tuple[Path, dict[
 def locked(path: Path) -> Iterator[KnownHosts]:
     """The pins file loaded under a lock held against other threads and processes until saved."""
     resolved = path.resolve()
-    with _PATH_LOCKS_GUARD:
-        thread_lock = _PATH_LOCKS.setdefault(resolved, threading.Lock())
     resolved.parent.mkdir(parents=True, exist_ok=True)
-    with thread_lock, open(resolved.parent / f".{resolved.name}.lock", "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+    with exclusive_lock(resolved.parent / f".{resolved.name}.lock"):
         yield KnownHosts(resolved)
 
 

@@ -1,9 +1,10 @@
 """Set up one lab host inside the fresh mount and UTS namespaces `unshare` made, then start its daemon.
 
-`provision.lab` runs `unshare --mount --uts --propagation private -- python -m provision.lab_namespace
---hostname NAME --bind SOURCE TARGET ... -- COMMAND...`. Everything here is argv lists and syscalls, no
-shell script. The daemon runs in a forked child so that the caller can wait for this process and learn
-the daemon's pid from stdout without adopting it as a child.
+The program that runs inside the namespaces: provision.lab.processes runs `unshare --mount --uts
+--propagation private -- python -m provision.lab.namespace --hostname NAME --bind SOURCE TARGET ...
+-- COMMAND...`. Everything here is argv lists and syscalls, no shell script. The daemon runs in a forked
+child so that the caller can wait for this process and learn the daemon's pid from stdout without
+adopting it as a child.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m provision.lab_namespace",
+    parser = argparse.ArgumentParser(prog="python -m provision.lab.namespace",
                                      description="Bind a lab host's private directories, set its "
                                                  "hostname, start COMMAND; print COMMAND's pid.")
     parser.add_argument("--hostname", required=True)
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             _bind(source_fd, target)
         socket.sethostname(args.hostname)
     except (OSError, subprocess.CalledProcessError) as error:
-        print(f"lab_namespace: {args.hostname}: {error}", file=sys.stderr)
+        print(f"lab namespace: {args.hostname}: {error}", file=sys.stderr)
         return 1
     child = os.fork()
     if child:
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         os.execv(args.command[0], args.command)
     except OSError as error:
-        print(f"lab_namespace: {args.hostname}: cannot run {args.command[0]}: {error}", file=sys.stderr)
+        print(f"lab namespace: {args.hostname}: cannot run {args.command[0]}: {error}", file=sys.stderr)
     os._exit(127)
 
 

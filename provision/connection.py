@@ -56,9 +56,13 @@ class CommandTimeout(ProvisionError):
     """A remote command ran past --timeout."""
 
 
-#: How OpenSSH's client begins the line that says why a connection failed.
+#: How OpenSSH's client begins the line that says why a connection failed: before authentication
+#: (connect, key exchange, host key), or later, when the server went away in the middle of a command
+#: ("Connection to HOST closed by remote host.", "Read from remote host HOST: ...", "client_loop: send
+#: disconnect: Broken pipe", "Timeout, server HOST not responding.").
 _SSH_CLIENT_FAILURES = ("ssh: ", "kex_exchange_identification: ", "Connection closed by ", "Connection reset by ",
-                        "Host key verification failed")
+                        "Host key verification failed", "Connection to ", "Read from remote host ", "client_loop: ",
+                        "Disconnected from ", "Timeout, server ")
 
 
 @dataclass(frozen=True)

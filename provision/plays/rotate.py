@@ -119,7 +119,7 @@ def rotate_keys_play(inventory: Inventory, clients: Sequence[Host]) -> Play:
         Phase("revoke old key", lambda state: [storage], lambda host, state: key_lines(host, state, revoke_old=True)),
         Phase("retire old key", lambda state: clients, retire, needs=lambda host: [storage.name]),
         Phase("summary", lambda state: [storage], summary),
-    ])
+    ], locks_hosts=True)
 
 
 class SamePassword(Task):
@@ -203,4 +203,4 @@ def rotate_password_play(inventory: Inventory, clients: Sequence[Host], *, rotat
     if rotate_storage:
         phases.append(Phase("summary", lambda state: [storage], lambda host, state: [
             RotationSummary("password rotation", sorted(chosen), left_out, "provision rotate password")]))
-    return Play("rotate password", phases)
+    return Play("rotate password", phases, locks_hosts=True)

@@ -36,7 +36,8 @@ DEFAULT_LOCK_WAIT = 600.0
 #: (so no directory name can forge one). Removes stale staging directories (`TOKEN removed DIR`), then
 #: locks ~/.provision/lock: `TOKEN locked` (then holds it until stdin closes), `TOKEN busy HOLDER` while
 #: another run holds it, `TOKEN timeout` when it stayed busy, `TOKEN refused PATH` when the directory
-#: or the home above it could be changed by another account.
+#: or the home above it could be changed by another account. A waiter whose run ended meanwhile (its
+#: connection gone) dies writing `locked` to the closed channel, which releases the lock at once.
 HOST_LOCK = STALE_STAGING_FUNCTION + """
 token=$3
 say() { printf '%s %s\\n' "$token" "$*"; }

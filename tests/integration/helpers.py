@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 import yaml
 
@@ -120,12 +121,13 @@ def put_dataset(lab: Lab, *, blob: bool = False) -> None:
     sh(lab, "storage", ["chown", "-R", "git:dvc", "/mnt/nfs/demo/data"])
 
 
-def bootstrap_with_dataset(lab: Lab, home: Path, *, blob: bool = False) -> None:
+def bootstrap_with_dataset(lab: Lab, home: Path, *, blob: bool = False, env: dict[str, str] | None = None) -> None:
     """The storage as `provision bootstrap` makes it, with a first dataset tagged v1.0."""
-    done = provision("bootstrap", "-i", str(lab.inventory_path), home=home)
+    done = provision("bootstrap", "-i", str(lab.inventory_path), home=home, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     put_dataset(lab, blob=blob)
-    done = provision("bootstrap", "-i", str(lab.inventory_path), "--data", "data", "--tag", "v1.0", home=home)
+    done = provision("bootstrap", "-i", str(lab.inventory_path), "--data", "data", "--tag", "v1.0", home=home,
+                     env=env)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -178,3 +180,22 @@ def missing_tagged_data(lab: Lab) -> str:
     """Every tag of git_remote whose .dvc outputs are not in the DVC remote, one per line (nothing: all there)."""
     return sh(lab, "storage", ["runuser", "-u", "git", "--", "sh", "-c", MISSING_TAGGED_DATA, "sh",
                                "/mnt/nfs/git/demo.git", "/mnt/nfs/cache"])
+
+
+def password_login(lab: Lab, user: str, password: str) -> paramiko.SSHClient:
+    """A password login to storage from the controller, host key pinned, nothing but the password."""
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(lab.known_hosts_path))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect("127.0.0.1", lab.port("storage"), username=user, password=password, look_for_keys=False,
+                   allow_agent=False, timeout=10)
+    return client
+
+
+def password_works(lab: Lab, password: str) -> bool:
+    """Whether storage_user (dvc) logs in to storage with `password`."""
+    try:
+        password_login(lab, "dvc", password).close()
+    except paramiko.AuthenticationException:
+        return False
+    return True

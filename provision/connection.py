@@ -563,12 +563,13 @@ class SSHSession(_SessionBase):
         raise UnreachableError(f"{self.label}: {_describe(last)}")
 
     def _reconnect_if_lost(self) -> None:
-        """Connect again after a lost connection, unless a lock (host or staging) went with it."""
+        """Connect again after a lost connection, unless a lock (the host's, the staging directory's) went with it:
+        another run may have changed the host meanwhile, or removed the staging directory."""
         if self.connection.is_connected:
             return
         if self._holders:
-            raise UnreachableError(f"{self.label}: connection lost, and with it this run's lock on the host: "
-                                   "run again")
+            raise UnreachableError(f"{self.label}: connection lost, and with it this run's lock on the host "
+                                   "(or on its staging directory): run again")
         self.open()
 
     def run_line(self, command: str, *, privileged: bool = False,

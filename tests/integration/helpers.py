@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -71,11 +72,22 @@ def own_lab(tmp_path_factory: pytest.TempPathFactory, name: str, hosts: Sequence
             lab.down()
 
 
+#: The host lock's directory in a connecting user's home (provision.host_lock), and a home's own line.
+LOCK_BOOKKEEPING = re.compile(r"/\.provision(/| |$)")
+HOME_LINE = re.compile(r"^(/root|/home/[^/ ]+) ")
+
+
 def host_snapshot(lab: Lab, host: str) -> str:
-    """Every file's path, owner, mode and checksum in a host's private directories."""
+    """Every file's path, owner, mode and checksum in a host's private directories.
+
+    The run's host lock (`~/.provision`, made by the first run that changes the host, even one refused
+    later) is bookkeeping, not host state: it and the modification time of the home holding it are left out.
+    """
     listing = lab.exec(host, ["find", *SNAPSHOT_DIRS, "-xdev", "-printf", "%p %u %g %m %s %T@\\n"]).stdout
     sums = lab.exec(host, ["find", *SNAPSHOT_DIRS, "-xdev", "-type", "f", "-exec", "sha256sum", "{}", "+"]).stdout
-    return listing + sums
+    lines = [line.rsplit(" ", 1)[0] + "\n" if HOME_LINE.match(line) else line
+             for line in (listing + sums).splitlines(keepends=True) if not LOCK_BOOKKEEPING.search(line)]
+    return "".join(lines)
 
 
 def admin_inventory(lab: Lab, tmp_path: Path, hosts: set[str]) -> Path:

@@ -57,9 +57,13 @@ class CommandTimeout(ProvisionError):
     """A remote command ran past --timeout."""
 
 
-#: How OpenSSH's client begins the line that says why a connection failed.
+#: How OpenSSH's client begins the line that says why a connection failed: before authentication
+#: (connect, key exchange, host key), or later, when the server went away in the middle of a command
+#: ("Connection to HOST closed by remote host.", "Read from remote host HOST: ...", "client_loop: send
+#: disconnect: Broken pipe", "Timeout, server HOST not responding.").
 _SSH_CLIENT_FAILURES = ("ssh: ", "kex_exchange_identification: ", "Connection closed by ", "Connection reset by ",
-                        "Host key verification failed")
+                        "Host key verification failed", "Connection to ", "Read from remote host ", "client_loop: ",
+                        "Disconnected from ", "Timeout, server ")
 
 
 @dataclass(frozen=True)
@@ -271,6 +275,7 @@ class Session(Protocol):
     """What tasks may do on a host: run argv lists, stage and upload bytes."""
 
     label: str
+    timeout: float
 
     def run(self, argv: Sequence[str], *, privileged: bool = False,
             timeout: float | None = None) -> CommandResult: ...
@@ -282,7 +287,21 @@ class Session(Protocol):
 
     def stage(self, data: bytes) -> str: ...
 
+    def start_holder(self, argv: Sequence[str]) -> Holder: ...
+
     def close(self) -> None: ...
+
+
+class Holder(Protocol):
+    """A remote command that lives while its stdin is open (and no longer than the session): it holds
+    a lock, and says how that went in lines of output."""
+
+    def readline(self, timeout: float) -> str:
+        """Its next line of output ("" once it ended); at most `timeout` seconds of silence."""
+        ...
+
+    def release(self) -> None:
+        """Close its stdin: it ends, and whatever it held is released."""
 
 
 @dataclass(frozen=True)
@@ -335,19 +354,26 @@ dir=$(mktemp -d "$1") || exit 1
 exec flock -x "$dir" sh -c 'printf "%s\\n" "$1"; exec cat >/dev/null' hold "$dir"
 """
 
-#: $1 `remove` or `list`: the connecting user's staging directories that no live run holds (not
+#: `stale_staging remove|list`: the connecting user's staging directories that no live run holds (not
 #: locked) and that are over a minute old (a run locks its own within moments of making it).
 #: Prints each one removed (or that would be).
-STALE_STAGING = """
-for dir in /tmp/.provision-stage.*; do
-  [ -d "$dir" ] && [ ! -L "$dir" ] && [ -O "$dir" ] || continue
-  [ -n "$(find "$dir" -maxdepth 0 -mmin +1)" ] || continue
-  if [ "$1" = remove ]; then
-    flock -n -x "$dir" rm -rf -- "$dir" && printf '%s\\n' "$dir"
-  else
-    flock -n -x "$dir" true && printf '%s\\n' "$dir"
-  fi
-done
+STALE_STAGING_FUNCTION = """
+stale_staging() {
+  for dir in /tmp/.provision-stage.*; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] && [ -O "$dir" ] || continue
+    [ -n "$(find "$dir" -maxdepth 0 -mmin +1)" ] || continue
+    if [ "$1" = remove ]; then
+      flock -n -x "$dir" rm -rf -- "$dir" && printf '%s\\n' "$dir"
+    else
+      flock -n -x "$dir" true && printf '%s\\n' "$dir"
+    fi
+  done
+}
+"""
+
+#: $1 `remove` or `list`: STALE_STAGING_FUNCTION.
+STALE_STAGING = STALE_STAGING_FUNCTION + """
+stale_staging "$1"
 exit 0
 """
 
@@ -433,10 +459,17 @@ class _SessionBase(ABC):
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
         """Write bytes to a new path as the connecting user (mode set before any byte lands)."""
 
+    timeout: float
+
     @abstractmethod
+    def start_holder(self, argv: Sequence[str]) -> Holder:
+        """Start argv as the connecting user with an open stdin. It ends when released or when the
+        session ends, however that happens."""
+
     def hold(self, argv: Sequence[str]) -> tuple[str, Callable[[], None]]:
-        """Start argv as the connecting user with an open stdin; its first line of output, and how
-        to end it (closing its stdin). It also ends when the session ends, however that happens."""
+        """Start a holder; its first line of output, and how to end it."""
+        holder = self.start_holder(argv)
+        return holder.readline(self.timeout).strip(), holder.release
 
     def run(self, argv: Sequence[str], *, privileged: bool = False,
             timeout: float | None = None) -> CommandResult:
@@ -480,6 +513,8 @@ class SSHSession(_SessionBase):
         self._login = login
         self._retry_refused = retry_refused
         self._hops: list[fabric.Connection] = []
+        #: Holders started on this connection and not released: what they hold goes if it drops.
+        self._holders: set[_ChannelHolder] = set()
         self.connection = self._chain(target, login=login)
 
     def _chain(self, target: SSHTarget, gateway: fabric.Connection | None = None, *,
@@ -549,11 +584,20 @@ class SSHSession(_SessionBase):
                     self.connection = self._chain(self.target, login=self._login)
         raise UnreachableError(f"{self.label}: {_describe(last)}")
 
+    def _reconnect_if_lost(self) -> None:
+        """Connect again after a lost connection, unless a lock (the host's, the staging directory's) went with it:
+        another run may have changed the host meanwhile, or removed the staging directory."""
+        if self.connection.is_connected:
+            return
+        if self._holders:
+            raise UnreachableError(f"{self.label}: connection lost, and with it this run's lock on the host "
+                                   "(or on its staging directory): run again")
+        self.open()
+
     def run_line(self, command: str, *, privileged: bool = False,
                  timeout: float | None = None) -> CommandResult:
         """Run a command line built by provision.remote (already quoted)."""
-        if not self.connection.is_connected:
-            self.open()
+        self._reconnect_if_lost()
         escalation = self._become.escalate(command, privileged)
         stdin = io.StringIO(escalation.stdin) if escalation.stdin is not None else False
         limit = timeout or self.timeout
@@ -568,24 +612,22 @@ class SSHSession(_SessionBase):
 
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
         """Write bytes to a new path as the connecting user (mode set before any byte lands)."""
-        if not self.connection.is_connected:
-            self.open()
+        self._reconnect_if_lost()
         sftp = self.connection.sftp()
         with sftp.open(path, "wx") as handle:
             sftp.chmod(path, mode)
             handle.write(data)
 
-    def hold(self, argv: Sequence[str]) -> tuple[str, Callable[[], None]]:
-        if not self.connection.is_connected:
-            self.open()
+    def start_holder(self, argv: Sequence[str]) -> Holder:
+        self._reconnect_if_lost()
         try:
             channel = self.connection.transport.open_session(timeout=self.timeout)
-            channel.settimeout(self.timeout)
             channel.exec_command(quote_argv(argv))
-            line = channel.makefile("r").readline().strip()
         except (OSError, EOFError, paramiko.SSHException) as error:
             raise UnreachableError(f"{self.label}: connection lost ({_describe(error)})") from None
-        return line, channel.close
+        holder = _ChannelHolder(channel, self.label, self._holders.discard)
+        self._holders.add(holder)
+        return holder
 
     def tunnel(self, target: SSHTarget, timeout: float) -> paramiko.Channel:
         """A direct-tcpip channel from this host to `target` (this session being its last jump host)."""
@@ -624,17 +666,10 @@ class LocalSession(_SessionBase):
         stderr = escalation.stderr(self.label, done.returncode, done.stderr.decode(errors="replace"))
         return CommandResult((), done.returncode, done.stdout.decode(errors="surrogateescape"), stderr)
 
-    def hold(self, argv: Sequence[str]) -> tuple[str, Callable[[], None]]:
+    def start_holder(self, argv: Sequence[str]) -> Holder:
         process = subprocess.Popen(["sh", "-c", quote_argv(argv)], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert process.stdin is not None and process.stdout is not None
-        line = process.stdout.readline().decode(errors="replace").strip()
-
-        def release() -> None:
-            process.stdin.close()
-            process.wait(timeout=self.timeout)
-
-        return line, release
+        return _ProcessHolder(process, self.timeout)
 
     def upload(self, data: bytes, path: str, mode: int = 0o600) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -643,6 +678,45 @@ class LocalSession(_SessionBase):
 
     def close(self) -> None:
         self._staging.remove(self)
+
+
+class _ChannelHolder:
+    """A holder on its own channel of an SSH session."""
+
+    def __init__(self, channel: paramiko.Channel, label: str,
+                 released: Callable[[_ChannelHolder], None]) -> None:
+        self._channel = channel
+        self._output = channel.makefile("r")
+        self._label = label
+        self._released = released
+
+    def readline(self, timeout: float) -> str:
+        self._channel.settimeout(timeout)
+        try:
+            return self._output.readline()
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            raise UnreachableError(f"{self._label}: connection lost ({_describe(error)})") from None
+
+    def release(self) -> None:
+        self._released(self)
+        self._channel.close()
+
+
+class _ProcessHolder:
+    """A holder run on this machine (`ansible_connection: local`)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        self._process = process
+        self._timeout = timeout
+
+    def readline(self, timeout: float) -> str:
+        assert self._process.stdout is not None
+        return self._process.stdout.readline().decode(errors="replace")
+
+    def release(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=self._timeout)
 
 
 def _describe(error: BaseException | None) -> str:

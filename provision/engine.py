@@ -37,6 +37,7 @@ from provision.connection import (
 )
 from provision.errors import ProvisionError, command_error
 from provision.facts import Fact
+from provision.host_lock import DEFAULT_LOCK_WAIT, HostLocks, lock_hosts
 from provision.inventory import Host, Inventory
 from provision.remote import BatchOutput, ChangeBatch, ProbeBatch
 from provision.remote import as_user as as_account
@@ -218,6 +219,8 @@ class RunOptions:
     forks: int = 10
     timeout: float = 30.0
     accept_new_hostkeys: bool = False
+    #: Seconds to wait for another run's lock on a host (provision.host_lock).
+    lock_wait: float = DEFAULT_LOCK_WAIT
 
 
 @dataclass
@@ -250,8 +253,17 @@ class Phase:
 
 @dataclass
 class Play:
+    """Phases run in order; a play that changes hosts (`locks_hosts`) first locks every host it works on
+    (provision.host_lock), except under --check."""
+
     command: str
     phases: list[Phase]
+    locks_hosts: bool = False
+
+    def hosts(self) -> list[Host]:
+        """Every host a phase works on (as the phases choose them before anything ran)."""
+        start = PlayState()
+        return list({host.name: host for phase in self.phases for host in phase.hosts(start)}.values())
 
 
 SecretLookup = Callable[[Host, str], "str | None"]
@@ -493,22 +505,31 @@ class Engine:
         self._session_factory = session_factory or self._open_session
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        self._host_locks = HostLocks()
+        #: Sessions are opened by taking the hosts' locks, which sweeps stale staging directories too.
+        self._locking = False
         self.admission = StorageAdmission()
 
     def secret(self, host: Host, key: str) -> str | None:
         return self._secrets(host, key) if self._secrets else None
 
     def _open_session(self, host: Host) -> Session:
-        """Connect, then clear staging directories that runs which died on this host left behind."""
+        """Connect, then clear staging directories that runs which died on this host left behind (taking
+        the host's lock does that too)."""
         become_password = self.secret(host, "become_password") if host.become else None
         session = open_session(host, self.keys, timeout=self.options.timeout, become_password=become_password)
+        if self._locking:
+            return session
         verb = "would remove" if self.options.check else "removed"
         for directory in remove_stale_staging(session, check=self.options.check):
             self.reporter.notice(f"{host.name}: {verb} staging directory {directory} left by an interrupted run")
         return session
 
     def session(self, host: Host) -> Session:
-        """The host's session, opened once per play."""
+        """The host's session, opened once per play; the reason when it could not be locked (or reached)."""
+        failed = self._host_locks.errors.get(host.name)
+        if failed is not None:
+            raise failed
         with self._lock:
             existing = self._sessions.get(host.name)
         if existing is not None:
@@ -521,6 +542,8 @@ class Engine:
     def run(self, play: Play) -> PlayState:
         state = PlayState()
         try:
+            if play.locks_hosts and not self.options.check:
+                self._lock_hosts(play.hosts())
             for phase in play.phases:
                 self._run_phase(phase, state)
         finally:
@@ -529,7 +552,14 @@ class Engine:
             self.reporter.notice(line)
         return state
 
+    def _lock_hosts(self, hosts: Sequence[Host]) -> None:
+        """Connect to every host of the play and take its lock (see provision.host_lock)."""
+        self._locking = True
+        self._host_locks = lock_hosts(hosts, self.session, wait=self.options.lock_wait, forks=self.options.forks,
+                                      notice=self.reporter.notice)
+
     def _close_sessions(self) -> None:
+        self._host_locks.release()
         with self._lock:
             sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:

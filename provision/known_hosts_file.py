@@ -8,7 +8,8 @@ network.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,33 +44,49 @@ class PinnedKey:
     fingerprint: str
 
 
+def _pattern_matches(pattern: str, name: str) -> bool:
+    """Whether one host pattern of a known_hosts line is `name`: plain, or hashed (`|1|salt|hash`)."""
+    if pattern.startswith("|1|"):
+        return paramiko.HostKeys.hash_host(name, pattern) == pattern
+    return pattern == name
+
+
 def _names_match(entry: HostKeyEntry, name: str) -> bool:
     """Whether a known_hosts entry names `name`, hashed entries included."""
-    for pattern in entry.hostnames:
-        if pattern.startswith("|1|"):
-            if paramiko.HostKeys.hash_host(name, pattern) == pattern:
-                return True
-        elif pattern == name:
-            return True
-    return False
+    return any(_pattern_matches(pattern, name) for pattern in entry.hostnames)
 
 
-class KnownHosts:
-    """A known_hosts file: read, extended and saved, keeping lines it does not understand."""
+def known_hosts_lines(content: str) -> list[str]:
+    """The lines of a known_hosts file as OpenSSH reads them: split on newlines only.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lines: list[tuple[str, HostKeyEntry | None]] = []
-        if path.exists():
-            for line in path.read_text().splitlines():
-                self._lines.append((line, self._parse(line)))
+    (`str.splitlines` also splits on \\v, \\f, \\x1c-\\x1e, \\x85 and \\u2028, which OpenSSH
+    keeps inside a line: a foreign line must neither be cut in two nor become an entry.)
+    """
+    lines = content.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _fields(line: str) -> list[str]:
+    """A line's fields as OpenSSH separates them: runs of spaces and tabs, leading ones skipped."""
+    return [field for field in re.split("[ \t]+", line) if field]
+
+
+class KnownHostsText:
+    """The lines of a known_hosts file: looked up and changed, keeping every line it does not manage as is."""
+
+    def __init__(self, content: str = "") -> None:
+        self._lines: list[tuple[str, HostKeyEntry | None]] = [
+            (line, self._parse(line)) for line in known_hosts_lines(content)]
 
     @staticmethod
     def _parse(line: str) -> HostKeyEntry | None:
-        if not line.strip() or line.lstrip().startswith(("#", "@")):
+        fields = _fields(line)
+        if len(fields) < 3 or fields[0].startswith(("#", "@")):
             return None
         try:
-            return HostKeyEntry.from_line(line)
+            return HostKeyEntry.from_line(" ".join(fields[:3]))
         except (paramiko.SSHException, ValueError):
             return None
 
@@ -88,7 +105,10 @@ class KnownHosts:
 
     def add(self, hostname: str, port: int, key: paramiko.PKey) -> None:
         """Pin a key (in memory; `save` writes it)."""
-        entry = HostKeyEntry([one_line(known_hosts_name(hostname, port), "a pinned host name")], key)
+        self._add_entry(known_hosts_name(hostname, port), key)
+
+    def _add_entry(self, name: str, key: paramiko.PKey) -> None:
+        entry = HostKeyEntry([one_line(name, "a pinned host name")], key)
         self._lines.append((entry.to_line().rstrip("\n"), entry))
 
     def remove(self, hostname: str, port: int) -> bool:
@@ -99,10 +119,48 @@ class KnownHosts:
         self._lines = kept
         return removed
 
+    def pin_exactly(self, name: str, keys: Sequence[paramiko.PKey]) -> None:
+        """Exactly `keys` for `name`: its entries with other keys lose that name (a line naming other hosts
+        too keeps them), missing keys are added; every other line stays byte for byte."""
+        one_line(name, "a pinned host name")
+        wanted = [(key.get_name(), key.get_base64()) for key in keys]
+        present: set[tuple[str, str]] = set()
+        result: list[tuple[str, HostKeyEntry | None]] = []
+        for line, entry in self._lines:
+            if entry is None or not _names_match(entry, name):
+                result.append((line, entry))
+                continue
+            kind_and_blob = (entry.key.get_name(), entry.key.get_base64())
+            if kind_and_blob in wanted:
+                present.add(kind_and_blob)
+                result.append((line, entry))
+                continue
+            others = [pattern for pattern in entry.hostnames if not _pattern_matches(pattern, name)]
+            if others:
+                rest = re.split("[ \t]+", line.lstrip(" \t"), maxsplit=1)[1]
+                rewritten = ",".join(others) + " " + rest
+                result.append((rewritten, self._parse(rewritten)))
+        self._lines = result
+        for key in keys:
+            if (key.get_name(), key.get_base64()) not in present:
+                self._add_entry(name, key)
+
+    def text(self) -> str:
+        """The file's content: every line and a final newline."""
+        return "".join(line + "\n" for line, _ in self._lines)
+
+
+class KnownHosts(KnownHostsText):
+    """A known_hosts file on this machine: read, extended and saved atomically."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path.read_text() if path.exists() else "")
+        self.path = path
+
     def save(self) -> None:
         """Write the file atomically (same directory, fsync, rename), mode 0644."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, "".join(line + "\n" for line, _ in self._lines), 0o644)
+        atomic_write(self.path, self.text(), 0o644)
 
 
 def trusted_keys(pins_path: Path, hostname: str, port: int) -> tuple[Path, dict[str, paramiko.PKey]]:

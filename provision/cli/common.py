@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from provision.audit.findings import Finding
-from provision.engine import EXIT_FINDINGS, EXIT_OK, Engine, Play, PlayState, RunOptions, exit_status
+from provision.engine import DEFAULT_LOCK_WAIT, EXIT_FINDINGS, EXIT_OK, Engine, Play, PlayState, RunOptions, exit_status
 from provision.inventory import Inventory, load_inventory
 from provision.report import ConsoleReporter, QuietReporter, console, play_document, print_findings, print_json
 from provision.secrets.inventory import SecretLookupForInventory
@@ -30,13 +30,14 @@ class PlayArgs:
     verbose: bool
     accept_new_hostkeys: bool
     timeout: float
+    lock_wait: float
 
     def load(self) -> Inventory:
         return load_inventory(self.inventory)
 
     def options(self) -> RunOptions:
         return RunOptions(check=self.check, diff=self.diff, forks=self.forks, timeout=self.timeout,
-                          accept_new_hostkeys=self.accept_new_hostkeys)
+                          accept_new_hostkeys=self.accept_new_hostkeys, lock_wait=self.lock_wait)
 
 
 @dataclass
@@ -59,7 +60,7 @@ def inventory_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def play_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """-i, --limit, --check, --diff, -f, --json, -v, --accept-new-hostkeys, --timeout."""
+    """-i, --limit, --check, --diff, -f, --json, -v, --accept-new-hostkeys, --timeout, --lock-wait."""
     options = [
         inventory_option,
         click.option("-l", "--limit", metavar="PATTERN", help="Ansible host pattern, e.g. 'clients:!ws2'."),
@@ -74,14 +75,16 @@ def play_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Pin the key of a host seen for the first time (a changed key is still refused)."),
         click.option("--timeout", type=click.FloatRange(1, 86400), default=30.0, show_default=True,
                      help="Seconds allowed to connect and to run each command on a host."),
+        click.option("--lock-wait", type=click.FloatRange(0, 86400), default=DEFAULT_LOCK_WAIT, show_default=True,
+                     help="Seconds to wait for another provision run that works on the same host."),
     ]
 
     @functools.wraps(func)
     def wrapper(*args: Any, inventory: str | None, limit: str | None, check: bool, diff: bool, forks: int,
                 json_output: bool, verbose: bool, accept_new_hostkeys: bool, timeout: float,
-                **kwargs: Any) -> Any:
+                lock_wait: float, **kwargs: Any) -> Any:
         play_args = PlayArgs(inventory, limit, check, diff, forks, json_output, verbose,
-                             accept_new_hostkeys, timeout)
+                             accept_new_hostkeys, timeout, lock_wait)
         return func(*args, play_args=play_args, **kwargs)
 
     for option in reversed(options):

@@ -174,4 +174,4 @@ def bootstrap_play(storage: Host, data: str | None = None, tag: str | None = Non
     check_settings(storage)
     return Play("bootstrap", [
         Phase("bootstrap", lambda state: [storage], lambda host, state: storage_tasks(host, data, tag, password)),
-    ])
+    ], locks_hosts=True)

@@ -140,7 +140,7 @@ def onboard_play(inventory: Inventory, clients: Sequence[Host], *, pins_path: Pa
         Phase("client key", lambda state: clients, client_tools_and_key),
         Phase("authorize", lambda state: [storage], authorize),
         Phase("client", lambda state: clients, set_up_client, needs=lambda host: [storage.name]),
-    ])
+    ], locks_hosts=True)
 
 
 def offboard_play(inventory: Inventory, clients: Sequence[Host], *, purge: bool) -> Play:
@@ -167,4 +167,4 @@ def offboard_play(inventory: Inventory, clients: Sequence[Host], *, purge: bool)
         Phase("client account", lambda state: clients, lambda host, state: [ClientAccount(host)]),
         Phase("revoke", lambda state: [storage], revoke),
         Phase("client", lambda state: clients, clean_client, needs=lambda host: [storage.name]),
-    ])
+    ], locks_hosts=True)

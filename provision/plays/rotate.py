@@ -111,7 +111,7 @@ def rotate_keys_play(inventory: Inventory, clients: Sequence[Host]) -> Play:
         Phase("revoke old key", lambda state: [storage], lambda host, state: key_lines(host, state, revoke_old=True)),
         Phase("retire old key", lambda state: clients, retire, needs=lambda host: [storage.name]),
         Phase("summary", lambda state: [storage], summary),
-    ])
+    ], locks_hosts=True)
 
 
 def rotate_password_play(inventory: Inventory, clients: Sequence[Host], *, rotate_storage: bool,
@@ -138,4 +138,4 @@ def rotate_password_play(inventory: Inventory, clients: Sequence[Host], *, rotat
     if rotate_storage:
         phases.append(Phase("summary", lambda state: [storage], lambda host, state: [
             RotationSummary("password rotation", sorted(chosen), left_out, "provision rotate password")]))
-    return Play("rotate password", phases)
+    return Play("rotate password", phases, locks_hosts=True)

@@ -19,8 +19,7 @@ from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError
 from provision.facts import Fact, FileFact, FileState
 from provision.inventory import Host
-from provision.known_hosts_file import known_hosts_name, trusted_keys
-from provision.render import one_line
+from provision.known_hosts_file import KnownHostsText, known_hosts_name, trusted_keys
 from provision.tasks.client_key import ClientInfo, shorten_keys
 from provision.tasks.files import unified_diff, write_file
 
@@ -43,36 +42,11 @@ def client_ssh_options(info: ClientInfo) -> list[str]:
             "-o", "BatchMode=yes", "-i", info.key]
 
 
-def _name_matches(pattern: str, name: str) -> bool:
-    if pattern.startswith("|1|"):
-        return paramiko.HostKeys.hash_host(name, pattern) == pattern
-    return pattern == name
-
-
 def pinned_known_hosts(content: str, name: str, keys: Sequence[paramiko.PKey]) -> str:
-    """`content` with exactly `keys` for `name`: other hosts' entries, comments and markers kept."""
-    one_line(name, "the storage host's known_hosts name")
-    wanted = [(key.get_name(), key.get_base64()) for key in keys]
-    present: set[tuple[str, str]] = set()
-    result: list[str] = []
-    for line in content.splitlines():
-        fields = line.split()
-        if len(fields) < 3 or line.lstrip().startswith(("#", "@")):
-            result.append(line)
-            continue
-        names = fields[0].split(",")
-        if not any(_name_matches(pattern, name) for pattern in names):
-            result.append(line)
-            continue
-        if (fields[1], fields[2]) in wanted:
-            present.add((fields[1], fields[2]))
-            result.append(line)
-            continue
-        others = [pattern for pattern in names if not _name_matches(pattern, name)]
-        if others:
-            result.append(",".join(others) + " " + line.split(None, 1)[1])
-    result.extend(f"{name} {kind} {blob}" for kind, blob in wanted if (kind, blob) not in present)
-    return "".join(f"{line}\n" for line in result)
+    """`content` with exactly `keys` for `name`: other hosts' entries, comments and markers kept byte for byte."""
+    known_hosts = KnownHostsText(content)
+    known_hosts.pin_exactly(name, keys)
+    return known_hosts.text()
 
 
 class PinStorageHostKey(Task):

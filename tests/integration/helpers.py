@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import threading
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 import yaml
 
@@ -80,11 +82,22 @@ def own_lab(tmp_path_factory: pytest.TempPathFactory, name: str, hosts: Sequence
             lab.down()
 
 
+#: The host lock's directory in a connecting user's home (provision.host_lock), and a home's own line.
+LOCK_BOOKKEEPING = re.compile(r"/\.provision(/| |$)")
+HOME_LINE = re.compile(r"^(/root|/home/[^/ ]+) ")
+
+
 def host_snapshot(lab: Lab, host: str) -> str:
-    """Every file's path, owner, mode and checksum in a host's private directories."""
+    """Every file's path, owner, mode and checksum in a host's private directories.
+
+    The run's host lock (`~/.provision`, made by the first run that changes the host, even one refused
+    later) is bookkeeping, not host state: it and the modification time of the home holding it are left out.
+    """
     listing = lab.exec(host, ["find", *SNAPSHOT_DIRS, "-xdev", "-printf", "%p %u %g %m %s %T@\\n"]).stdout
     sums = lab.exec(host, ["find", *SNAPSHOT_DIRS, "-xdev", "-type", "f", "-exec", "sha256sum", "{}", "+"]).stdout
-    return listing + sums
+    lines = [line.rsplit(" ", 1)[0] + "\n" if HOME_LINE.match(line) else line
+             for line in (listing + sums).splitlines(keepends=True) if not LOCK_BOOKKEEPING.search(line)]
+    return "".join(lines)
 
 
 def admin_inventory(lab: Lab, tmp_path: Path, hosts: set[str]) -> Path:
@@ -142,17 +155,18 @@ def put_dataset(lab: Lab, *, blob: bool = False) -> None:
     sh(lab, "storage", ["chown", "-R", "git:dvc", "/mnt/nfs/demo/data"])
 
 
-def bootstrap_storage(lab: Lab, home: Path) -> None:
+def bootstrap_storage(lab: Lab, home: Path, *, env: dict[str, str] | None = None) -> None:
     """The storage as `provision bootstrap` makes it (the run must succeed)."""
-    done = provision("bootstrap", "-i", str(lab.inventory_path), home=home)
+    done = provision("bootstrap", "-i", str(lab.inventory_path), home=home, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def bootstrap_with_dataset(lab: Lab, home: Path, *, blob: bool = False) -> None:
+def bootstrap_with_dataset(lab: Lab, home: Path, *, blob: bool = False, env: dict[str, str] | None = None) -> None:
     """The storage as `provision bootstrap` makes it, with a first dataset tagged v1.0."""
-    bootstrap_storage(lab, home)
+    bootstrap_storage(lab, home, env=env)
     put_dataset(lab, blob=blob)
-    done = provision("bootstrap", "-i", str(lab.inventory_path), "--data", "data", "--tag", "v1.0", home=home)
+    done = provision("bootstrap", "-i", str(lab.inventory_path), "--data", "data", "--tag", "v1.0", home=home,
+                     env=env)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -258,3 +272,22 @@ def missing_tagged_data(lab: Lab) -> str:
     """Every tag of git_remote whose .dvc outputs are not in the DVC remote, one per line (nothing: all there)."""
     return sh(lab, "storage", ["runuser", "-u", "git", "--", "sh", "-c", MISSING_TAGGED_DATA, "sh",
                                "/mnt/nfs/git/demo.git", "/mnt/nfs/cache"])
+
+
+def password_login(lab: Lab, user: str, password: str) -> paramiko.SSHClient:
+    """A password login to storage from the controller, host key pinned, nothing but the password."""
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(lab.known_hosts_path))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect("127.0.0.1", lab.port("storage"), username=user, password=password, look_for_keys=False,
+                   allow_agent=False, timeout=10)
+    return client
+
+
+def password_works(lab: Lab, password: str) -> bool:
+    """Whether storage_user (dvc) logs in to storage with `password`."""
+    try:
+        password_login(lab, "dvc", password).close()
+    except paramiko.AuthenticationException:
+        return False
+    return True

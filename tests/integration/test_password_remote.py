@@ -37,6 +37,8 @@ from tests.integration.helpers import (
     failures,
     host_snapshot,
     own_lab,
+    password_login,
+    password_works,
     put_dataset,
     sh,
     task,
@@ -92,24 +94,6 @@ class Site:
             value = self.secret(name)
             if value:
                 self.passwords.add(value)
-
-
-def connect(lab: Lab, user: str, password: str) -> paramiko.SSHClient:
-    """A password login to storage from the controller, host key pinned, nothing but the password."""
-    client = paramiko.SSHClient()
-    client.load_host_keys(str(lab.known_hosts_path))
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect("127.0.0.1", lab.port("storage"), username=user, password=password, look_for_keys=False,
-                   allow_agent=False, timeout=10)
-    return client
-
-
-def password_works(lab: Lab, password: str) -> bool:
-    try:
-        connect(lab, "dvc", password).close()
-    except paramiko.AuthenticationException:
-        return False
-    return True
 
 
 def config_local(lab: Lab, host: str) -> str:
@@ -201,7 +185,7 @@ def test_a_password_session_is_sftp_only_and_no_other_account_takes_a_password(s
     lab = site.lab
     password = site.secret(PASSWORD_NAME)
     assert password
-    client = connect(lab, "dvc", password)
+    client = password_login(lab, "dvc", password)
     try:
         sftp = client.open_sftp()
         assert "files" in sftp.listdir("/cache")  # dvc_storage inside the chroot, and nothing else readable
@@ -216,7 +200,7 @@ def test_a_password_session_is_sftp_only_and_no_other_account_takes_a_password(s
     finally:
         client.close()
     with pytest.raises(paramiko.BadAuthenticationType):
-        connect(lab, "git", password)
+        password_login(lab, "git", password)
     assert not password_works(lab, password + "x")
 
 
@@ -362,7 +346,7 @@ def test_without_password_clients_bootstrap_takes_the_password_login_away(site: 
     assert "ChrootDirectory /mnt/nfs" in drop_in and "Password" not in drop_in and "ForceCommand" not in drop_in
     assert sh(lab, "storage", ["getent", "shadow", "dvc"]).split(":")[1] == "*"
     with pytest.raises(paramiko.BadAuthenticationType):
-        connect(lab, "dvc", site.secret(PASSWORD_NAME) or "")
+        password_login(lab, "dvc", site.secret(PASSWORD_NAME) or "")
     status, document = site.run("onboard, keys again", "onboard", "-i", inventory, "ws1")
     assert status == 0, failures(document)
     assert "password" not in config_local(lab, "ws1") and f"keyfile = {KEY}" in config_local(lab, "ws1")

@@ -10,7 +10,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from provision.connection import SEAL_BYTES, LocalSession, _lookup, _parse_jump, _TargetSlots
+from provision.connection import SEAL_BYTES, CommandResult, LocalSession, _lookup, _parse_jump, _TargetSlots
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
@@ -86,3 +86,21 @@ def test_local_staging_directory_is_locked_while_its_session_lives() -> None:
     finally:
         session.close()
     assert not staged.parent.exists()
+
+
+GIT_ADVICE = ("fatal: Could not read from remote repository.\n\nPlease make sure you have the correct access rights\n"
+              "and the repository exists.\n")
+
+
+@pytest.mark.parametrize("openssh", [
+    "ssh: connect to host 127.0.0.1 port 2201: Connection refused",
+    "Connection to 127.0.0.1 closed by remote host.",
+    "Read from remote host 127.0.0.1: Connection reset by peer",
+    "client_loop: send disconnect: Broken pipe",
+    "Timeout, server 127.0.0.1 not responding.",
+])
+def test_openssh_s_reason_is_shown_above_git_s_advice(openssh: str) -> None:
+    """Storage gone before or during a clone: OpenSSH's line (as its client prints it, CR included), not only
+    git's advice, names the cause."""
+    result = CommandResult(("git", "clone"), 128, "", f"{openssh}\r\n{GIT_ADVICE}")
+    assert result.detail == f"{openssh} / and the repository exists."

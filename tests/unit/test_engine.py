@@ -33,6 +33,7 @@ from provision.engine import (
 )
 from provision.errors import ProvisionError
 from provision.facts import Fact
+from provision.host_lock import HostBusy, HostLocks
 from provision.inventory import Host, load_inventory
 from provision.remote import BatchOutput
 from provision.report import QuietReporter, play_document
@@ -517,3 +518,31 @@ def test_a_fresh_fact_is_read_again_after_an_earlier_change_only(inventory, tmp_
     report = _one_host(inventory, tasks, again)
     assert [t.msg for t in report.tasks] == ["holds 'new'", "", "holds 'new'"]
     assert len(again["a"].lines) == 1
+
+
+def test_a_play_that_changes_hosts_locks_them_first_and_a_host_it_could_not_lock_fails_alone(
+        inventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    released: list[str] = []
+    asked: list[list[str]] = []
+
+    def lock_hosts(hosts, connect, *, wait, forks, notice) -> HostLocks:
+        asked.append(sorted(host.name for host in hosts))
+        for host in hosts:
+            connect(host)
+        return HostLocks(held={name: lambda name=name: released.append(name) for name in ("a", "c")},
+                         errors={"b": HostBusy("b", "pid 7 on laptop since noon", wait)})
+
+    monkeypatch.setattr("provision.engine.lock_hosts", lock_hosts)
+    files: dict[str, str] = {}
+    play = Play("t", [Phase("p", lambda s: inventory.clients, lambda h, s: [SetValue(files, h.name, "v")])],
+                locks_hosts=True)
+    state = make_engine(inventory, RunOptions(check=True), {}).run(play)
+    assert asked == [] and state.reports["b"].status is Status.CHANGED  # --check takes no lock
+
+    state = make_engine(inventory, RunOptions(lock_wait=5), {}).run(play)
+    assert asked == [["a", "b", "c"]]
+    assert files == {"a": "v", "c": "v"}
+    assert state.reports["b"].status is Status.FAILED
+    assert "another provision run (pid 7 on laptop since noon) still works on this host after 5s" in \
+        state.reports["b"].tasks[0].msg
+    assert sorted(released) == ["a", "c"]

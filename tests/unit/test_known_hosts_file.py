@@ -54,3 +54,14 @@ def test_concurrent_pin_writers_lose_nothing(tmp_path: Path) -> None:
     assert all(pins.lookup("127.0.0.1", 2200 + n) for n in range(12))
     pin_keys(path, "127.0.0.1", 2200, [keys[0]])  # already there: no duplicate
     assert path.read_text().count("[127.0.0.1]:2200 ") == 1
+
+
+def test_the_pins_file_splits_on_newlines_only(tmp_path: Path) -> None:
+    key = paramiko.ECDSAKey.generate()
+    path = tmp_path / "pins"
+    path.write_text(f"# note\u2028[10.0.0.5]:2222 {key.get_name()} {key.get_base64()}\n")
+    pins = KnownHosts(path)
+    assert pins.lookup("10.0.0.5", 2222) == {}
+    pins.add("nas", 22, key)
+    pins.save()
+    assert path.read_text().startswith(f"# note\u2028[10.0.0.5]:2222 {key.get_name()} ")

@@ -176,6 +176,33 @@ def test_a_hashed_entry_with_the_pinned_key_counts() -> None:
     assert pinned_known_hosts(content, "[10.0.0.5]:2222", [_ed25519()]) == content
 
 
+STALE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd1RpfT6mkg3Zxcv3SXptQ0rkuTaNhk7cH8WDqv3Ddh"
+
+
+@pytest.mark.parametrize("separator", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r"])
+def test_foreign_lines_split_only_on_newlines_as_openssh_does(separator: str) -> None:
+    """OpenSSH reads known_hosts line by line on \\n only: a comment or a malformed line holding another
+    line break character is one line, kept byte for byte, and never read as an entry of the name."""
+    content = (f"# note{separator}[10.0.0.5]:2222 {STALE}\n"
+               f"[10.0.0.5]:2222{separator}{STALE}\n"
+               f"other.example {KEY}{separator}trailing\n")
+    result = pinned_known_hosts(content, "[10.0.0.5]:2222", [_ed25519()])
+    assert result == content + f"[10.0.0.5]:2222 {KEY}\n"
+
+
+def test_entries_separated_by_tabs_and_runs_of_spaces_are_entries() -> None:
+    kind, blob = STALE.split()
+    content = f"  [10.0.0.5]:2222 \t{kind}  {blob}\n[10.0.0.5]:2222\t{KEY.replace(' ', chr(9))} comment\n"
+    result = pinned_known_hosts(content, "[10.0.0.5]:2222", [_ed25519()])
+    assert result == f"[10.0.0.5]:2222\t{KEY.replace(' ', chr(9))} comment\n"
+
+
+def test_a_line_without_a_final_newline_and_a_non_key_field_are_kept() -> None:
+    content = f"@revoked [10.0.0.5]:2222 {STALE}\n[10.0.0.5]:2222 ssh-unknown AAAA\nnas {STALE}"
+    result = pinned_known_hosts(content, "[10.0.0.5]:2222", [_ed25519()])
+    assert result == content + f"\n[10.0.0.5]:2222 {KEY}\n"
+
+
 # -------------------------------------------------------------- git
 
 

@@ -36,7 +36,7 @@ from provision.connection import (
     remove_stale_staging,
 )
 from provision.errors import ProvisionError, command_error
-from provision.facts import Fact
+from provision.facts import ControllerFact, Fact
 from provision.host_lock import DEFAULT_LOCK_WAIT, HostLocks, lock_hosts
 from provision.inventory import Host, Inventory
 from provision.remote import BatchOutput, ChangeBatch, ProbeBatch
@@ -426,7 +426,7 @@ class HostContext:
         """
         wanted: dict[Hashable, Fact] = {}
         for fact in facts:
-            if fact.key not in self._facts:
+            if fact.key not in self._facts and not isinstance(fact, ControllerFact):
                 wanted.setdefault(fact.key, fact)
         for privileged in (False, True):
             level = [fact for fact in wanted.values() if fact.privileged is privileged]
@@ -444,6 +444,8 @@ class HostContext:
 
     def fact(self, fact: Fact) -> Any:
         """A fact's value (read now if the phase did not gather it, or if a queued command changes it)."""
+        if isinstance(fact, ControllerFact):
+            return fact.read()
         if fact.key in self._stale_keys():
             self.flush()
         if fact.key not in self._facts:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from provision.connection import AccountLogin, PasswordLoginDisabled
 from provision.remote import BatchOutput, script
+from provision.secrets import StoredSecret
 
 #: Shell function for probes: `path_state PATH` prints "OWNER GROUP MODE KIND" (FileState.from_stat reads
 #: it) or "absent"; a symbolic link is described itself, not its target.
@@ -82,6 +84,22 @@ class Fact(ABC):
     @abstractmethod
     def parse(self, output: BatchOutput) -> Any:
         """Its value from the command's output and exit status."""
+
+
+class ControllerFact(Fact):
+    """A fact the controller reads over a connection of its own (a host-key scan, a login attempt), not by a
+    command on the host. The context reads it when a task asks for it, each time: what it shows (the keys
+    or logins the running sshd offers) can change within a phase, and no probe batch can carry it."""
+
+    @abstractmethod
+    def read(self) -> Any:
+        """Its value, read now."""
+
+    def argv(self) -> list[str]:
+        raise TypeError(f"{type(self).__name__} is read by the controller, not by a command on the host")
+
+    def parse(self, output: BatchOutput) -> Any:
+        raise TypeError(f"{type(self).__name__} is read by the controller, not from a probe's output")
 
 
 @dataclass(frozen=True)
@@ -180,3 +198,49 @@ class UserGroupsFact(Fact):
 
     def parse(self, output: BatchOutput) -> tuple[str, ...]:
         return tuple(output.stdout.split()) if output.rc == 0 else ()
+
+
+@dataclass(frozen=True)
+class LoginMethodsFact(ControllerFact):
+    """The authentication methods storage's running sshd offers `user` (asked before authenticating)."""
+
+    user: str
+    login: AccountLogin = field(compare=False, repr=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("login methods", self.user)
+
+    def read(self) -> tuple[str, ...]:
+        return tuple(self.login.offered_methods(self.user))
+
+
+@dataclass(frozen=True)
+class PasswordLoginOutcome:
+    """A fresh password login: whether sshd offered password login (`refusal` says why not) and took it."""
+
+    offered: bool
+    accepted: bool = False
+    refusal: str = ""
+
+
+@dataclass(frozen=True)
+class PasswordLoginFact(ControllerFact):
+    """Whether storage takes a stored password for `user` now: a fresh login, then an SFTP listing of
+    `directory` (a login that cannot list it fails the task)."""
+
+    user: str
+    directory: str
+    secret: StoredSecret = field(compare=False, repr=False)
+    login: AccountLogin = field(compare=False, repr=False)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return ("password login", self.user, self.secret.name)
+
+    def read(self) -> PasswordLoginOutcome:
+        try:
+            return PasswordLoginOutcome(True, self.login.password_accepted(self.user, self.secret.value,
+                                                                            self.directory))
+        except PasswordLoginDisabled as refusal:
+            return PasswordLoginOutcome(False, refusal=str(refusal))

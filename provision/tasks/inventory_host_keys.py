@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import paramiko
 
 from provision.connection import HostKeyOptions, UnreachableError, resolve_target, scan_host_keys
 from provision.engine import Change, HostContext, Task
+from provision.facts import ControllerFact
+from provision.inventory import Host
 from provision.known_hosts_file import changed_key_message, pin_keys, trusted_keys
+
+
+@dataclass(frozen=True)
+class OfferedHostKeysFact(ControllerFact):
+    """The host keys a host's sshd offers, one connection per key type (verified against nothing yet)."""
+
+    host: Host = field(compare=False, repr=False)
+    keys: HostKeyOptions = field(compare=False, repr=False)
+    timeout: float = field(compare=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("offered host keys", self.host.name)
+
+    def read(self) -> tuple[paramiko.PKey, ...]:
+        return tuple(scan_host_keys(self.host, self.keys, timeout=self.timeout))
 
 
 class PinHostKeys(Task):
@@ -28,7 +49,8 @@ class PinHostKeys(Task):
 
     def plan(self, ctx: HostContext) -> Change | None:
         target = resolve_target(ctx.host)
-        offered = {key.get_name(): key for key in scan_host_keys(ctx.host, self.keys, timeout=self.timeout)}
+        scanned: tuple[paramiko.PKey, ...] = ctx.fact(OfferedHostKeysFact(ctx.host, self.keys, self.timeout))
+        offered = {key.get_name(): key for key in scanned}
         for key in offered.values():
             ctx.note(f"{key.get_name()} {key.fingerprint}")
         source, pinned = trusted_keys(self.keys.pins_path, target.hostname, target.port)

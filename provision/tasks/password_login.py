@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from provision.connection import STAGED_CONTENT, AccountLogin, PasswordLoginDisabled
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError
-from provision.facts import Fact
+from provision.facts import Fact, LoginMethodsFact, PasswordLoginFact, PasswordLoginOutcome
 from provision.inventory import Host, Settings
 from provision.remote import BatchOutput, script
 from provision.secrets import ALL_SCOPE, StoredSecret, generate_secret, secret_name, sibling_name
@@ -109,6 +109,10 @@ class _PasswordTask(Task):
         self.login = login
         self.user = self.settings.storage_user
 
+    def _login_fact(self, secret: StoredSecret) -> PasswordLoginFact:
+        """A fresh login to storage with `secret`, listing dvc_storage."""
+        return PasswordLoginFact(self.user, self.settings.sftp_dvc_storage, secret, self.login)
+
 
 class StoragePassword(_PasswordTask):
     """storage_user's password is the stored `storage_password`, proven by a fresh login."""
@@ -131,14 +135,13 @@ class StoragePassword(_PasswordTask):
         hash_state: PasswordHash = ctx.fact(self.hash_fact)
         if not hash_state.usable:
             return Change(f"set {self.user}'s password from {found.name}", lambda: self._set(ctx, found))
-        try:
-            accepted = self.login.password_accepted(self.user, found.value, self.settings.sftp_dvc_storage)
-        except PasswordLoginDisabled:
+        login: PasswordLoginOutcome = ctx.fact(self._login_fact(found))
+        if not login.offered:
             if not ctx.check:
-                raise
+                raise PasswordLoginDisabled(login.refusal)
             return Change(f"set {self.user}'s password from {found.name} (not verifiable before sshd offers "
                           "password login)", lambda: None)
-        if accepted:
+        if login.accepted:
             ctx.note(f"{self.user} logs in with {found.name} (fresh login, SFTP listing of "
                      f"{self.settings.sftp_dvc_storage})")
             return None
@@ -180,7 +183,7 @@ class RotateStoragePassword(_PasswordTask):
         else:
             raise ProvisionError(f"no {PASSWORD_KEY} is stored for {self.storage.name}: run `provision bootstrap` "
                                  "(with an auth: password client in the inventory) first")
-        if "password" not in self.login.offered_methods(self.user):
+        if "password" not in ctx.fact(LoginMethodsFact(self.user, self.login)):
             raise ProvisionError(f"sshd on {self.storage.name} offers no password login to {self.user}: run "
                                  "`provision bootstrap` (with an auth: password client in the inventory) first")
         if pending is None:
@@ -188,7 +191,10 @@ class RotateStoragePassword(_PasswordTask):
             return Change(f"generate {next_name}, set it as {self.user}'s password, prove a login, promote it to "
                           f"{target}", lambda: self._rotate(ctx, next_name, target))
         check_password_value(pending.value)
-        if self.login.password_accepted(self.user, pending.value, self.settings.sftp_dvc_storage):
+        login: PasswordLoginOutcome = ctx.fact(self._login_fact(pending))
+        if not login.offered:
+            raise PasswordLoginDisabled(login.refusal)
+        if login.accepted:
             ctx.note(f"storage already accepts {pending.name}: continuing the rotation begun earlier")
             return Change(f"promote {pending.name} to {target}", lambda: self._promote(ctx, pending, target))
         ctx.note(f"continuing the rotation begun earlier with {pending.name}")

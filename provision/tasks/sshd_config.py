@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from provision.connection import STAGED_CONTENT, AccountLogin
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError
-from provision.facts import Fact, FileFact, FileState, KeyValues
+from provision.facts import Fact, FileFact, FileState, KeyValues, LoginMethodsFact
 from provision.inventory import Settings
 from provision.remote import BatchOutput, as_user, script
 from provision.render import render
@@ -278,7 +278,8 @@ class SshdStorageUser(Task):
 
     def _check_running(self, ctx: HostContext) -> Change | None:
         """The file is right; with password login the running sshd must offer it (a reload may be missing)."""
-        if self.login is None or not self.password or "password" in self.login.offered_methods(self.user):
+        if self.login is None or not self.password or "password" in ctx.fact(LoginMethodsFact(self.user,
+                                                                                               self.login)):
             ctx.note(f"{self.path}: chroot {self.settings.sftp_root}"
                      + (", password login for SFTP" if self.password else ""))
             return None

@@ -32,7 +32,7 @@ from provision.engine import (
     exit_status,
 )
 from provision.errors import ProvisionError
-from provision.facts import Fact
+from provision.facts import ControllerFact, Fact
 from provision.host_lock import HostBusy, HostLocks
 from provision.inventory import Host, load_inventory
 from provision.remote import BatchOutput
@@ -546,3 +546,40 @@ def test_a_play_that_changes_hosts_locks_them_first_and_a_host_it_could_not_lock
     assert "another provision run (pid 7 on laptop since noon) still works on this host after 5s" in \
         state.reports["b"].tasks[0].msg
     assert sorted(released) == ["a", "c"]
+
+
+# ------------------------------------------------------------------ facts the controller reads itself
+
+@dataclass(frozen=True)
+class SshdAnswer(ControllerFact):
+    """What the host's sshd says to a connection of the controller's own: `answers` pops one per reading."""
+
+    answers: list[str]
+
+    @property
+    def key(self) -> Hashable:
+        return ("sshd answer",)
+
+    def read(self) -> str:
+        return self.answers.pop(0)
+
+
+class AsksSshd(Task):
+    name = "ask sshd"
+
+    def __init__(self, fact: SshdAnswer) -> None:
+        self.fact = fact
+
+    def facts(self) -> Sequence[Fact]:
+        return (self.fact, CommandFact(("echo", "state")))
+
+    def plan(self, ctx: HostContext) -> Planned:
+        ctx.note(f"{ctx.fact(self.fact)} then {ctx.fact(self.fact)}")
+        return None
+
+
+def test_a_controller_fact_is_read_when_asked_each_time_and_never_sent_to_the_host(inventory) -> None:
+    sessions: dict[str, MemorySession] = {}
+    report = _one_host(inventory, [AsksSshd(SshdAnswer(["password", "publickey"]))], sessions)
+    assert [(t.status, t.msg) for t in report.tasks] == [(Status.OK, "password then publickey")]
+    assert len(sessions["a"].lines) == 1 and "sshd answer" not in sessions["a"].lines[0]  # the host fact only

@@ -1,5 +1,6 @@
 """Every task's plan() is a pure function of its facts: planned twice on the same facts it gives the same
-result, and while planning it never reaches the host (no session, no login to storage, no host-key scan).
+result, and while planning it never reaches the host (no session, no login to storage, no host-key scan):
+what the controller itself probes (a key scan, a login) comes as a ControllerFact, answered here from samples.
 
 Tasks are found by walking provision.tasks, so a new task fails here until TASKS gives it representative
 arguments; probes answer from SAMPLES (output that the fact itself parses), so a new fact fails here until
@@ -27,7 +28,17 @@ from provision.connection import HostKeyOptions
 from provision.dvc_config import merge_config
 from provision.engine import Change, PlayState, Task
 from provision.errors import ProvisionError
-from provision.facts import Fact, FileFact, FileState, GroupFact, UserGroupsFact
+from provision.facts import (
+    ControllerFact,
+    Fact,
+    FileFact,
+    FileState,
+    GroupFact,
+    LoginMethodsFact,
+    PasswordLoginFact,
+    PasswordLoginOutcome,
+    UserGroupsFact,
+)
 from provision.inventory import Host, Inventory, Settings, load_inventory
 from provision.known_hosts_file import pin_keys
 from provision.remote import BatchOutput
@@ -74,7 +85,7 @@ from provision.tasks.dvc_repo import DatasetFact, EnsureDataset, EnsureServerRep
 from provision.tasks.files import EnsureFile
 from provision.tasks.git_repo import BareRepoFact, EnsureBareRepo, WorkTreeFact
 from provision.tasks.host_info import ReportHostInfo, SystemFact
-from provision.tasks.inventory_host_keys import PinHostKeys
+from provision.tasks.inventory_host_keys import OfferedHostKeysFact, PinHostKeys
 from provision.tasks.key_rotation import (
     KeyRotation,
     ProveNewKey,
@@ -290,19 +301,6 @@ CONVERGED: dict[type[Task], Callable[[World], dict[Hashable, Any]]] = {
     SshdStorageUser: _converged_drop_in,
 }
 
-#: Tasks that reach the host while planning, on the sample host ("fresh") or a CONVERGED one, in the mode
-#: given (check: True, apply: False, None: both), and what they do there. Moving that out of plan() makes
-#: the test pass, which strict xfail reports, so the mark goes with the fix.
-REACHES_HOST: dict[tuple[type[Task], str, bool | None], str] = {
-    (PinHostKeys, "fresh", None): "scans the host's keys over the network (scan_host_keys) in plan()",
-    (StoragePassword, "fresh", None): "logs in to storage with the password (AccountLogin.password_accepted) "
-                                      "in plan()",
-    (RotateStoragePassword, "fresh", None): "asks storage's sshd for its login methods "
-                                            "(AccountLogin.offered_methods) in plan()",
-    (SshdStorageUser, "converged", None): "asks storage's sshd for its login methods (AccountLogin.offered_methods) "
-                                          "in plan()",
-}
-
 #: Directories the sample hosts have (the export and the path above it, the shared cache, the checkout's .dvc);
 #: every other path is absent.
 DIRECTORIES = {"/", "/mnt", "/mnt/nfs", SHARED_CACHE, f"{WORKDIR}/.dvc"}
@@ -358,6 +356,14 @@ SAMPLES: dict[type[Fact], Callable[[World, Any], BatchOutput]] = {
 }
 
 
+#: What the controller's own probes (a key scan, a login) find on a sample host.
+CONTROLLER_SAMPLES: dict[type[ControllerFact], Callable[[World], Any]] = {
+    LoginMethodsFact: lambda w: ("publickey", "password"),
+    PasswordLoginFact: lambda w: PasswordLoginOutcome(offered=True, accepted=True),
+    OfferedHostKeysFact: lambda w: (paramiko.Ed25519Key(data=base64.b64decode(STORAGE_KEY.split()[1])),),
+}
+
+
 class ProbedContext(FakeContext):
     """A host whose probes answer from SAMPLES, parsed by each fact; its session refuses every use."""
 
@@ -368,6 +374,10 @@ class ProbedContext(FakeContext):
         self.world = world
 
     def fact(self, fact: Fact) -> Any:
+        if isinstance(fact, ControllerFact):
+            answer = CONTROLLER_SAMPLES.get(type(fact))
+            assert answer is not None, f"no sample value for {type(fact).__name__}: add one to CONTROLLER_SAMPLES"
+            return answer(self.world)
         if fact.key not in self._facts:
             sample = SAMPLES.get(type(fact))
             assert sample is not None, f"no sample output for {type(fact).__name__}: add one to SAMPLES"
@@ -429,9 +439,7 @@ def _cases() -> list[Any]:
     for cls in task_classes():
         for scenario in ("fresh", "converged") if cls in CONVERGED else ("fresh",):
             for check in (False, True):
-                reason = REACHES_HOST.get((cls, scenario, None)) or REACHES_HOST.get((cls, scenario, check))
-                marks = [pytest.mark.xfail(strict=True, raises=HostTouched, reason=reason)] if reason else []
-                cases.append(pytest.param(cls, scenario, check, marks=marks,
+                cases.append(pytest.param(cls, scenario, check,
                                           id=f"{cls.__name__}-{scenario}-{'check' if check else 'apply'}"))
     return cases
 

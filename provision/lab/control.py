@@ -223,6 +223,10 @@ class Lab:
 
     # -- creation ------------------------------------------------------------------------------------
 
+    def processes(self, host: str) -> list[int]:
+        """The pids of every process running inside the host (its sshd, sessions and what they started)."""
+        return list(processes.host_processes(self._tree(host)))
+
     def _check_same_lab(self, hosts: list[str], shared_nfs: bool, project: str) -> None:
         asked = {"hosts": hosts, "shared_nfs": shared_nfs, "project": project}
         recorded = {"hosts": self.hosts, "shared_nfs": self.facts["shared_nfs"], "project": self.facts["project"]}

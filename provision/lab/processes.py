@@ -92,7 +92,7 @@ def _log_tail(tree: HostTree) -> str:
     return lines[-1] if lines else "no log output"
 
 
-def _host_processes(tree: HostTree) -> Iterator[int]:
+def host_processes(tree: HostTree) -> Iterator[int]:
     """Every process that lives inside the host: its root directory's /etc is the host's own."""
     try:
         host_etc = os.stat(tree.path("/etc"))
@@ -110,7 +110,7 @@ def _host_processes(tree: HostTree) -> Iterator[int]:
 
 def stop_host(tree: HostTree, listener: int | None) -> None:
     """End the host's sshd listener first, then every other process inside the host (TERM, then KILL)."""
-    processes = ([listener] if listener else []) + [pid for pid in _host_processes(tree) if pid != listener]
+    processes = ([listener] if listener else []) + [pid for pid in host_processes(tree) if pid != listener]
     for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
         for pid in processes:
             try:

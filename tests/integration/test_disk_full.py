@@ -30,7 +30,7 @@ def git_remote(lab, *argv: str) -> str:
 def dvc_push_on_storage(lab: Lab) -> list[int]:
     """The processes of `dvc push` running inside the storage host."""
     found = []
-    for pid in lab._host_processes("storage"):
+    for pid in lab.processes("storage"):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:

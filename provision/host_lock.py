@@ -47,20 +47,25 @@ umask 077
 [ -n "$HOME" ] && { [ -e "$dir" ] || [ -L "$dir" ] || mkdir -- "$dir" 2>/dev/null; }
 home_owner=$(stat -c %u -- "$HOME" 2>/dev/null)
 if [ -z "$HOME" ] || [ -L "$dir" ] || [ ! -d "$dir" ] || [ ! -O "$dir" ] || [ -L "$dir/lock" ] \\
+   || { [ -e "$dir/lock" ] && { [ ! -f "$dir/lock" ] || [ ! -O "$dir/lock" ]; }; } \\
    || { [ "$home_owner" != "$(id -u)" ] && [ "$home_owner" != 0 ]; } \\
-   || [ -n "$(find "$HOME" "$dir" -maxdepth 0 -perm /022)" ] || ! : >> "$dir/lock"; then
+   || [ -n "$(find "$HOME" "$dir" -maxdepth 0 -perm /022)" ] || ! : >> "$dir/lock" \\
+   || ! chmod 0700 -- "$dir" || ! chmod 0600 -- "$dir/lock"; then
   say refused "$dir"
   exit 0
 fi
 exec 9>> "$dir/lock"
 if ! flock -n -x 9; then
-  say busy "$(head -c 200 -- "$dir/holder" 2>/dev/null | tr -d '\\n')"
+  holder=
+  if [ -f "$dir/holder" ] && [ ! -L "$dir/holder" ]; then holder=$(head -c 200 -- "$dir/holder" 2>/dev/null); fi
+  say busy "$(printf '%s' "$holder" | tr -d '\\n')"
   if [ "$1" = 0 ] || ! flock -w "$1" -x 9; then
     say timeout
     exit 0
   fi
 fi
-printf '%s\\n' "$2" > "$dir/holder"
+rm -f -- "$dir/holder"
+(set -C; printf '%s\\n' "$2" > "$dir/holder") 2>/dev/null
 say locked
 exec cat > /dev/null
 """

@@ -5,6 +5,8 @@
 - a process of the connecting user kills the command that holds the run's lock while the SSH connection
   stays up: the run stops before its next command instead of going on unlocked;
 - a process of the connecting user makes `~/.provision/holder` a FIFO: a waiting run is not hung by it;
+- two clients share the connecting user's home over NFS: one run locks both without waiting for itself
+  (it used to wait --lock-wait seconds for its own lock, then fail the second client);
 - a Fabric config file of the controller's user (`~/.fabric.yml`) asks for a PTY and more key files:
   sessions ignore it (under a PTY, sudo's password would be echoed into the command's output).
 """
@@ -16,12 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from provision.connection import HostKeyOptions, Session, UnreachableError, open_session
-from provision.host_lock import HostBusy, lock_host
+from provision.host_lock import HostBusy, lock_host, lock_hosts
 from provision.inventory import load_inventory
 from provision.lab import Lab
-from tests.integration.helpers import admin_inventory, own_lab, sh
+from tests.integration.helpers import admin_inventory, own_lab, require_lab, sh
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +113,7 @@ def test_a_fifo_as_holder_does_not_hang_a_waiting_run(lab: Lab) -> None:
         assert busy.value.holder == "unknown run"
         release()
         take(second, run="pid 3 on c since t")()
-        assert sh(lab, "ws1", ["cat", "/root/.provision/holder"]) == "pid 3 on c since t\n"
+        assert sh(lab, "ws1", ["cat", "/root/.provision/holder"]).endswith(" pid 3 on c since t\n")
     finally:
         first.close()
         second.close()
@@ -134,3 +137,49 @@ def test_a_users_fabric_config_changes_nothing_in_a_session(lab: Lab, tmp_path: 
         assert password not in failed.stdout + failed.stderr
     finally:
         session.close()
+
+
+SHARED_USER, SHARED_HOME = "shared", "/mnt/nfs/home/shared"
+
+
+def test_clients_sharing_a_home_over_nfs_are_locked_by_one_run_without_waiting_for_itself(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    require_lab()
+    lab = Lab(tmp_path_factory.mktemp("shared-home-lab"))
+    try:
+        lab.up(["storage", "ws1", "ws2"], shared_nfs=True)  # the clients' /mnt/nfs is storage's export
+        sh(lab, "storage", ["mkdir", "-p", "-m", "0755", "/mnt/nfs/home"])
+        for client in ("ws1", "ws2"):
+            sh(lab, client, ["/usr/sbin/useradd", "--uid", "2345", "--user-group", "--no-create-home",
+                             "--home-dir", SHARED_HOME, "--shell", "/bin/sh", "--password", "*", SHARED_USER])
+        sh(lab, "ws1", ["sh", "-c", 'mkdir -p -m 0700 "$1/.ssh" && cat > "$1/.ssh/authorized_keys" '
+                        '&& chown -R 2345:2345 "$1" && chmod 0755 "$1"', "sh", SHARED_HOME],
+           input=Path(f"{lab.admin_key}.pub").read_text())
+        data = yaml.safe_load(lab.inventory_path.read_text())
+        for group in data["all"]["children"].values():
+            for host_vars in group["hosts"].values():
+                host_vars.update({"ansible_user": SHARED_USER, "ansible_ssh_private_key_file": str(lab.admin_key)})
+        inventory_path = tmp_path / "shared.yml"
+        inventory_path.write_text(yaml.safe_dump(data))
+        (tmp_path / "shared.known_hosts").write_bytes(lab.known_hosts_path.read_bytes())
+        inventory = load_inventory(inventory_path)
+        keys = HostKeyOptions(inventory.known_hosts_path)
+        sessions: list[Session] = []
+
+        def connect(host: object) -> Session:
+            sessions.append(open_session(host, keys, timeout=30))  # type: ignore[arg-type]
+            return sessions[-1]
+
+        clients = [inventory.hosts["ws1"], inventory.hosts["ws2"]]
+        locks = lock_hosts(clients, connect, wait=5, forks=2, notice=lambda line: None)
+        try:
+            assert sorted(locks.held) == ["ws1", "ws2"], locks.errors
+            with pytest.raises(HostBusy):  # another run still finds both busy
+                take(connect(clients[1]))
+        finally:
+            locks.release()
+            for session in sessions:
+                session.close()
+    finally:
+        if lab.exists:
+            lab.down()

@@ -65,7 +65,7 @@ def test_a_waiting_run_says_who_it_waits_for_and_gets_the_lock_once_released(hom
     assert seen == ["pid 1 on a since t"]
     assert callable(outcome[0]), outcome
     outcome[0]()  # type: ignore[operator]
-    assert (home / ".provision" / "holder").read_text() == "pid 2 on b since t\n"
+    assert (home / ".provision" / "holder").read_text().endswith(" pid 2 on b since t\n")
 
 
 def test_a_holder_line_cannot_forge_output(home: Path) -> None:
@@ -128,7 +128,22 @@ def test_a_holder_file_that_is_a_link_or_a_fifo_neither_redirects_nor_hangs_a_ru
     holder.symlink_to(target)
     take(run="pid 2 on b since t")()
     assert target.read_text() == "kept\n"
-    assert not holder.is_symlink() and holder.read_text() == "pid 2 on b since t\n"
+    assert not holder.is_symlink() and holder.read_text().endswith(" pid 2 on b since t\n")
+
+
+def test_hosts_of_one_run_that_share_a_home_share_its_lock_and_do_not_wait_for_each_other(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host_lock, "lock_order", lambda host: host.name)
+    hosts = [SimpleNamespace(name=name) for name in ("ws1", "ws2")]  # one home on NFS, as both see it
+    locks = lock_hosts(hosts, lambda host: LocalSession(timeout=10), wait=1, forks=2,  # type: ignore[arg-type]
+                       notice=lambda line: None)
+    try:
+        assert sorted(locks.held) == ["ws1", "ws2"] and not locks.errors
+        with pytest.raises(HostBusy):
+            take()
+    finally:
+        locks.release()
+    take()()
 
 
 class ScriptedLocks:
@@ -141,7 +156,7 @@ class ScriptedLocks:
         self.events: list[str] = []
 
     def lock_host(self, session: SimpleNamespace, *, wait: float, run: str, on_wait: Callable[[str], None],
-                  on_removed: Callable[[str], None]) -> Callable[[], None]:
+                  on_removed: Callable[[str], None], run_id: str) -> Callable[[], None]:
         name = session.name
         if name in self.busy:
             if not wait:

@@ -495,6 +495,12 @@ class LoginStrategy(Protocol):
     def authenticate(self, transport: paramiko.Transport) -> None: ...
 
 
+#: Every Fabric setting our sessions use. The Config is lazy: no /etc/fabric.* or ~/.fabric.* file (YAML,
+#: JSON or Python) is read, so none can add key files, run commands under a PTY (which would echo sudo's
+#: password into the output), replace the login strategy (`authentication.strategy_class`) or load ssh_config.
+SESSION_CONFIG = {"load_ssh_configs": False, "run": {"hide": True, "warn": True}}
+
+
 class SSHSession(_SessionBase):
     """A Fabric connection with verified host keys, retries and privilege escalation.
 
@@ -529,7 +535,7 @@ class SSHSession(_SessionBase):
 
     def _single_connection(self, target: SSHTarget, gateway: fabric.Connection | None,
                            login: LoginStrategy | None) -> fabric.Connection:
-        config = fabric.Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+        config = fabric.Config(lazy=True, overrides=SESSION_CONFIG)
         connect_kwargs: dict[str, object] = {"banner_timeout": self.timeout, "auth_timeout": self.timeout}
         if login is not None:  # paramiko then runs the strategy alone: no key file, no agent, no other method
             connect_kwargs["auth_strategy"] = login
@@ -586,7 +592,11 @@ class SSHSession(_SessionBase):
 
     def _reconnect_if_lost(self) -> None:
         """Connect again after a lost connection, unless a lock (the host's, the staging directory's) went with it:
-        another run may have changed the host meanwhile, or removed the staging directory."""
+        another run may have changed the host meanwhile, or removed the staging directory. A holder that ended
+        on a live connection (its process killed on the host) released its lock as well: nothing more runs."""
+        if any(holder.ended() for holder in self._holders):
+            raise UnreachableError(f"{self.label}: the command holding this run's lock on the host (or on its "
+                                   "staging directory) ended before the run did: run again")
         if self.connection.is_connected:
             return
         if self._holders:
@@ -696,6 +706,10 @@ class _ChannelHolder:
             return self._output.readline()
         except (OSError, EOFError, paramiko.SSHException) as error:
             raise UnreachableError(f"{self._label}: connection lost ({_describe(error)})") from None
+
+    def ended(self) -> bool:
+        """Whether the remote command ended (or closed its output) while still held: its lock is gone."""
+        return self._channel.exit_status_ready() or self._channel.eof_received
 
     def release(self) -> None:
         self._released(self)

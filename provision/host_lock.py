@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import socket
 import time
@@ -33,11 +34,13 @@ from provision.remote import script
 DEFAULT_LOCK_WAIT = 600.0
 
 #: $1 seconds to wait (0: only try), $2 who this run is, $3 a random token that starts every status line
-#: (so no directory name can forge one). Removes stale staging directories (`TOKEN removed DIR`), then
-#: locks ~/.provision/lock: `TOKEN locked` (then holds it until stdin closes), `TOKEN busy HOLDER` while
-#: another run holds it, `TOKEN timeout` when it stayed busy, `TOKEN refused PATH` when the directory
-#: or the home above it could be changed by another account. A waiter whose run ended meanwhile (its
-#: connection gone) dies writing `locked` to the closed channel, which releases the lock at once.
+#: (so no directory name can forge one), $4 this run's random id. Removes stale staging directories
+#: (`TOKEN removed DIR`), then locks ~/.provision/lock: `TOKEN locked` (then holds it until stdin closes),
+#: `TOKEN busy HOLDER` while another run holds it (HOLDER: its id, then who it is, from `holder`, read only
+#: when a regular file), `TOKEN timeout` when it stayed busy, `TOKEN refused PATH` when the directory, the
+#: home above it or the lock file could be changed or opened by another account (else both are made
+#: private: 0700, 0600). A waiter whose run ended meanwhile (its connection gone) dies writing `locked` to
+#: the closed channel, which releases the lock at once.
 HOST_LOCK = STALE_STAGING_FUNCTION + """
 token=$3
 say() { printf '%s %s\\n' "$token" "$*"; }
@@ -47,20 +50,25 @@ umask 077
 [ -n "$HOME" ] && { [ -e "$dir" ] || [ -L "$dir" ] || mkdir -- "$dir" 2>/dev/null; }
 home_owner=$(stat -c %u -- "$HOME" 2>/dev/null)
 if [ -z "$HOME" ] || [ -L "$dir" ] || [ ! -d "$dir" ] || [ ! -O "$dir" ] || [ -L "$dir/lock" ] \\
+   || { [ -e "$dir/lock" ] && { [ ! -f "$dir/lock" ] || [ ! -O "$dir/lock" ]; }; } \\
    || { [ "$home_owner" != "$(id -u)" ] && [ "$home_owner" != 0 ]; } \\
-   || [ -n "$(find "$HOME" "$dir" -maxdepth 0 -perm /022)" ] || ! : >> "$dir/lock"; then
+   || [ -n "$(find "$HOME" "$dir" -maxdepth 0 -perm /022)" ] || ! : >> "$dir/lock" \\
+   || ! chmod 0700 -- "$dir" || ! chmod 0600 -- "$dir/lock"; then
   say refused "$dir"
   exit 0
 fi
 exec 9>> "$dir/lock"
 if ! flock -n -x 9; then
-  say busy "$(head -c 200 -- "$dir/holder" 2>/dev/null | tr -d '\\n')"
+  holder=
+  if [ -f "$dir/holder" ] && [ ! -L "$dir/holder" ]; then holder=$(head -c 200 -- "$dir/holder" 2>/dev/null); fi
+  say busy "$(printf '%s' "$holder" | tr -d '\\n')"
   if [ "$1" = 0 ] || ! flock -w "$1" -x 9; then
     say timeout
     exit 0
   fi
 fi
-printf '%s\\n' "$2" > "$dir/holder"
+rm -f -- "$dir/holder"
+(set -C; printf '%s %s\\n' "$4" "$2" > "$dir/holder") 2>/dev/null
 say locked
 exec cat > /dev/null
 """
@@ -80,14 +88,26 @@ def this_run() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
 
 
+#: What new_run_id() returns; a holder line without one is shown whole.
+RUN_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def new_run_id() -> str:
+    """A random id for one run, written beside its name in `holder`: a host whose lock file is one this run
+    already holds through another host (a home shared over NFS) is recognised, not waited for."""
+    return secrets.token_hex(8)
+
+
 def lock_host(session: Session, *, wait: float, run: str, on_wait: Callable[[str], None],
-              on_removed: Callable[[str], None]) -> Callable[[], None]:
+              on_removed: Callable[[str], None], run_id: str | None = None) -> Callable[[], None]:
     """Take the host's lock (waiting up to `wait` seconds, after `on_wait(holder)`); returns its release.
 
+    A lock held by `run_id` itself (another host of this run with the same home) counts as taken.
     Raises HostBusy when another run still holds it, ProvisionError when the lock's directory is unsafe.
     """
     token = secrets.token_hex(8)
-    holder = session.start_holder(script(HOST_LOCK, f"{wait:g}", run, token))
+    run_id = run_id or new_run_id()
+    holder = session.start_holder(script(HOST_LOCK, f"{wait:g}", run, token, run_id))
     busy: str | None = None
     try:
         while True:
@@ -102,7 +122,11 @@ def lock_host(session: Session, *, wait: float, run: str, on_wait: Callable[[str
             if status == "removed":
                 on_removed(one_line(detail))
             elif status == "busy":
-                busy = one_line(detail) or "unknown run"
+                holder_id, _, holder_name = detail.partition(" ")
+                if holder_id == run_id:
+                    holder.release()
+                    return lambda: None
+                busy = one_line(holder_name if RUN_ID.fullmatch(holder_id) else detail) or "unknown run"
                 if wait:
                     on_wait(busy)
             elif status == "locked":
@@ -149,7 +173,7 @@ def lock_hosts(hosts: Sequence[Host], connect: Callable[[Host], Session], *, wai
     the first busy one (in lock_order), wait for that one, then try those after it again. A run thus
     never waits while holding a later host, so two runs cannot wait for each other.
     """
-    run = this_run()
+    run, run_id = this_run(), new_run_id()
     locks = HostLocks()
     busy: set[str] = set()
     order = sorted(hosts, key=lock_order)
@@ -164,7 +188,7 @@ def lock_hosts(hosts: Sequence[Host], connect: Callable[[Host], Session], *, wai
 
         try:
             locks.held[host.name] = lock_host(connect(host), wait=seconds, run=run, on_wait=waiting,
-                                              on_removed=removed)
+                                              on_removed=removed, run_id=run_id)
         except HostBusy as error:
             if last:
                 locks.errors[host.name] = error

@@ -44,7 +44,9 @@ class Transport:
 def test_the_target_logs_in_with_the_strategy_alone_and_jump_hosts_with_their_keys(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / ".fabric.yml").write_text("forward_agent: true\n")  # a user's Fabric config forwards nothing
+    (tmp_path / ".fabric.yml").write_text(  # a user's Fabric config file is not read at all
+        "forward_agent: true\nrun: {pty: true}\nconnect_kwargs: {key_filename: [/keys/fabric]}\n"
+        "authentication: {strategy_class: fabric.auth.OpenSSHAuthStrategy}\n")
     jump = SSHTarget("10.0.0.1", 22, "admin", ("/keys/admin",))
     target = SSHTarget("10.0.0.2", 2222, "dvc", ("/keys/ignored",), (jump,))
     strategy = _PasswordOnly("dvc", PASSWORD)
@@ -54,6 +56,8 @@ def test_the_target_logs_in_with_the_strategy_alone_and_jump_hosts_with_their_ke
     assert not {"key_filename", "look_for_keys", "allow_agent", "password", "pkey"} & set(final.connect_kwargs)
     assert hop.connect_kwargs["key_filename"] == ["/keys/admin"] and "auth_strategy" not in hop.connect_kwargs
     assert not final.forward_agent and not hop.forward_agent
+    for connection in (final, hop):
+        assert not connection.config.run.pty and connection.authentication.strategy_class is None
     assert isinstance(final.client._policy, _RefuseUnknownHost) and isinstance(hop.client._policy, _RefuseUnknownHost)
 
 

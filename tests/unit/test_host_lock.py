@@ -65,7 +65,7 @@ def test_a_waiting_run_says_who_it_waits_for_and_gets_the_lock_once_released(hom
     assert seen == ["pid 1 on a since t"]
     assert callable(outcome[0]), outcome
     outcome[0]()  # type: ignore[operator]
-    assert (home / ".provision" / "holder").read_text() == "pid 2 on b since t\n"
+    assert (home / ".provision" / "holder").read_text().endswith(" pid 2 on b since t\n")
 
 
 def test_a_holder_line_cannot_forge_output(home: Path) -> None:
@@ -76,7 +76,8 @@ def test_a_holder_line_cannot_forge_output(home: Path) -> None:
     assert busy.value.holder == "pid 1 on a\\x1b[2J\\u202e since t"
 
 
-@pytest.mark.parametrize("damage", ["link", "lock link", "home writable", "directory writable", "foreign owner"])
+@pytest.mark.parametrize("damage", ["link", "lock link", "lock fifo", "lock of another account", "home writable",
+                                    "directory writable", "foreign owner"])
 def test_a_lock_directory_another_account_could_change_is_refused(home: Path, tmp_path: Path, damage: str) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -87,6 +88,11 @@ def test_a_lock_directory_another_account_could_change_is_refused(home: Path, tm
         directory.mkdir(mode=0o700)
     if damage == "lock link":
         (directory / "lock").symlink_to(elsewhere / "target")
+    if damage == "lock fifo":
+        os.mkfifo(directory / "lock")
+    if damage == "lock of another account":
+        (directory / "lock").touch(mode=0o600)
+        os.chown(directory / "lock", 65534, 65534)
     if damage == "home writable":
         home.chmod(0o777)
     if damage == "directory writable":
@@ -96,6 +102,48 @@ def test_a_lock_directory_another_account_could_change_is_refused(home: Path, tm
     with pytest.raises(ProvisionError, match=r"refusing to lock in .*/home/\.provision: it must be a directory"):
         take()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_lock_left_readable_by_others_is_made_private_before_it_is_taken(home: Path) -> None:
+    directory = home / ".provision"
+    directory.mkdir(mode=0o755)
+    (directory / "lock").touch(mode=0o644)
+    take()()
+    assert directory.stat().st_mode & 0o777 == 0o700
+    assert (directory / "lock").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_holder_file_that_is_a_link_or_a_fifo_neither_redirects_nor_hangs_a_run(home: Path, tmp_path: Path) -> None:
+    release = take(run="pid 1 on a since t")
+    holder = home / ".provision" / "holder"
+    holder.unlink()
+    os.mkfifo(holder)
+    with pytest.raises(HostBusy) as busy:
+        take()
+    assert busy.value.holder == "unknown run"
+    release()
+    target = tmp_path / "target"
+    target.write_text("kept\n")
+    holder.unlink()
+    holder.symlink_to(target)
+    take(run="pid 2 on b since t")()
+    assert target.read_text() == "kept\n"
+    assert not holder.is_symlink() and holder.read_text().endswith(" pid 2 on b since t\n")
+
+
+def test_hosts_of_one_run_that_share_a_home_share_its_lock_and_do_not_wait_for_each_other(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host_lock, "lock_order", lambda host: host.name)
+    hosts = [SimpleNamespace(name=name) for name in ("ws1", "ws2")]  # one home on NFS, as both see it
+    locks = lock_hosts(hosts, lambda host: LocalSession(timeout=10), wait=1, forks=2,  # type: ignore[arg-type]
+                       notice=lambda line: None)
+    try:
+        assert sorted(locks.held) == ["ws1", "ws2"] and not locks.errors
+        with pytest.raises(HostBusy):
+            take()
+    finally:
+        locks.release()
+    take()()
 
 
 class ScriptedLocks:
@@ -108,7 +156,7 @@ class ScriptedLocks:
         self.events: list[str] = []
 
     def lock_host(self, session: SimpleNamespace, *, wait: float, run: str, on_wait: Callable[[str], None],
-                  on_removed: Callable[[str], None]) -> Callable[[], None]:
+                  on_removed: Callable[[str], None], run_id: str) -> Callable[[], None]:
         name = session.name
         if name in self.busy:
             if not wait:

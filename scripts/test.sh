@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 venv=${PROVISION_VENV:-/var/lib/provision/venv}
 "$venv/bin/ruff" check provision tests bench
-exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# Two workers, a test file each (a file's lab fixtures stay in one process): the lab tests wait on sshd
+# and subprocesses about half the time, so the two cores are used in parallel.
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 --dist loadfile "$@"

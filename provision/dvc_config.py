@@ -33,6 +33,7 @@ def config_text(sections: Sections, comment: Sequence[str] = ()) -> str:
 def parse_config(text: str) -> ConfigObj:
     """`text` as DVC reads it; an error names the line, never its content (it may hold a password)."""
     try:
+        # str.splitlines, as configobj itself splits the file DVC reads: the same lines DVC sees.
         return ConfigObj(text.splitlines(), interpolation=False)
     except ConfigObjError as error:
         line = getattr(error, "line_number", None)

@@ -31,6 +31,12 @@ if [ -f "$1" ]; then cat -- "$1"; fi
 """
 
 
+def output_lines(text: str) -> tuple[str, ...]:
+    """A probe's non-empty output lines, split on newlines only, as the shell printed them: str.splitlines
+    would also split on form feeds, \x1c-\x1e and \u2028, which may stand inside a host's file names."""
+    return tuple(line for line in text.split("\n") if line)
+
+
 @dataclass(frozen=True)
 class KeyValues:
     """The `KEY VALUE` lines a probe or script prints, in order; a key may repeat (a line per file, per object)."""
@@ -39,7 +45,7 @@ class KeyValues:
 
     @classmethod
     def parse(cls, text: str) -> KeyValues:
-        split = (line.partition(" ") for line in text.splitlines())
+        split = (line.partition(" ") for line in output_lines(text))
         return cls(tuple((key, value) for key, _, value in split if key))
 
     def __iter__(self) -> Iterator[tuple[str, str]]:

@@ -20,7 +20,9 @@ import jinja2
 from provision.errors import ProvisionError
 from provision.paths import templates_dir
 
-_LINE_BREAKS = ("\n", "\r", "\0")
+#: NUL and every character that ends a line for str.splitlines, which configobj (DVC's config reader) uses:
+#: a value holding \f or \u2028 would become two lines of config.local when DVC reads it.
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029\0")
 
 
 class MultiLineValue(ProvisionError):
@@ -29,7 +31,7 @@ class MultiLineValue(ProvisionError):
 
 def one_line(value: str, what: str) -> str:
     """`value` unchanged, or MultiLineValue naming `what` when it holds a newline, CR or NUL."""
-    if any(c in value for c in _LINE_BREAKS):
+    if any(c in value for c in LINE_BREAKS):
         raise MultiLineValue(f"{what} holds a line break or NUL character; refusing to write it into a file")
     return value
 

@@ -22,7 +22,7 @@ from provision.audit.hosts import (
     site_cache_finding,
 )
 from provision.engine import Change, HostContext, Task
-from provision.facts import PATH_STATE, Fact, FileFact, FileState
+from provision.facts import PATH_STATE, Fact, FileFact, FileState, output_lines
 from provision.inventory import Host, Inventory
 from provision.known_hosts_file import known_hosts_name
 from provision.remote import BatchOutput, script
@@ -127,7 +127,7 @@ class WritableFact(Fact):
         return script(_WRITABLE, str(self.limit), *self.directories)
 
     def parse(self, output: BatchOutput) -> tuple[str, ...]:
-        return tuple(output.stdout.splitlines()) if output.rc == 0 else ()
+        return output_lines(output.stdout) if output.rc == 0 else ()
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class DropInsFact(Fact):
         return script(_DROP_INS, self.directory)
 
     def parse(self, output: BatchOutput) -> tuple[str, ...]:
-        return tuple(output.stdout.splitlines()) if output.rc == 0 else ()
+        return output_lines(output.stdout) if output.rc == 0 else ()
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from provision.errors import ProvisionError
 from provision.facts import Fact, LoginMethodsFact, PasswordLoginFact, PasswordLoginOutcome
 from provision.inventory import Host, Settings
 from provision.remote import BatchOutput, script
+from provision.render import LINE_BREAKS
 from provision.secrets import ALL_SCOPE, StoredSecret, generate_secret, secret_name, sibling_name
 from provision.secrets.inventory import SecretLookupForInventory
 
@@ -78,7 +79,7 @@ class PasswordHashFact(Fact):
 
 def check_password_value(password: str) -> None:
     """chpasswd and config.local both take one line: refuse line breaks and NUL before anything runs."""
-    if any(c in password for c in "\r\n\0"):
+    if any(c in password for c in LINE_BREAKS):
         raise ProvisionError("storage_password holds a line break or NUL, which chpasswd and config.local "
                              "cannot take: store another value (`provision secrets generate --force`)")
 

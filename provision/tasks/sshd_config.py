@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from provision.connection import STAGED_CONTENT, AccountLogin
 from provision.engine import Change, HostContext, Task
 from provision.errors import ProvisionError
-from provision.facts import Fact, FileFact, FileState, KeyValues, LoginMethodsFact
+from provision.facts import Fact, FileFact, FileState, KeyValues, LoginMethodsFact, output_lines
 from provision.inventory import Settings
 from provision.remote import BatchOutput, as_user, script
 from provision.render import render
@@ -190,7 +190,7 @@ class ReadableEntriesFact(Fact):
         return as_user(self.user, script(_READABLE_ENTRIES, self.directory, *self.leave_out))
 
     def parse(self, output: BatchOutput) -> tuple[str, ...] | None:
-        return tuple(output.stdout.splitlines()) if output.rc == 0 else None
+        return output_lines(output.stdout) if output.rc == 0 else None
 
 
 class SftpChrootEntries(Task):

@@ -7,7 +7,7 @@ import getpass
 import subprocess
 from pathlib import Path
 
-from provision.facts import Fact, KeyValues, UserGroupsFact
+from provision.facts import Fact, KeyValues, UserGroupsFact, output_lines
 from provision.remote import BatchOutput
 from provision.tasks.git_repo import BareRepoFact, BareRepoState
 from provision.tasks.host_info import SystemFact, SystemInfo
@@ -29,6 +29,13 @@ def test_key_values_keep_order_and_repeats_and_read_files_as_base64() -> None:
     assert "empty" in values and values.get("empty") == "" and "missing" not in values
     assert values.files("file") == {".dvc/config": "[core]\n    remote = data\n"}
     assert list(values)[:2] == [("dir", "repo"), ("object", "a1 yes")]
+
+
+def test_probe_lines_split_on_newlines_only() -> None:
+    """A host's file name may hold a form feed or \\x1c: it must not forge a line of its own."""
+    forged = "path /srv/a\x1cvenv 9.9\nguard-py \x0cabc\n"
+    assert KeyValues.parse(forged).pairs == (("path", "/srv/a\x1cvenv 9.9"), ("guard-py", "\x0cabc"))
+    assert output_lines("/etc/a\u2028b\n\n/etc/c\n") == ("/etc/a\u2028b", "/etc/c")
 
 
 def test_bare_repository_probe_tells_each_kind_of_path(tmp_path: Path) -> None:

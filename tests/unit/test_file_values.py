@@ -45,13 +45,20 @@ def test_plain_ipv6_scope_ids_load(tmp_path: Path, value: str) -> None:
     assert inventory.hosts["nas"].settings.storage_address == value
 
 
-@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\0b", "trailing\n"])
+@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\0b", "trailing\n", "a\fb", "a\vb", "a\x1cb", "a\x85b",
+                                 "a\u2028b", "a\u2029b"])
 def test_one_line_refuses_breaks_without_showing_the_value(bad: str) -> None:
     with pytest.raises(MultiLineValue) as caught:
         one_line(bad, "storage_password")
     assert "storage_password" in str(caught.value)
     assert bad.strip() not in str(caught.value)
     assert one_line("fine value", "x") == "fine value"
+
+
+def test_a_value_configobj_would_split_is_refused_before_it_reaches_config_local() -> None:
+    """DVC reads config.local with configobj, which splits on \\u2028 too: such a value could add a section."""
+    with pytest.raises(MultiLineValue):
+        config_text({'remote "storage"': {"password": 'x\u2028[remote "evil"]\u2028url = ssh://elsewhere/'}}, [])
 
 
 def test_every_template_value_is_checked() -> None:
